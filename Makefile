@@ -1,0 +1,35 @@
+# All set-up happens here: a fresh machine needs only python3 (>= 3.10) and make.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+TORCH   ?= torch==2.13.0
+STAMP   := $(VENV)/.installed
+
+.PHONY: install test test-slow demo lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# torch first, pinned to the local CPU wheel, so the project's `torch>=2.3` never pulls CUDA builds.
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest
+
+test-slow: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m slow
+
+demo: $(STAMP)
+	$(BIN)/rltr demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check rltr tests benchmarks
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,88 @@
+"""Family adapters and the loader that picks one for a model name or path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from rltr.backbones.base import Backbone, attention_bias, config_hash
+from rltr.backbones.gpt2 import GPT2Backbone
+from rltr.backbones.llama import LlamaBackbone
+
+ADAPTERS: dict[str, type[Backbone]] = {t: cls for cls in (GPT2Backbone, LlamaBackbone) for t in cls.model_types}
+
+
+class ModelLoadError(ValueError):
+    """A model name/path that cannot be loaded, or a family no adapter supports."""
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A built-in zoo name (``default``) -> its folder; an existing path -> itself; else a hub name."""
+    if not name_or_path or not str(name_or_path).strip():
+        raise ModelLoadError("model name is empty")
+    if os.path.isdir(name_or_path):
+        return str(Path(name_or_path))
+    from rltr import zoo
+
+    if name_or_path in zoo.ZOO:
+        return str(zoo.model_path(name_or_path))
+    return name_or_path
+
+
+def adapter_for(model) -> type[Backbone]:
+    model_type = getattr(model.config, "model_type", None)
+    if model_type not in ADAPTERS:
+        raise ModelLoadError(
+            f"model family {model_type!r} ({type(model).__name__}) has no adapter; supported: {sorted(ADAPTERS)}"
+        )
+    return ADAPTERS[model_type]
+
+
+def wrap(model, name: str = "") -> Backbone:
+    """Wrap an already-loaded HF causal LM in its family adapter (frozen, eval mode)."""
+    return adapter_for(model)(model, name=name)
+
+
+def load_backbone(
+    name_or_path: str,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    attn_implementation: str = "sdpa",
+) -> Backbone:
+    """Load a frozen backbone by built-in name, local path or hub name (``from_pretrained``).
+
+    Raises :class:`ModelLoadError` naming the value when it cannot be found or has no adapter.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    target = resolve_model(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(target)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(
+            f"cannot load model {name_or_path!r}: not a built-in model, not a local folder with a config.json, "
+            f"and not loadable from the Hugging Face hub or its cache ({type(e).__name__})"
+        ) from None
+    if config.model_type not in ADAPTERS:
+        raise ModelLoadError(f"model family {config.model_type!r} of {name_or_path!r} has no adapter; supported: {sorted(ADAPTERS)}")
+    model = AutoModelForCausalLM.from_pretrained(target, dtype=dtype or torch.float32, attn_implementation=attn_implementation)
+    if device is not None:
+        model = model.to(device)
+    return wrap(model, name=name_or_path)
+
+
+__all__ = [
+    "ADAPTERS",
+    "Backbone",
+    "GPT2Backbone",
+    "LlamaBackbone",
+    "ModelLoadError",
+    "attention_bias",
+    "config_hash",
+    "load_backbone",
+    "resolve_model",
+    "wrap",
+]

@@ -1,0 +1,198 @@
+"""The backbone contract: a frozen HF model run layer by layer on a :class:`~rltr.ops.TokenState`.
+
+A family adapter knows one model family's internals (embedding, blocks, attention projections, head)
+and nothing else. Everything that decides or changes tokens lives outside: ``decide`` callbacks
+(reducers) and :mod:`rltr.ops`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+from rltr.ops import TokenState, scatter_to_positions
+
+# decide(layer_index, state) -> new state, called before each decision layer runs.
+Decide = Callable[[int, TokenState], TokenState]
+
+_VOLATILE_CONFIG_KEYS = {"transformers_version", "_name_or_path", "torch_dtype", "dtype", "_attn_implementation"}
+
+
+def attention_bias(state: TokenState, causal: bool, dtype: torch.dtype) -> torch.Tensor:
+    """(B, 1, N, N) additive attention bias for the current tokens.
+
+    Dead keys are masked; in causal models a query at position p sees keys at positions <= p (by
+    *original* position). Proportional attention: live keys get ``log(size)``, so a token standing
+    for s originals weighs as much as s copies of itself (0 for unmerged tokens: identity is exact).
+    Dead query rows attend to themselves only, so no row is all-masked (no NaNs).
+    """
+    neg = torch.finfo(dtype).min
+    allowed = state.alive[:, None, :].expand(-1, state.alive.shape[1], -1)  # (B, Nq, Nk)
+    if causal:
+        allowed = allowed & (state.positions[:, None, :] <= state.positions[:, :, None])
+    eye = torch.eye(state.alive.shape[1], dtype=torch.bool, device=state.alive.device)
+    allowed = allowed | (eye & ~state.alive[:, :, None])
+    log_size = torch.log(state.sizes.clamp_min(1.0)).to(dtype)[:, None, :]  # (B, 1, Nk)
+    bias = torch.where(allowed, log_size, torch.full_like(log_size, neg).expand_as(allowed))
+    return bias[:, None]
+
+
+def config_hash(config) -> str:
+    """Short, stable hash of a model config (architecture and vocabulary; not paths or versions)."""
+    d = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
+    blob = json.dumps(d, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class Backbone:
+    """Frozen causal LM run layer by layer. Subclasses set ``family`` and implement the hooks.
+
+    Shapes: B batch, N current tokens, D hidden, H heads, V vocabulary.
+    """
+
+    family: str = ""
+    model_types: tuple[str, ...] = ()
+    causal: bool = True
+
+    def __init__(self, model: nn.Module, name: str = ""):
+        self.model = model.eval().requires_grad_(False)
+        self.config = model.config
+        self.name = name or getattr(self.config, "_name_or_path", "")
+
+    # ---- family hooks -------------------------------------------------------------------------
+    @property
+    def layers(self) -> nn.ModuleList:
+        raise NotImplementedError
+
+    def embed_tokens(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """(B, N) ids -> (B, N, D) hidden states entering layer 0."""
+        raise NotImplementedError
+
+    def _layer_forward(self, i: int, state: TokenState, bias: torch.Tensor) -> torch.Tensor:
+        """Run block ``i`` on ``state`` with the additive ``bias``; return (B, N, D)."""
+        raise NotImplementedError
+
+    def query_key(self, i: int, state: TokenState) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``i``'s queries and keys on ``state``: (B, H, N, d_head) each (kv heads repeated)."""
+        raise NotImplementedError
+
+    def final_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final norm: (B, N, D) -> (B, N, D)."""
+        raise NotImplementedError
+
+    @property
+    def lm_head(self) -> nn.Module:
+        raise NotImplementedError
+
+    def attn_scaling(self, i: int) -> float:
+        raise NotImplementedError
+
+    # ---- shared machinery -----------------------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.config)
+
+    @torch.no_grad()
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        protected: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> TokenState:
+        """Token state entering layer 0. Right padding expected (``attention_mask`` (B, N), 1 = real)."""
+        input_ids = input_ids.to(self.device)
+        b, n = input_ids.shape
+        alive = torch.ones(b, n, dtype=torch.bool, device=self.device) if attention_mask is None else attention_mask.to(self.device).bool()
+        positions = torch.arange(n, device=self.device).expand(b, n) if position_ids is None else position_ids.to(self.device)
+        hidden = self.embed_tokens(input_ids, positions)
+        return TokenState.from_hidden(hidden, alive=alive, positions=positions, protected=protected)
+
+    @torch.no_grad()
+    def run_layer(self, i: int, state: TokenState) -> TokenState:
+        bias = attention_bias(state, self.causal, self.dtype)
+        return state.with_hidden(self._layer_forward(i, state, bias))
+
+    @torch.no_grad()
+    def run(
+        self,
+        state: TokenState,
+        decide: Decide | None = None,
+        decision_layers: Iterable[int] = (),
+        on_layer: Callable[[int, TokenState], None] | None = None,
+    ) -> TokenState:
+        """Run every layer; call ``decide`` before each layer in ``decision_layers``.
+
+        ``on_layer(i, state)`` sees the state entering layer ``i`` (after any decision), e.g. to
+        record token counts for the compute model.
+        """
+        decision_layers = set(decision_layers)
+        bad = sorted(i for i in decision_layers if not 0 <= i < self.n_layers)
+        if bad:
+            raise ValueError(f"decision layers {bad} out of range for a {self.n_layers}-layer model")
+        for i in range(self.n_layers):
+            if decide is not None and i in decision_layers:
+                state = decide(i, state)
+            if on_layer is not None:
+                on_layer(i, state)
+            state = self.run_layer(i, state)
+        return state
+
+    @torch.no_grad()
+    def logits(self, state: TokenState, select: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N, V) logits for the current slots; with ``select`` (B, N bool) only those are computed
+        (the rest are 0), which is what the compute model counts for the LM head."""
+        hidden = self.final_hidden(state.hidden)
+        if select is None:
+            return self.lm_head(hidden)
+        out = hidden.new_zeros((*hidden.shape[:2], self.lm_head.out_features))
+        out[select] = self.lm_head(hidden[select])
+        return out
+
+    @torch.no_grad()
+    def attention(self, i: int, state: TokenState) -> torch.Tensor:
+        """(B, H, N, N) attention probabilities layer ``i`` would use on ``state``.
+
+        Computed on demand (one QK^T at this layer only), with the same masks and proportional
+        attention as the layer itself; no layer ever materialises attention maps otherwise.
+        """
+        q, k = self.query_key(i, state)
+        scores = (q @ k.transpose(-1, -2)).float() * self.attn_scaling(i)
+        scores = scores + attention_bias(state, self.causal, torch.float32)
+        return scores.softmax(dim=-1)
+
+    @torch.no_grad()
+    def keys(self, i: int, state: TokenState) -> torch.Tensor:
+        """(B, N, H * d_head) layer ``i``'s keys on ``state`` (ToMe matches tokens on these)."""
+        _, k = self.query_key(i, state)
+        return k.transpose(1, 2).flatten(2)
+
+    @torch.no_grad()
+    def forward_logits(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        protected: torch.Tensor | None = None,
+        decide: Decide | None = None,
+        decision_layers: Iterable[int] = (),
+    ) -> torch.Tensor:
+        """(B, N, V) logits at the *original* positions (0 where a token was reduced away)."""
+        state = self.embed(input_ids, attention_mask, protected=protected)
+        state = self.run(state, decide, decision_layers)
+        return scatter_to_positions(self.logits(state), state, input_ids.shape[1])

@@ -1,0 +1,43 @@
+"""GPT-2 family adapter (``GPT2LMHeadModel``): learned absolute positions, LayerNorm blocks."""
+
+from __future__ import annotations
+
+import torch
+
+from rltr.backbones.base import Backbone
+from rltr.ops import TokenState
+
+
+class GPT2Backbone(Backbone):
+    family = "gpt2"
+    model_types = ("gpt2",)
+
+    @property
+    def _tf(self):
+        return self.model.transformer
+
+    @property
+    def layers(self):
+        return self._tf.h
+
+    @property
+    def lm_head(self):
+        return self.model.lm_head
+
+    def embed_tokens(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self._tf.wte(input_ids) + self._tf.wpe(positions)
+
+    def _layer_forward(self, i: int, state: TokenState, bias: torch.Tensor) -> torch.Tensor:
+        return self.layers[i](state.hidden, attention_mask=bias)
+
+    def query_key(self, i: int, state: TokenState) -> tuple[torch.Tensor, torch.Tensor]:
+        block = self.layers[i]
+        q, k, _ = block.attn.c_attn(block.ln_1(state.hidden)).split(block.attn.split_size, dim=2)
+        shape = (*q.shape[:2], -1, block.attn.head_dim)
+        return q.view(shape).transpose(1, 2), k.view(shape).transpose(1, 2)
+
+    def attn_scaling(self, i: int) -> float:
+        return self.layers[i].attn.scaling
+
+    def final_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self._tf.ln_f(hidden)

@@ -1,0 +1,57 @@
+"""Llama-like family adapter (``LlamaForCausalLM``): rotary positions, RMSNorm, grouped KV heads.
+
+Reduced tokens keep their original position ids, so rotary phases never shift after a reduction.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
+
+from rltr.backbones.base import Backbone
+from rltr.ops import TokenState
+
+
+class LlamaBackbone(Backbone):
+    family = "llama"
+    model_types = ("llama",)
+
+    @property
+    def _base(self):
+        return self.model.model
+
+    @property
+    def layers(self):
+        return self._base.layers
+
+    @property
+    def lm_head(self):
+        return self.model.lm_head
+
+    def embed_tokens(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self._base.embed_tokens(input_ids)
+
+    def _rotary(self, state: TokenState) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._base.rotary_emb(state.hidden, position_ids=state.positions)
+
+    def _layer_forward(self, i: int, state: TokenState, bias: torch.Tensor) -> torch.Tensor:
+        return self.layers[i](
+            state.hidden, attention_mask=bias, position_ids=state.positions, position_embeddings=self._rotary(state)
+        )
+
+    def query_key(self, i: int, state: TokenState) -> tuple[torch.Tensor, torch.Tensor]:
+        layer = self.layers[i]
+        attn = layer.self_attn
+        x = layer.input_layernorm(state.hidden)
+        shape = (*x.shape[:2], -1, attn.head_dim)
+        q = attn.q_proj(x).view(shape).transpose(1, 2)
+        k = attn.k_proj(x).view(shape).transpose(1, 2)
+        cos, sin = self._rotary(state)
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        return q, repeat_kv(k, attn.num_key_value_groups)
+
+    def attn_scaling(self, i: int) -> float:
+        return self.layers[i].self_attn.scaling
+
+    def final_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self._base.norm(hidden)

@@ -1,0 +1,96 @@
+"""Analytic FLOPs of a forward pass from the real token count entering each layer.
+
+Counts matrix multiplies (2 FLOPs per multiply-add), the same convention as
+``torch.utils.flop_counter.FlopCounterMode``: QKV and output projections, attention scores (QK^T)
+and mixing (AV) over the dense N x N map the kernels compute, the MLP, and the LM head on the
+positions whose logits are used. Norms, softmax and activations are ignored (a few % at most).
+Token counts may be python ints or tensors of any shape (e.g. (B,) per example); results follow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """What the FLOPs model needs to know about an architecture."""
+
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    d_ff: int
+    mlp_matrices: int  # 2 for a plain MLP (up, down), 3 for a gated one (gate, up, down)
+    vocab_size: int
+
+    @classmethod
+    def from_config(cls, config) -> ArchSpec:
+        mt = config.model_type
+        if mt == "gpt2":
+            d = config.n_embd
+            return cls(config.n_layer, d, config.n_head, config.n_head, d // config.n_head, config.n_inner or 4 * d, 2, config.vocab_size)
+        if mt == "llama":
+            d = config.hidden_size
+            head_dim = getattr(config, "head_dim", None) or d // config.num_attention_heads
+            return cls(
+                config.num_hidden_layers, d, config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads,
+                head_dim, config.intermediate_size, 3, config.vocab_size,
+            )
+        raise ValueError(f"no FLOPs model for model_type {mt!r}; supported: ['gpt2', 'llama']")
+
+
+def layer_flops(spec: ArchSpec, n_tokens, n_keys=None):
+    """FLOPs of one block on ``n_tokens`` queries attending over ``n_keys`` keys (default: the same)."""
+    n_keys = n_tokens if n_keys is None else n_keys
+    d, hd = spec.d_model, spec.head_dim
+    q_width, kv_width = spec.n_heads * hd, spec.n_kv_heads * hd
+    proj = 2 * n_tokens * d * (q_width + 2 * kv_width) + 2 * n_tokens * q_width * d
+    attn = 2 * 2 * n_tokens * n_keys * q_width  # scores and mixing
+    mlp = 2 * n_tokens * d * spec.d_ff * spec.mlp_matrices
+    return proj + attn + mlp
+
+
+def head_flops(spec: ArchSpec, n_head_tokens):
+    return 2 * n_head_tokens * spec.d_model * spec.vocab_size
+
+
+def forward_flops(spec: ArchSpec, tokens_per_layer: Sequence, n_head_tokens=0, extra_flops=0):
+    """Total FLOPs given the tokens entering each layer (length ``n_layers``), plus the head and any
+    ``extra_flops`` (e.g. the router's own cost)."""
+    if len(tokens_per_layer) != spec.n_layers:
+        raise ValueError(f"tokens_per_layer has {len(tokens_per_layer)} entries for a {spec.n_layers}-layer model")
+    total = sum(layer_flops(spec, n) for n in tokens_per_layer)
+    return total + head_flops(spec, n_head_tokens) + extra_flops
+
+
+def compute_fraction(spec: ArchSpec, tokens_per_layer: Sequence, n_full, n_head_tokens=0, extra_flops=0):
+    """Reduced FLOPs / full FLOPs, where the full pass runs ``n_full`` tokens through every layer."""
+    full = forward_flops(spec, [n_full] * spec.n_layers, n_head_tokens)
+    reduced = forward_flops(spec, tokens_per_layer, n_head_tokens, extra_flops)
+    if isinstance(reduced, torch.Tensor) or isinstance(full, torch.Tensor):
+        return torch.as_tensor(reduced, dtype=torch.float64) / torch.as_tensor(full, dtype=torch.float64)
+    return reduced / full
+
+
+class TokenCounter:
+    """Records live tokens entering each layer, per example: pass ``record`` as ``Backbone.run``'s
+    ``on_layer``; ``counts`` is then (B, n_layers) long."""
+
+    def __init__(self, n_layers: int):
+        self.n_layers = n_layers
+        self._per_layer: dict[int, torch.Tensor] = {}
+
+    def record(self, layer: int, state) -> None:
+        self._per_layer[layer] = state.n_alive.detach().cpu()
+
+    @property
+    def counts(self) -> torch.Tensor:
+        missing = [i for i in range(self.n_layers) if i not in self._per_layer]
+        if missing:
+            raise RuntimeError(f"no token count recorded for layers {missing}")
+        return torch.stack([self._per_layer[i] for i in range(self.n_layers)], dim=1)

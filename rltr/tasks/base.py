@@ -1,0 +1,124 @@
+"""The task contract: seeded example generators with exact-match scoring.
+
+An example is one token sequence laid out as ``context | tail``. The context (positions
+``[0, context_len)``) is what reducers may shrink; the tail (question and teacher-forced answer) is
+protected. The answer is the last ``n_answer`` tokens; the logits at position ``p`` predict token
+``p + 1``, so the answer is scored from the logits at ``[len - n_answer - 1, len - 1)``. Greedy
+generation reproduces the answer exactly iff every teacher-forced prediction is right, so exact match
+on teacher-forced logits equals exact match of ``generate()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
+
+
+@dataclass
+class Example:
+    """One tokenized example (python lists; see the module docstring for the layout)."""
+
+    input_ids: list[int]
+    context_len: int
+    n_answer: int
+    relevant: list[int] = field(default_factory=list)  # context positions the answer depends on
+    protected: list[int] = field(default_factory=list)  # context positions never reduced (BOS, task tag)
+
+    def __post_init__(self) -> None:
+        n = len(self.input_ids)
+        if not 0 < self.context_len <= n - self.n_answer:
+            raise ValueError(f"context_len={self.context_len} must lie in (0, {n - self.n_answer}]")
+        if self.n_answer < 1:
+            raise ValueError(f"n_answer={self.n_answer} must be >= 1")
+        bad = [p for p in self.relevant + self.protected if not 0 <= p < self.context_len]
+        if bad:
+            raise ValueError(f"relevant/protected positions {bad} fall outside the context [0, {self.context_len})")
+
+    @property
+    def answer(self) -> list[int]:
+        return self.input_ids[-self.n_answer :]
+
+
+@dataclass
+class Batch:
+    """Right-padded tensors for a list of examples. Shapes: B examples, N = longest sequence."""
+
+    input_ids: torch.Tensor  # (B, N) long, pad_id past each sequence's end
+    attention_mask: torch.Tensor  # (B, N) bool, True on real tokens
+    context_len: torch.Tensor  # (B,) long
+    lengths: torch.Tensor  # (B,) long, real tokens per row
+    n_answer: torch.Tensor  # (B,) long
+    relevant: torch.Tensor  # (B, N) bool, context tokens the answer depends on
+    protected: torch.Tensor  # (B, N) bool: explicit protected positions, plus the whole tail
+
+    @property
+    def answer_mask(self) -> torch.Tensor:
+        """(B, N) bool: positions whose logits predict an answer token."""
+        idx = torch.arange(self.input_ids.shape[1], device=self.input_ids.device)
+        start = (self.lengths - self.n_answer - 1)[:, None]
+        return (idx >= start) & (idx < (self.lengths - 1)[:, None])
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(**{k: v.to(device) for k, v in self.__dict__.items()})
+
+
+def collate(examples: list[Example], pad_id: int) -> Batch:
+    """Pad a list of examples on the right into a :class:`Batch`."""
+    if not examples:
+        raise ValueError("cannot collate an empty list of examples")
+    b, n = len(examples), max(len(e.input_ids) for e in examples)
+    ids = torch.full((b, n), pad_id, dtype=torch.long)
+    relevant = torch.zeros(b, n, dtype=torch.bool)
+    protected = torch.zeros(b, n, dtype=torch.bool)
+    for i, e in enumerate(examples):
+        ids[i, : len(e.input_ids)] = torch.tensor(e.input_ids)
+        relevant[i, e.relevant] = True
+        protected[i, e.protected] = True
+        protected[i, e.context_len : len(e.input_ids)] = True
+    lengths = torch.tensor([len(e.input_ids) for e in examples])
+    return Batch(
+        input_ids=ids,
+        attention_mask=torch.arange(n)[None, :] < lengths[:, None],
+        context_len=torch.tensor([e.context_len for e in examples]),
+        lengths=lengths,
+        n_answer=torch.tensor([e.n_answer for e in examples]),
+        relevant=relevant,
+        protected=protected,
+    )
+
+
+def exact_match(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """(B,) float: 1.0 where the argmax at every answer position equals the answer token.
+
+    ``logits`` is (B, N, V) aligned with ``batch.input_ids`` (full length, original positions).
+    """
+    pred = logits[:, :-1].argmax(-1)  # (B, N-1): prediction for token p+1
+    target = batch.input_ids[:, 1:]
+    mask = batch.answer_mask[:, :-1]
+    wrong = (pred != target) & mask
+    return (~wrong.any(dim=1)).float()
+
+
+class Task:
+    """A seeded source of examples. Subclasses implement :meth:`sample` and set ``name``."""
+
+    name: str = ""
+    description: str = ""
+
+    def sample(self, rng: np.random.Generator) -> Example:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def examples(self, n: int, seed: int = 0, split: str = "test") -> list[Example]:
+        """``n`` examples, identical for the same (seed, split); splits never share a stream."""
+        if split not in SPLIT_IDS:
+            raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_IDS)}")
+        rng = np.random.default_rng([seed, SPLIT_IDS[split], _stable_hash(self.name)])
+        return [self.sample(rng) for _ in range(n)]
+
+
+def _stable_hash(text: str) -> int:
+    return sum((i + 1) * ord(c) for i, c in enumerate(text)) % (2**31)
