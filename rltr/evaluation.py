@@ -1,0 +1,120 @@
+"""One evaluation loop for every method: the same held-out examples, the same backbone code path,
+the same compute model. Heuristics and routers differ only in the reducer passed in."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from rltr.backbones import Backbone
+from rltr.compute import ArchSpec, TokenCounter, compute_fraction
+from rltr.ops import scatter_to_positions
+from rltr.reducers import Reducer, check_budget, get_reducer, make_decide
+from rltr.tasks import Task, collate, exact_match
+from rltr.tasks.vocab import PAD_ID, VOCAB_SIZE
+
+
+@dataclass
+class EvalResult:
+    task: str
+    method: str
+    budget: float | None  # None: the method's own choice (identity keeps everything)
+    accuracy: float
+    compute_fraction: float  # mean over examples of reduced / full FLOPs (analytic model)
+    kept_ratio: float  # mean fraction of original tokens alive after the last decision
+    latency_ms: float  # measured wall-clock per example (batched forward / batch size)
+    n_examples: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_task_fits(backbone: Backbone, task: Task) -> None:
+    vocab = getattr(backbone.config, "vocab_size", None)
+    if vocab != VOCAB_SIZE:
+        raise ValueError(
+            f"task {task.name!r} uses rltr's built-in vocabulary ({VOCAB_SIZE} words) but model "
+            f"{backbone.name!r} has vocab_size={vocab}; use a built-in model (rltr zoo list)"
+        )
+
+
+@torch.no_grad()
+def run_method(
+    backbone: Backbone,
+    task: Task,
+    reducer: Reducer,
+    budget: float | None,
+    *,
+    n_examples: int = 500,
+    seed: int = 0,
+    decision_layers: list[int] = (1,),
+    batch_size: int = 64,
+    progress: bool = False,
+) -> EvalResult:
+    """Accuracy, compute and latency of ``reducer`` at ``budget`` on ``n_examples`` held-out examples."""
+    budget = check_budget(budget)
+    examples = task.examples(n_examples, seed=seed, split="test")
+    spec = ArchSpec.from_config(backbone.config)
+    generator = torch.Generator().manual_seed(seed)
+    correct, fractions, kept, seconds = [], [], [], 0.0
+    batches = range(0, len(examples), batch_size)
+    for start in tqdm(batches, desc=f"{task.name}/{reducer.name}@{budget}", disable=not progress, leave=False):
+        batch = collate(examples[start : start + batch_size], PAD_ID).to(backbone.device)
+        counter = TokenCounter(backbone.n_layers)
+        decide = make_decide(reducer, backbone, list(decision_layers), budget, batch.relevant, generator)
+        t0 = time.perf_counter()
+        state = backbone.embed(batch.input_ids, batch.attention_mask, protected=batch.protected)
+        state = backbone.run(state, decide, decision_layers, on_layer=counter.record)
+        select = torch.gather(batch.answer_mask, 1, state.positions) & state.alive
+        logits = scatter_to_positions(backbone.logits(state, select), state, batch.input_ids.shape[1])
+        seconds += time.perf_counter() - t0
+        correct.append(exact_match(logits, batch).cpu())
+        counts = counter.counts  # (B, L)
+        frac = compute_fraction(spec, list(counts.T), batch.lengths.cpu(), n_head_tokens=batch.n_answer.cpu())
+        fractions.append(frac.float())
+        kept.append(state.n_alive.cpu().float() / batch.lengths.cpu().float())
+    n = len(examples)
+    return EvalResult(
+        task=task.name, method=reducer.name, budget=budget,
+        accuracy=float(torch.cat(correct).mean()), compute_fraction=float(torch.cat(fractions).mean()),
+        kept_ratio=float(torch.cat(kept).mean()), latency_ms=1000 * seconds / n, n_examples=n,
+    )
+
+
+def evaluate(
+    backbone: Backbone,
+    tasks: list[Task],
+    methods: list[str],
+    budgets: list[float],
+    progress: bool = True,
+    **kwargs,
+) -> list[EvalResult]:
+    """Every method at every budget on every task (identity once, at full budget)."""
+    budgets = [check_budget(b) for b in budgets]
+    reducers = [get_reducer(m) for m in methods]  # fail on a bad name before any work
+    for task in tasks:
+        check_task_fits(backbone, task)
+    results = []
+    for task in tasks:
+        for reducer in reducers:
+            for budget in [None] if reducer.name == "identity" else budgets:
+                results.append(run_method(backbone, task, reducer, budget, progress=progress, **kwargs))
+    return results
+
+
+def format_table(results: list[EvalResult]) -> str:
+    """A markdown table: task, method, budget, accuracy, compute fraction, tokens kept, latency."""
+    lines = [
+        "| task | method | budget | accuracy | compute fraction | tokens kept | latency ms/example |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        budget = "full" if r.budget is None else f"{r.budget:.2f}"
+        lines.append(
+            f"| {r.task} | {r.method} | {budget} | {r.accuracy:.3f} | {r.compute_fraction:.3f} | "
+            f"{r.kept_ratio:.3f} | {r.latency_ms:.2f} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""The reducer contract: look at the token state at a decision layer, return one action per token.
+
+Reducers never touch tensors of the token state; :func:`make_decide` turns a reducer's
+:class:`Decision` into a new state through :mod:`rltr.ops`. Heuristics and routers share this path.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from rltr.backbones.base import Backbone
+from rltr.ops import TokenState, apply_actions
+
+
+@dataclass
+class DecisionContext:
+    """What a reducer sees before decision layer ``layer``.
+
+    state:    token state entering the layer (B, N slots).
+    n_keep:   (B,) long, live tokens to keep after this decision (protected ones included), from the budget.
+    step:     index of this decision among the run's decision layers; ``n_steps`` of them in all.
+    relevant: (B, N) bool on the current slots, the tokens the answer depends on, when the task knows
+              them (only the oracle may read it).
+    """
+
+    backbone: Backbone
+    layer: int
+    state: TokenState
+    n_keep: torch.Tensor
+    step: int = 0
+    n_steps: int = 1
+    budget: float | None = None
+    relevant: torch.Tensor | None = None
+    generator: torch.Generator | None = None
+    _cache: dict = field(default_factory=dict)
+
+    def attention(self) -> torch.Tensor:
+        """(B, H, N, N) attention probabilities of this layer on the current tokens (computed once)."""
+        if "attention" not in self._cache:
+            self._cache["attention"] = self.backbone.attention(self.layer, self.state)
+        return self._cache["attention"]
+
+
+@dataclass
+class Decision:
+    """actions: (B, N) long KEEP/MERGE/DROP; merge_dst: optional (B, N) long destination slots (-1 = none)."""
+
+    actions: torch.Tensor
+    merge_dst: torch.Tensor | None = None
+    match: torch.Tensor | None = None  # (B, N, F) features to pick merge destinations by, when merge_dst is None
+
+
+class Reducer:
+    """A method that decides KEEP/MERGE/DROP per token. Subclasses set ``name`` and implement ``decide``."""
+
+    name: str = ""
+
+    def decide(self, ctx: DecisionContext) -> Decision:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def check_budget(budget: float | None) -> float | None:
+    """A budget is the fraction of tokens to keep, in (0, 1]; None means the reducer's own choice."""
+    if budget is None:
+        return None
+    if not isinstance(budget, (int, float)) or not 0 < float(budget) <= 1 or math.isnan(float(budget)):
+        raise ValueError(f"budget must be in (0, 1], got {budget!r}")
+    return float(budget)
+
+
+def target_counts(n_original: torch.Tensor, budget: float | None, step: int, n_steps: int) -> torch.Tensor:
+    """(B,) long tokens to keep after decision ``step`` of ``n_steps``: the budget is reached geometrically,
+    ``ceil(n_original * budget ** ((step + 1) / n_steps))``; everything when no budget is set."""
+    if budget is None:
+        return n_original.clone()
+    frac = budget ** ((step + 1) / n_steps)
+    return torch.ceil(n_original.double() * frac).long().clamp_min(1)
+
+
+def make_decide(
+    reducer: Reducer,
+    backbone: Backbone,
+    decision_layers: list[int],
+    budget: float | None = None,
+    relevant: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+):
+    """A ``decide(layer, state)`` callback for :meth:`Backbone.run` applying ``reducer`` at each layer.
+
+    ``relevant`` (B, N_original) bool is given on original positions and moved to the current slots.
+    """
+    budget = check_budget(budget)
+    layers = sorted(decision_layers)
+    n_original: list[torch.Tensor] = []
+
+    def decide(layer: int, state: TokenState) -> TokenState:
+        if not n_original:
+            n_original.append(state.n_alive)
+        step = layers.index(layer)
+        rel = None
+        if relevant is not None:
+            rel = torch.gather(relevant.to(state.alive.device), 1, state.positions) & state.alive
+        ctx = DecisionContext(
+            backbone=backbone, layer=layer, state=state, step=step, n_steps=len(layers), budget=budget,
+            n_keep=target_counts(n_original[0], budget, step, len(layers)), relevant=rel, generator=generator,
+        )
+        d = reducer.decide(ctx)
+        return apply_actions(state, d.actions, causal=backbone.causal, match=d.match, merge_dst=d.merge_dst)
+
+    return decide

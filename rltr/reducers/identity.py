@@ -1,0 +1,13 @@
+"""Identity: keep every token. The full model through the same code path as every reducer."""
+
+import torch
+
+from rltr.ops import Action
+from rltr.reducers.base import Decision, DecisionContext, Reducer
+
+
+class Identity(Reducer):
+    name = "identity"
+
+    def decide(self, ctx: DecisionContext) -> Decision:
+        return Decision(torch.full_like(ctx.state.positions, Action.KEEP))
