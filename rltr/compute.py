@@ -55,6 +55,12 @@ def layer_flops(spec: ArchSpec, n_tokens, n_keys=None):
     return proj + attn + mlp
 
 
+def attention_map_flops(spec: ArchSpec, n_tokens):
+    """Extra FLOPs of materialising one layer's attention map at a decision: Q and K projections and QK^T."""
+    q_width, k_width = spec.n_heads * spec.head_dim, spec.n_kv_heads * spec.head_dim
+    return 2 * n_tokens * spec.d_model * (q_width + k_width) + 2 * n_tokens * n_tokens * q_width
+
+
 def head_flops(spec: ArchSpec, n_head_tokens):
     return 2 * n_head_tokens * spec.d_model * spec.vocab_size
 

@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rltr.backbones import Backbone
-from rltr.compute import ArchSpec, TokenCounter, compute_fraction
+from rltr.compute import ArchSpec, TokenCounter, attention_map_flops, compute_fraction
 from rltr.ops import scatter_to_positions
 from rltr.reducers import Reducer, check_budget, get_reducer, make_decide
 from rltr.tasks import Task, collate, exact_match
@@ -52,6 +52,7 @@ def run_method(
     seed: int = 0,
     decision_layers: list[int] = (1,),
     batch_size: int = 64,
+    query_aware: bool = True,
     progress: bool = False,
 ) -> EvalResult:
     """Accuracy, compute and latency of ``reducer`` at ``budget`` on ``n_examples`` held-out examples."""
@@ -64,7 +65,10 @@ def run_method(
     for start in tqdm(batches, desc=f"{task.name}/{reducer.name}@{budget}", disable=not progress, leave=False):
         batch = collate(examples[start : start + batch_size], PAD_ID).to(backbone.device)
         counter = TokenCounter(backbone.n_layers)
-        decide = make_decide(reducer, backbone, list(decision_layers), budget, batch.relevant, generator)
+        decide = make_decide(
+            reducer, backbone, list(decision_layers), budget, batch.relevant, generator,
+            context_len=batch.context_len, query_aware=query_aware,
+        )
         t0 = time.perf_counter()
         state = backbone.embed(batch.input_ids, batch.attention_mask, protected=batch.protected)
         state = backbone.run(state, decide, decision_layers, on_layer=counter.record)
@@ -72,8 +76,9 @@ def run_method(
         logits = scatter_to_positions(backbone.logits(state, select), state, batch.input_ids.shape[1])
         seconds += time.perf_counter() - t0
         correct.append(exact_match(logits, batch).cpu())
-        counts = counter.counts  # (B, L)
-        frac = compute_fraction(spec, list(counts.T), batch.lengths.cpu(), n_head_tokens=batch.n_answer.cpu())
+        counts = counter.counts  # (B, L) live tokens entering each layer
+        extra = decision_overhead(reducer, spec, counts, batch.lengths.cpu(), decision_layers)
+        frac = compute_fraction(spec, list(counts.T), batch.lengths.cpu(), n_head_tokens=batch.n_answer.cpu(), extra_flops=extra)
         fractions.append(frac.float())
         kept.append(state.n_alive.cpu().float() / batch.lengths.cpu().float())
     n = len(examples)
@@ -82,6 +87,15 @@ def run_method(
         accuracy=float(torch.cat(correct).mean()), compute_fraction=float(torch.cat(fractions).mean()),
         kept_ratio=float(torch.cat(kept).mean()), latency_ms=1000 * seconds / n, n_examples=n,
     )
+
+
+def decision_overhead(reducer: Reducer, spec: ArchSpec, counts: torch.Tensor, lengths: torch.Tensor, decision_layers):
+    """(B,) extra FLOPs a reducer spends deciding: the attention map at each decision layer, on the
+    tokens present before that decision, for methods that read it."""
+    if not reducer.needs_attention:
+        return 0
+    before = torch.cat([lengths[:, None], counts[:, :-1]], dim=1)  # tokens entering the previous layer
+    return sum(attention_map_flops(spec, before[:, i]) for i in decision_layers)
 
 
 def evaluate(

@@ -175,22 +175,26 @@ def apply_actions(
     causal: bool = True,
     match: torch.Tensor | None = None,
     merge_dst: torch.Tensor | None = None,
+    dst_allowed: torch.Tensor | None = None,
 ) -> TokenState:
     """Apply one KEEP/MERGE/DROP per token (B, N long) and compact.
 
     Protected and padded slots are always kept. Merge destinations come from ``merge_dst`` (B, N long,
     -1 = none) when a reducer chose them (e.g. ToMe's matching), else from :func:`merge_targets` on
-    ``match`` features. A merging token with no admissible destination is kept, never lost silently.
+    ``match`` features; either way only kept slots in ``dst_allowed`` (B, N bool; default all) may
+    receive a merge (e.g. not the question tail). A merging token with no admissible destination is
+    kept, never lost silently.
     """
     actions = sanitize_actions(state, actions)
     merging = state.alive & (actions == Action.MERGE)
     dropping = state.alive & (actions == Action.DROP)
     kept = state.alive & (actions == Action.KEEP)
+    kept_as_dst = kept if dst_allowed is None else kept & dst_allowed
     if merging.any():
         if merge_dst is None:
-            dst = merge_targets(state, merging, kept, match=match, causal=causal)
+            dst = merge_targets(state, merging, kept_as_dst, match=match, causal=causal)
         else:
-            dst = _validate_dst(state, merging, kept, merge_dst.to(state.alive.device, torch.long), causal)
+            dst = _validate_dst(state, merging, kept_as_dst, merge_dst.to(state.alive.device, torch.long), causal)
         merging = merging & (dst >= 0)
         state = merge(state, merging, dst)
     return compact(drop(state, dropping))

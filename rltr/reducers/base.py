@@ -24,6 +24,10 @@ class DecisionContext:
     step:     index of this decision among the run's decision layers; ``n_steps`` of them in all.
     relevant: (B, N) bool on the current slots, the tokens the answer depends on, when the task knows
               them (only the oracle may read it).
+    tail:     (B, N) bool on the current slots, the question/answer tail (None: no tail).
+    query_aware: whether the tail may be looked at. When False (query-agnostic: the context is reduced
+              once, then any question is appended), reducers see the context rows only; in a causal
+              model context rows never depend on the tail, so this equals deciding before it exists.
     """
 
     backbone: Backbone
@@ -35,6 +39,8 @@ class DecisionContext:
     budget: float | None = None
     relevant: torch.Tensor | None = None
     generator: torch.Generator | None = None
+    tail: torch.Tensor | None = None
+    query_aware: bool = True
     _cache: dict = field(default_factory=dict)
 
     def attention(self) -> torch.Tensor:
@@ -42,6 +48,40 @@ class DecisionContext:
         if "attention" not in self._cache:
             self._cache["attention"] = self.backbone.attention(self.layer, self.state)
         return self._cache["attention"]
+
+    @property
+    def context(self) -> torch.Tensor:
+        """(B, N) bool: live slots outside the tail (what reducers may drop or merge, unless protected)."""
+        tail = torch.zeros_like(self.state.alive) if self.tail is None else self.tail
+        return self.state.alive & ~tail
+
+    def observers(self) -> torch.Tensor:
+        """(B, N) bool: rows whose attention a reducer may read (all live rows, or context rows only)."""
+        return self.state.alive if self.query_aware else self.context
+
+    def query_rows(self) -> torch.Tensor:
+        """(B, N) bool: the "query": the tail when query-aware (or the last live token if there is no
+        tail), else the last context token, the latest thing a query-agnostic method can see."""
+        if self.query_aware and self.tail is not None and self.tail.any():
+            return self.tail & self.state.alive
+        rows = self.context
+        return (rows.long().cumsum(1) == rows.sum(1, keepdim=True)) & rows  # last context slot per row
+
+    def attention_from_query(self) -> torch.Tensor:
+        """(B, N) float: attention each token receives from :meth:`query_rows`, mean over heads and rows."""
+        return self._attention_received_from("from_query", self.query_rows())
+
+    def attention_received(self) -> torch.Tensor:
+        """(B, N) float: attention each token receives from all :meth:`observers`, mean over heads and rows
+        (accumulated attention, as in H2O)."""
+        return self._attention_received_from("received", self.observers())
+
+    def _attention_received_from(self, key: str, rows: torch.Tensor) -> torch.Tensor:
+        if key not in self._cache:
+            att = self.attention().mean(dim=1)  # (B, Nq, Nk)
+            w = rows.float()
+            self._cache[key] = (att * w[:, :, None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0)
+        return self._cache[key]
 
 
 @dataclass
@@ -54,9 +94,14 @@ class Decision:
 
 
 class Reducer:
-    """A method that decides KEEP/MERGE/DROP per token. Subclasses set ``name`` and implement ``decide``."""
+    """A method that decides KEEP/MERGE/DROP per token. Subclasses set ``name`` and implement ``decide``.
+
+    ``needs_attention``: the method reads this layer's attention map, whose extra cost (one QK^T at the
+    decision layer) the compute model charges to it.
+    """
 
     name: str = ""
+    needs_attention: bool = False
 
     def decide(self, ctx: DecisionContext) -> Decision:  # pragma: no cover - interface
         raise NotImplementedError
@@ -90,10 +135,13 @@ def make_decide(
     budget: float | None = None,
     relevant: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    context_len: torch.Tensor | None = None,
+    query_aware: bool = True,
 ):
     """A ``decide(layer, state)`` callback for :meth:`Backbone.run` applying ``reducer`` at each layer.
 
-    ``relevant`` (B, N_original) bool is given on original positions and moved to the current slots.
+    ``relevant`` (B, N_original) bool is given on original positions and moved to the current slots;
+    ``context_len`` (B,) long marks where each row's tail starts (positions >= it are the tail).
     """
     budget = check_budget(budget)
     layers = sorted(decision_layers)
@@ -106,11 +154,15 @@ def make_decide(
         rel = None
         if relevant is not None:
             rel = torch.gather(relevant.to(state.alive.device), 1, state.positions) & state.alive
+        tail = None if context_len is None else (state.positions >= context_len.to(state.alive.device)[:, None]) & state.alive
         ctx = DecisionContext(
             backbone=backbone, layer=layer, state=state, step=step, n_steps=len(layers), budget=budget,
             n_keep=target_counts(n_original[0], budget, step, len(layers)), relevant=rel, generator=generator,
+            tail=tail, query_aware=query_aware,
         )
         d = reducer.decide(ctx)
-        return apply_actions(state, d.actions, causal=backbone.causal, match=d.match, merge_dst=d.merge_dst)
+        return apply_actions(
+            state, d.actions, causal=backbone.causal, match=d.match, merge_dst=d.merge_dst, dst_allowed=ctx.context
+        )
 
     return decide
