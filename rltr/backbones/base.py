@@ -105,6 +105,10 @@ class Backbone:
         return next(self.model.parameters()).dtype
 
     @property
+    def max_positions(self) -> int | None:
+        return getattr(self.config, "n_positions", None) or getattr(self.config, "max_position_embeddings", None)
+
+    @property
     def config_hash(self) -> str:
         return config_hash(self.config)
 
@@ -118,7 +122,11 @@ class Backbone:
     ) -> TokenState:
         """Token state entering layer 0. Right padding expected (``attention_mask`` (B, N), 1 = real)."""
         input_ids = input_ids.to(self.device)
+        if input_ids.ndim != 2 or input_ids.numel() == 0:
+            raise ValueError(f"input must be a non-empty (batch, tokens) tensor, got shape {tuple(input_ids.shape)}")
         b, n = input_ids.shape
+        if self.max_positions is not None and n > self.max_positions:
+            raise ValueError(f"input of {n} tokens is longer than {self.name or self.family}'s {self.max_positions} positions")
         alive = torch.ones(b, n, dtype=torch.bool, device=self.device) if attention_mask is None else attention_mask.to(self.device).bool()
         positions = torch.arange(n, device=self.device).expand(b, n) if position_ids is None else position_ids.to(self.device)
         hidden = self.embed_tokens(input_ids, positions)
@@ -149,6 +157,15 @@ class Backbone:
         for i in range(self.n_layers):
             if decide is not None and i in decision_layers:
                 state = decide(i, state)
+            if on_layer is not None:
+                on_layer(i, state)
+            state = self.run_layer(i, state)
+        return state
+
+    @torch.no_grad()
+    def run_layers(self, state: TokenState, start: int, stop: int, on_layer=None) -> TokenState:
+        """Run layers ``start .. stop-1`` with no decisions (the env steps between decision layers)."""
+        for i in range(start, stop):
             if on_layer is not None:
                 on_layer(i, state)
             state = self.run_layer(i, state)

@@ -41,6 +41,7 @@ class DecisionContext:
     generator: torch.Generator | None = None
     tail: torch.Tensor | None = None
     query_aware: bool = True
+    n_original: torch.Tensor | None = None  # (B,) long tokens per row before any reduction
     _cache: dict = field(default_factory=dict)
 
     def attention(self) -> torch.Tensor:
@@ -158,7 +159,7 @@ def make_decide(
         ctx = DecisionContext(
             backbone=backbone, layer=layer, state=state, step=step, n_steps=len(layers), budget=budget,
             n_keep=target_counts(n_original[0], budget, step, len(layers)), relevant=rel, generator=generator,
-            tail=tail, query_aware=query_aware,
+            tail=tail, query_aware=query_aware, n_original=n_original[0],
         )
         d = reducer.decide(ctx)
         return apply_actions(

@@ -1,0 +1,219 @@
+"""``rltr`` command line: one parser per subcommand.
+
+Every user error (bad model, task, method, budget, input) prints one line naming the value and exits
+with code 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+def _csv(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return items
+
+
+def _budgets(text: str) -> list[float]:
+    out = []
+    for item in _csv(text):
+        try:
+            value = float(item)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"budget {item!r} is not a number") from None
+        if not 0 < value <= 1:
+            raise argparse.ArgumentTypeError(f"budget {item} is outside (0, 1]")
+        out.append(value)
+    return out
+
+
+def _layers(text: str) -> list[int]:
+    try:
+        return sorted({int(t) for t in _csv(text)})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"decision layers must be integers, got {text!r}") from None
+
+
+def _model_tasks(model: str) -> list[str]:
+    """The tasks a built-in model (or a folder with rltr_zoo.json) was trained on."""
+    from rltr.backbones import resolve_model
+
+    meta = Path(resolve_model(model)) / "rltr_zoo.json"
+    if not meta.is_file():
+        raise ValueError(f"model {model!r} has no rltr_zoo.json naming its tasks; pass --task")
+    return list(json.loads(meta.read_text())["tasks"])
+
+
+# ---- evaluate ---------------------------------------------------------------------------------
+def add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="compare reducers on the same held-out examples",
+                       description="Run every method at every budget through one code path; print a table.")
+    p.add_argument("--model", default="default", help="built-in model name (rltr zoo list), local folder or hub name")
+    p.add_argument("--task", type=_csv, default=None, help="task name(s), comma-separated; default: the model's tasks")
+    p.add_argument("--methods", type=_csv, default=["identity", "random"], help="reducers, comma-separated")
+    p.add_argument("--budgets", type=_budgets, default=[0.5], help="fractions of tokens to keep, each in (0, 1]")
+    p.add_argument("--decision-layers", type=_layers, default=[1], help="layers before which reducers act")
+    p.add_argument("--n-examples", type=int, default=500, help="held-out examples per task")
+    p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass")
+    p.add_argument("--seed", type=int, default=0, help="seed of the examples and of random reducers")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--out", type=Path, default=None, help="folder for results.json, results.csv and report.md")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args) -> int:
+    from rltr.backbones import load_backbone
+    from rltr.evaluation import evaluate, format_table
+    from rltr.reports import write_report
+    from rltr.tasks import get_task
+
+    if args.n_examples < 1:
+        raise ValueError(f"--n-examples must be >= 1, got {args.n_examples}")
+    backbone = load_backbone(args.model, device=args.device)
+    tasks = [get_task(t) for t in (args.task or _model_tasks(args.model))]
+    results = evaluate(
+        backbone, tasks, args.methods, args.budgets, n_examples=args.n_examples, seed=args.seed,
+        decision_layers=args.decision_layers, batch_size=args.batch_size,
+    )
+    table = format_table(results)
+    print(f"model {args.model} ({backbone.family}, {backbone.n_layers} layers), decision layers {args.decision_layers}, "
+          f"{args.n_examples} held-out examples per task, seed {args.seed}")
+    print(table)
+    if args.out is not None:
+        write_report(results, args.out, header=vars(args))
+        print(f"wrote {args.out}/results.json, results.csv, report.md")
+    return 0
+
+
+# ---- train / export -----------------------------------------------------------------------------
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a token-reduction policy with PPO",
+                       description="YAML config < --set overrides; writes a run folder under runs/.")
+    p.add_argument("--config", type=Path, default=None, help="YAML experiment (e.g. configs/default.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set env.compute_weight=0.3 (repeatable; YAML values)")
+    p.add_argument("--resume", type=Path, default=None, help="continue RUN_DIR from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from rltr.config import load_config
+    from rltr.training import train
+
+    cfg = None if args.resume else load_config(args.config, args.overrides)
+    if args.resume and (args.config or args.overrides):
+        raise ValueError("--resume continues a run with its own config.yaml; drop --config/--set")
+    command = "rltr " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("rltr") else " ".join(sys.argv)
+    run_dir = train(cfg, command=command, resume=args.resume, progress=not args.no_progress)
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+def add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a run's policy as a router (config.json + model.safetensors)")
+    p.add_argument("run_dir", type=Path, help="a run folder written by rltr train")
+    p.add_argument("--out", type=Path, required=True, help="router folder to write, e.g. routers/default")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    from rltr.export import export_router
+
+    path = export_router(args.run_dir, args.out)
+    print(f"router written to {path}")
+    return 0
+
+
+# ---- zoo --------------------------------------------------------------------------------------
+def add_zoo(sub) -> None:
+    p = sub.add_parser("zoo", help="built-in frozen models: list them or rebuild one")
+    zsub = p.add_subparsers(dest="zoo_cmd", required=True)
+    ls = zsub.add_parser("list", help="built-in models with their measured full-token accuracy")
+    ls.set_defaults(func=cmd_zoo_list)
+    b = zsub.add_parser("build", help="train a built-in model from scratch (seeded, reproducible)")
+    b.add_argument("name", help="built-in model name")
+    b.add_argument("--out", type=Path, default=None, help="output folder (default: the package's own models folder)")
+    b.add_argument("--seed", type=int, default=None, help="override the spec's seed")
+    b.set_defaults(func=cmd_zoo_build)
+
+
+def cmd_zoo_list(args) -> int:
+    from rltr import zoo
+
+    for m in zoo.list_models():
+        print(f"{m['name']}: {m.get('description', '')}")
+        if not m.get("built", True):
+            print(f"  not built: run `rltr zoo build {m['name']}`")
+            continue
+        acc = m.get("accuracy", {})
+        print("  path: " + str(m.get("path", "")))
+        print("  full-token exact match: " + ", ".join(f"{t} {a:.1%}" for t, a in acc.items()))
+        if "build_seconds" in m:
+            print(f"  build time: {m['build_seconds']:.0f} s ({m.get('steps', '?')} steps)")
+        for t, g in m.get("gaps", {}).items():
+            print(f"  {t}: " + "; ".join(f"{k} {v}" for k, v in g.items()))
+    return 0
+
+
+def cmd_zoo_build(args) -> int:
+    from rltr import zoo
+
+    if args.name not in zoo.ZOO:
+        raise ValueError(f"unknown built-in model {args.name!r}; known: {', '.join(sorted(zoo.ZOO))}")
+    out = args.out or Path(zoo.__file__).parent / "models" / args.name
+    meta = zoo.build_model(args.name, out, seed=args.seed)
+    print(json.dumps(meta, indent=2))
+    return 0
+
+
+# ---- demo -------------------------------------------------------------------------------------
+def add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the main job on the built-in default model")
+    p.add_argument("--n-examples", type=int, default=300, help="held-out examples per task")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args) -> int:
+    t0 = time.perf_counter()
+    ns = argparse.Namespace(
+        model="default", task=None, methods=["identity", "random"], budgets=[0.5], decision_layers=[1],
+        n_examples=args.n_examples, batch_size=64, seed=0, device="cpu", out=None,
+    )
+    code = cmd_evaluate(ns)
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s")
+    return code
+
+
+# ---- entry point ------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rltr", description="RL-guided token reduction for frozen transformers.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_train(sub)
+    add_export(sub)
+    add_evaluate(sub)
+    add_zoo(sub)
+    add_demo(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"rltr {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

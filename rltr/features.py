@@ -1,0 +1,88 @@
+"""Per-token observations at a decision layer, shared by the env (training) and routers (inference).
+
+One function computes them from a :class:`~rltr.reducers.base.DecisionContext`, so a router sees at
+inference exactly what its policy saw in training. Shapes: B rows, N token slots, F features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:  # features are computed from a context; importing it here would be circular
+    from rltr.reducers.base import DecisionContext
+
+TOKEN_FEATURES = (
+    "valid",  # 1 on live slots (the rest is padding)
+    "attn_from_query",  # attention received from the query (x N: uniform = 1)
+    "attn_received",  # mean attention received from every visible row (x N)
+    "hidden_norm",  # hidden-state L2 norm / the row's mean norm
+    "nearest_sim",  # cosine similarity to the most similar other live token
+    "rel_position",  # original position / original length
+    "log_size",  # log of how many originals the token stands for
+    "protected",  # 1 if the token can never be removed
+)
+GLOBAL_FEATURES = ("layer_frac", "tokens_left", "step_frac", "budget")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which features a policy sees. ``n_hidden_proj`` > 0 appends that many dims of a fixed random
+    projection of the normalised hidden state (token content, seeded by ``proj_seed``)."""
+
+    n_hidden_proj: int = 16
+    proj_seed: int = 0
+
+    @property
+    def n_features(self) -> int:
+        return len(TOKEN_FEATURES) + len(GLOBAL_FEATURES) + self.n_hidden_proj
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "token_features": list(TOKEN_FEATURES), "global_features": list(GLOBAL_FEATURES)}
+
+    def projection(self, d_model: int, device) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.proj_seed)
+        return (torch.randn(d_model, self.n_hidden_proj, generator=g) / d_model**0.5).to(device)
+
+
+@torch.no_grad()
+def token_features(ctx: DecisionContext, spec: FeatureSpec, n_original: torch.Tensor) -> torch.Tensor:
+    """(B, N, F) float32 observations for every slot of ``ctx.state`` (zeros on dead slots).
+
+    ``n_original`` (B,) is each row's original token count. Tail slots are marked protected; in
+    query-agnostic mode nothing here reads the tail (the attention helpers hide its rows).
+    """
+    st = ctx.state
+    alive = st.alive
+    visible = ctx.observers()  # all live slots, or the context only when query-agnostic
+    n = visible.sum(1, keepdim=True).clamp_min(1).float()  # (B, 1)
+    h = st.hidden.float()
+    norm = h.norm(dim=-1)
+    mean_norm = (norm * visible).sum(1, keepdim=True) / n
+    unit = torch.nn.functional.normalize(h, dim=-1)
+    sim = unit @ unit.transpose(1, 2)
+    eye = torch.eye(sim.shape[-1], dtype=torch.bool, device=sim.device)
+    sim = sim.masked_fill(eye | ~visible[:, None, :], -1.0)
+    protected = st.protected | (ctx.tail if ctx.tail is not None else torch.zeros_like(alive))
+    cols = [
+        alive.float(),
+        ctx.attention_from_query() * n,
+        ctx.attention_received() * n,
+        norm / mean_norm.clamp_min(1e-6),
+        sim.max(-1).values.clamp_min(-1.0),
+        st.positions.float() / n_original[:, None].float(),
+        torch.log(st.sizes.clamp_min(1.0)),
+        protected.float(),
+    ]
+    b, slots = alive.shape
+    glob = torch.tensor(
+        [(ctx.layer + 1) / ctx.backbone.n_layers, 0.0, (ctx.step + 1) / ctx.n_steps, ctx.budget or 1.0], device=alive.device
+    ).expand(b, slots, -1).clone()
+    glob[..., 1] = (n / n_original[:, None].float()).expand(b, slots)
+    feats = [torch.stack(cols, dim=-1), glob]
+    if spec.n_hidden_proj:
+        feats.append(unit @ spec.projection(h.shape[-1], h.device) * h.shape[-1] ** 0.5)
+    out = torch.cat(feats, dim=-1)
+    return out * alive[..., None]

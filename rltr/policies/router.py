@@ -1,0 +1,80 @@
+"""Routers: exported learned policies. A folder with ``config.json`` + ``model.safetensors``; loading
+needs torch and safetensors only (no SB3, no pickle)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from rltr.features import FeatureSpec
+from rltr.ops import Action
+from rltr.policies.network import TokenActor
+
+FORMAT = "rltr-router"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format", "format_version", "features", "network", "decision_layers", "backbone", "actions")
+
+
+class RouterError(ValueError):
+    """A router folder that is missing, corrupt, or does not fit the model it is used with."""
+
+
+class Router(torch.nn.Module):
+    """A trained per-token policy plus everything needed to use it: feature spec, decision layers,
+    the backbone it was trained on (family + config hash), action semantics."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = config
+        self.features = FeatureSpec(**{k: config["features"][k] for k in ("n_hidden_proj", "proj_seed")})
+        self.actor = TokenActor(self.features.n_features, config["network"]["hidden"])
+
+    @property
+    def decision_layers(self) -> list[int]:
+        return list(self.config["decision_layers"])
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "config.json").write_text(json.dumps(self.config, indent=2))
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.actor.state_dict().items()}, path / "model.safetensors")
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> Router:
+        path = Path(path)
+        cfg_file, weights = path / "config.json", path / "model.safetensors"
+        if not cfg_file.is_file() or not weights.is_file():
+            raise RouterError(f"router {str(path)!r} needs config.json and model.safetensors; missing: "
+                              f"{[p.name for p in (cfg_file, weights) if not p.is_file()]}")
+        try:
+            config = json.loads(cfg_file.read_text())
+        except json.JSONDecodeError as e:
+            raise RouterError(f"router {str(path)!r}: config.json is not valid JSON ({e})") from None
+        missing = [k for k in REQUIRED_KEYS if k not in config]
+        if missing or config.get("format") != FORMAT:
+            raise RouterError(f"router {str(path)!r}: config.json is not an rltr router (missing {missing})")
+        if config["format_version"] > FORMAT_VERSION:
+            raise RouterError(f"router {str(path)!r} has format version {config['format_version']}; this rltr reads <= {FORMAT_VERSION}")
+        router = cls(config)
+        try:
+            router.actor.load_state_dict(load_file(weights))
+        except Exception as e:  # safetensors raises its own error types for corrupt files
+            raise RouterError(f"router {str(path)!r}: model.safetensors is unreadable or does not match config.json ({e})") from None
+        return router.to(device).eval()
+
+    def check_backbone(self, backbone) -> None:
+        want = self.config["backbone"]
+        if backbone.family != want["family"] or backbone.config_hash != want["config_hash"]:
+            raise RouterError(
+                f"router was trained on {want['family']} model {want.get('name')!r} (config hash {want['config_hash']}); "
+                f"got {backbone.family} model {backbone.name!r} (config hash {backbone.config_hash})"
+            )
+
+    @torch.no_grad()
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        """(B, N, F) observations -> (B, N, 3) action logits."""
+        return self.actor(obs.float())

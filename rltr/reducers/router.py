@@ -1,0 +1,44 @@
+"""A learned router as one more reducer: ``router:PATH`` loads an exported router folder.
+
+Deterministic (argmax). With a budget, the budget overrides the router's own keep count: tokens are
+kept in order of the router's KEEP log-probability until the budget is met; the rest follow the
+router's preference between MERGE and DROP.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rltr.features import token_features
+from rltr.ops import Action, keep_top_k
+from rltr.policies.router import Router
+from rltr.reducers.base import Decision, DecisionContext, Reducer
+
+
+class RouterReducer(Reducer):
+    name = "router"
+    needs_attention = True  # its features read the decision layer's attention map
+
+    def __init__(self, path: str = ""):
+        if not path:
+            raise ValueError("router needs a folder: use router:PATH, e.g. router:routers/default")
+        self.path = path
+        self.router = Router.from_pretrained(path)
+        self.query_aware = bool(self.router.config.get("query_aware", True))
+        self._checked: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"RouterReducer({self.path!r})"
+
+    def decide(self, ctx: DecisionContext) -> Decision:
+        if ctx.backbone.config_hash not in self._checked:
+            self.router.check_backbone(ctx.backbone)
+            self._checked.add(ctx.backbone.config_hash)
+        self.router.to(ctx.state.hidden.device)
+        obs = token_features(ctx, self.router.features, ctx.n_original)
+        logits = self.router.logits(obs)  # (B, N, 3)
+        if ctx.budget is None:
+            return Decision(logits.argmax(-1))
+        keep = keep_top_k(logits.log_softmax(-1)[..., Action.KEEP], ctx.state, ctx.n_keep) == Action.KEEP
+        removal = torch.where(logits[..., Action.MERGE] > logits[..., Action.DROP], Action.MERGE, Action.DROP)
+        return Decision(torch.where(keep, torch.full_like(removal, Action.KEEP), removal))

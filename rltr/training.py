@@ -1,0 +1,143 @@
+"""PPO training of a per-token reduction policy: run folders, imitation warm start, checkpoints, resume.
+
+A run folder ``runs/<task>__<name>__<seed>__<time>/`` holds ``config.yaml``, ``command.txt``,
+``meta.json`` (what export needs), ``tb/`` (TensorBoard), ``checkpoints/`` and ``final_model.zip``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+from stable_baselines3.common.vec_env import DummyVecEnv
+from tqdm.auto import tqdm
+
+from rltr.config import ConfigError, TrainConfig, from_dict
+from rltr.envs import make_env
+from rltr.policies.imitation import behaviour_clone, collect_demonstrations
+from rltr.policies.sb3_policy import TokenPolicy
+
+CKPT_PREFIX = "ppo"
+
+
+def env_kwargs(cfg: TrainConfig) -> dict:
+    e = cfg.env
+    return dict(model=e.model, task=e.task, task_kwargs=e.task_kwargs, device=e.device, n_hidden_proj=e.n_hidden_proj,
+                decision_layers=e.decision_layers, compute_weight=e.compute_weight, score=e.score,
+                query_aware=e.query_aware, budget=e.budget, max_tokens=e.max_tokens)
+
+
+def make_vec_env(cfg: TrainConfig) -> DummyVecEnv:
+    """``cfg.n_envs`` envs sharing one frozen backbone, each seeded differently."""
+    envs = DummyVecEnv([lambda: make_env(**env_kwargs(cfg)) for _ in range(cfg.n_envs)])
+    envs.seed(cfg.seed)
+    return envs
+
+
+class EpisodeStats(BaseCallback):
+    """Logs mean score, compute fraction and kept ratio of finished episodes; drives a tqdm bar."""
+
+    def __init__(self, total: int, progress: bool = True):
+        super().__init__()
+        self.total, self.progress = total, progress
+        self.recent: list[dict] = []
+
+    def _on_training_start(self) -> None:
+        self.bar = tqdm(total=self.total, initial=self.num_timesteps, desc="ppo", disable=not self.progress, unit="step")
+
+    def _on_step(self) -> bool:
+        for info, done in zip(self.locals["infos"], self.locals["dones"]):
+            if done and "score" in info:
+                self.recent = (self.recent + [info])[-200:]
+        self.bar.update(self.training_env.num_envs)
+        if self.recent and self.n_calls % 20 == 0:
+            s = {k: float(np.mean([i[k] for i in self.recent])) for k in ("score", "compute_fraction", "kept_ratio")}
+            for k, v in s.items():
+                self.logger.record(f"rollout/{k}", v)
+            self.bar.set_postfix(score=f"{s['score']:.3f}", compute=f"{s['compute_fraction']:.3f}")
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
+def new_run_dir(cfg: TrainConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(cfg.runs_dir) / f"{cfg.env.task}__{cfg.name}__{cfg.seed}__{stamp}"
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = list((run_dir / "checkpoints").glob(f"{CKPT_PREFIX}_*_steps.zip"))
+    if not ckpts:
+        return None
+    return max(ckpts, key=lambda p: int(re.search(r"_(\d+)_steps", p.name).group(1)))
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    cfg_file = Path(run_dir) / "config.yaml"
+    if not cfg_file.is_file():
+        raise ConfigError(f"{str(run_dir)!r} is not a run folder (no config.yaml)")
+    return from_dict(TrainConfig, yaml.safe_load(cfg_file.read_text()))
+
+
+def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None, progress: bool = True) -> Path:
+    """Train (or, with ``resume``, continue a run with its own config) and return the run folder."""
+    if resume is not None:
+        run_dir = Path(resume)
+        cfg = load_run_config(run_dir)
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise ConfigError(f"run {str(run_dir)!r} has no checkpoint to resume from")
+    else:
+        run_dir = new_run_dir(cfg)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        (run_dir / "command.txt").write_text(command + "\n")
+    torch.manual_seed(cfg.seed)
+    vec = make_vec_env(cfg)
+    env0 = vec.envs[0]
+    _write_meta(run_dir, cfg, env0)
+    if resume is not None:
+        model = PPO.load(ckpt, env=vec, device="cpu", tensorboard_log=str(run_dir / "tb"))
+    else:
+        ppo_kwargs = {"n_steps": 128, "batch_size": 64, "n_epochs": 4, "gamma": 1.0, "learning_rate": 3e-4, **cfg.ppo}
+        model = PPO(TokenPolicy, vec, policy_kwargs={"hidden": cfg.policy.hidden}, seed=cfg.seed, device="cpu",
+                    tensorboard_log=str(run_dir / "tb"), verbose=0, **ppo_kwargs)
+        if cfg.imitation.enabled:
+            im = cfg.imitation
+            demo_env = make_env(**env_kwargs(cfg))
+            obs, acts = collect_demonstrations(demo_env, im.reducer, im.budget, im.n_episodes, seed=cfg.seed + 10_000,
+                                               progress=progress)
+            stats = behaviour_clone(model.policy.actor, obs, acts, im.epochs, im.lr, im.batch_size, cfg.seed, progress)
+            (run_dir / "imitation.json").write_text(json.dumps(stats, indent=2))
+    remaining = cfg.total_timesteps - model.num_timesteps
+    callbacks = CallbackList([
+        CheckpointCallback(max(cfg.checkpoint_every // cfg.n_envs, 1), str(run_dir / "checkpoints"), CKPT_PREFIX),
+        EpisodeStats(cfg.total_timesteps, progress),
+    ])
+    if remaining > 0:
+        model.learn(remaining, callback=callbacks, reset_num_timesteps=resume is None, tb_log_name="ppo")
+    model.save(run_dir / "final_model.zip")
+    return run_dir
+
+
+def _write_meta(run_dir: Path, cfg: TrainConfig, env) -> None:
+    bb = env.backbone
+    meta = {
+        "backbone": {"family": bb.family, "config_hash": bb.config_hash, "name": cfg.env.model},
+        "features": env.features.to_dict(),
+        "decision_layers": env.decision_layers,
+        "query_aware": env.query_aware,
+        "hidden": cfg.policy.hidden,
+        "task": cfg.env.task,
+        "compute_weight": cfg.env.compute_weight,
+    }
+    (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))

@@ -1,0 +1,110 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from rltr.backbones import wrap
+from rltr.envs import TokenReductionEnv
+from rltr.ops import Action
+from rltr.tasks import get_task
+from rltr.tasks.vocab import VOCAB_SIZE
+from tests.conftest import tiny_gpt2
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    model = tiny_gpt2(n_layer=3, vocab=VOCAB_SIZE)
+    model.config.n_positions = 256
+    model.transformer.wpe = torch.nn.Embedding(256, 64)
+    return wrap(model)
+
+
+def make(backbone, **kw):
+    return TokenReductionEnv(backbone, get_task("retrieval"), max_tokens=160, **kw)
+
+
+def test_gymnasium_env_checker(backbone):
+    from gymnasium.utils.env_checker import check_env
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(make(backbone, decision_layers=[1, 2]), skip_render_check=True)
+    # the only warning: no EnvSpec when the env is built directly rather than via gymnasium.make
+    assert not [w for w in caught if "spec" not in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_sb3_env_checker(backbone):
+    from stable_baselines3.common.env_checker import check_env
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(make(backbone), warn=True)
+    # explained: observations are (tokens, features) on purpose; TokenPolicy consumes them per token
+    assert all("unconventional shape" in str(w.message) for w in caught), [str(w.message) for w in caught]
+
+
+def test_same_seed_same_episode(backbone):
+    a, b = make(backbone), make(backbone)
+    oa, _ = a.reset(seed=5)
+    ob, _ = b.reset(seed=5)
+    assert np.array_equal(oa, ob)
+    act = a.action_space.sample()
+    ra, rb = a.step(act), b.step(act)
+    assert ra[1] == rb[1] and ra[4] == rb[4]
+    oc, _ = a.reset(seed=6)
+    assert not np.array_equal(oa, oc)
+
+
+def test_episode_reward_parts_and_kept_tokens(backbone):
+    env = make(backbone, decision_layers=[1, 2], compute_weight=0.3)
+    obs, _ = env.reset(seed=0)
+    n_live = int(obs[:, 0].sum())
+    drop_all = np.full(160, Action.DROP)
+    obs, r, term, trunc, info = env.step(drop_all)
+    assert not term and r == 0.0
+    obs, r, term, trunc, info = env.step(drop_all)
+    assert term and not trunc
+    assert r == pytest.approx(info["score"] - 0.3 * info["compute_fraction"])
+    n_tail = int(env.batch.protected[0].sum())
+    assert info["tokens_per_layer"] == [n_live, n_tail, n_tail]  # only protected tokens survive
+    assert 0 < info["compute_fraction"] < 1
+
+
+def test_keep_all_costs_full_compute_plus_decision_overhead(backbone):
+    env = make(backbone)
+    env.reset(seed=1)
+    _, _, _, _, info = env.step(np.full(160, Action.KEEP))
+    assert info["kept_ratio"] == 1.0 and 1.0 < info["compute_fraction"] < 1.1
+
+
+def test_budget_is_enforced_on_the_policy(backbone):
+    env = make(backbone, budget=0.25)
+    obs, _ = env.reset(seed=2)
+    n = int(obs[:, 0].sum())
+    _, _, _, _, info = env.step(np.full(160, Action.KEEP))
+    assert info["tokens_per_layer"][-1] == int(np.ceil(n * 0.25))
+
+
+def test_query_agnostic_observation_ignores_the_question(backbone):
+    env = make(backbone, query_aware=False)
+    obs, _ = env.reset(seed=3)
+    ids = env.batch.input_ids.clone()
+    ctx_len = int(env.batch.context_len[0])
+    n_ctx = ctx_len
+    other = make(backbone, query_aware=False)
+    other.reset(seed=3)
+    ids[0, ctx_len + 1] = (ids[0, ctx_len + 1] + 1) % VOCAB_SIZE  # a different question token
+    state = backbone.embed(ids, env.batch.attention_mask, protected=env.batch.protected)
+    other.state = backbone.run_layers(state, 0, 1)
+    other._ctx = other._context()
+    assert np.allclose(other._observation()[:n_ctx], obs[:n_ctx], atol=1e-5)
+
+
+def test_bad_env_settings_are_clear_errors(backbone):
+    with pytest.raises(ValueError, match="decision_layers"):
+        make(backbone, decision_layers=[7])
+    with pytest.raises(ValueError, match="score"):
+        make(backbone, score="bleu")
+    with pytest.raises(ValueError, match="budget"):
+        make(backbone, budget=1.5)
