@@ -64,8 +64,10 @@ def add_evaluate(sub) -> None:
     p.add_argument("--n-examples", type=int, default=500, help="held-out examples per task")
     p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass")
     p.add_argument("--seed", type=int, default=0, help="seed of the examples and of random reducers")
+    p.add_argument("--query-agnostic", action="store_true",
+                   help="decide on the context alone (the question is appended afterwards), not query-aware")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--out", type=Path, default=None, help="folder for results.json, results.csv and report.md")
+    p.add_argument("--out", type=Path, default=None, help="folder for results.json, results.csv, report.md, pareto.png")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -81,15 +83,16 @@ def cmd_evaluate(args) -> int:
     tasks = [get_task(t) for t in (args.task or _model_tasks(args.model))]
     results = evaluate(
         backbone, tasks, args.methods, args.budgets, n_examples=args.n_examples, seed=args.seed,
-        decision_layers=args.decision_layers, batch_size=args.batch_size,
+        decision_layers=args.decision_layers, batch_size=args.batch_size, query_aware=not args.query_agnostic,
     )
     table = format_table(results)
-    print(f"model {args.model} ({backbone.family}, {backbone.n_layers} layers), decision layers {args.decision_layers}, "
-          f"{args.n_examples} held-out examples per task, seed {args.seed}")
+    mode = "query-agnostic" if args.query_agnostic else "query-aware"
+    print(f"model {args.model} ({backbone.family}, {backbone.n_layers} layers), {mode}, decision layers "
+          f"{args.decision_layers}, {args.n_examples} held-out examples per task, seed {args.seed}")
     print(table)
     if args.out is not None:
         write_report(results, args.out, header=vars(args))
-        print(f"wrote {args.out}/results.json, results.csv, report.md")
+        print(f"wrote {args.out}/results.json, results.csv, report.md, pareto.png")
     return 0
 
 
@@ -186,7 +189,7 @@ def cmd_demo(args) -> int:
     t0 = time.perf_counter()
     ns = argparse.Namespace(
         model="default", task=None, methods=["identity", "random"], budgets=[0.5], decision_layers=[1],
-        n_examples=args.n_examples, batch_size=64, seed=0, device="cpu", out=None,
+        n_examples=args.n_examples, batch_size=64, seed=0, device="cpu", out=None, query_agnostic=False,
     )
     code = cmd_evaluate(ns)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s")

@@ -27,6 +27,7 @@ class EvalResult:
     kept_ratio: float  # mean fraction of original tokens alive after the last decision
     latency_ms: float  # measured wall-clock per example (batched forward / batch size)
     n_examples: int
+    query_aware: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,7 +86,7 @@ def run_method(
     return EvalResult(
         task=task.name, method=reducer.name, budget=budget,
         accuracy=float(torch.cat(correct).mean()), compute_fraction=float(torch.cat(fractions).mean()),
-        kept_ratio=float(torch.cat(kept).mean()), latency_ms=1000 * seconds / n, n_examples=n,
+        kept_ratio=float(torch.cat(kept).mean()), latency_ms=1000 * seconds / n, n_examples=n, query_aware=query_aware,
     )
 
 

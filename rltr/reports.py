@@ -1,4 +1,4 @@
-"""Evaluation outputs on disk: results.json, results.csv and report.md in one folder."""
+"""Evaluation outputs on disk: results.json, results.csv, report.md and pareto.png in one folder."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from rltr.evaluation import EvalResult, format_table
+from rltr.plots import pareto_plot
 
 
 def write_report(results: list[EvalResult], out: Path, header: dict | None = None) -> None:
@@ -22,4 +23,6 @@ def write_report(results: list[EvalResult], out: Path, header: dict | None = Non
     lines = ["# rltr evaluation", ""]
     lines += [f"- {k}: {v}" for k, v in settings.items()]
     lines += ["", format_table(results), ""]
+    lines += ["![accuracy vs compute](pareto.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
+    pareto_plot(results, out / "pareto.png", title=str(settings.get("model", "")))

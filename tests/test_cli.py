@@ -37,7 +37,7 @@ def test_evaluate_prints_table_and_writes_reports(model_dir, tmp_path, capsys):
                          "--budgets", "0.5", "--n-examples", "4", "--out", str(tmp_path / "rep")], capsys)
     assert code == 0
     assert "| retrieval | identity | full |" in out and "| retrieval | random | 0.50 |" in out
-    assert {p.name for p in (tmp_path / "rep").iterdir()} == {"results.json", "results.csv", "report.md"}
+    assert {p.name for p in (tmp_path / "rep").iterdir()} == {"results.json", "results.csv", "report.md", "pareto.png"}
 
 
 @pytest.mark.parametrize(
