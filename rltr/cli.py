@@ -178,22 +178,46 @@ def cmd_zoo_build(args) -> int:
     return 0
 
 
-# ---- demo -------------------------------------------------------------------------------------
+# ---- demo ----------------------------------------------------------------------------------------
+DEMO_METHODS = ["oracle", "tome", "attn_topk", "h2o", "norm", "window", "random"]
+
+
 def add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="the main job on the built-in default model")
+    p = sub.add_parser("demo", help="the main job: train, export and evaluate routers on the built-in default model",
+                       description="For each config (query-aware, query-agnostic): train a router, export it, and "
+                                   "compare it with every heuristic on the same held-out examples.")
+    p.add_argument("--configs", type=_csv, default=["configs/default.yaml", "configs/agnostic.yaml"],
+                   help="training configs, comma-separated")
     p.add_argument("--n-examples", type=int, default=300, help="held-out examples per task")
+    p.add_argument("--budgets", type=_budgets, default=[0.1, 0.25, 0.5], help="budgets for the comparison")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of every config (e.g. total_timesteps=2000 for a quick run)")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args) -> int:
-    t0 = time.perf_counter()
-    ns = argparse.Namespace(
-        model="default", task=None, methods=["identity", "random"], budgets=[0.5], decision_layers=[1],
-        n_examples=args.n_examples, batch_size=64, seed=0, device="cpu", out=None, query_agnostic=False,
-    )
-    code = cmd_evaluate(ns)
-    print(f"demo finished in {time.perf_counter() - t0:.0f} s")
-    return code
+    from rltr.config import load_config
+    from rltr.export import export_router
+    from rltr.training import train
+
+    t_start = time.perf_counter()
+    for config in args.configs:
+        t0 = time.perf_counter()
+        cfg = load_config(config, args.overrides)
+        print(f"== {config}: training on {cfg.env.model}/{cfg.env.task}, "
+              f"{'query-aware' if cfg.env.query_aware else 'query-agnostic'}, {cfg.total_timesteps} steps")
+        run_dir = train(cfg, command=f"rltr demo ({config})")
+        router = export_router(run_dir, Path("routers") / cfg.name)
+        t_train = time.perf_counter() - t0
+        ns = argparse.Namespace(
+            model=cfg.env.model, task=[cfg.env.task], methods=[f"router:{router}", *DEMO_METHODS], budgets=args.budgets,
+            decision_layers=cfg.env.decision_layers, n_examples=args.n_examples, batch_size=64, seed=0, device="cpu",
+            out=Path("reports") / cfg.name, query_agnostic=not cfg.env.query_aware,
+        )
+        cmd_evaluate(ns)
+        print(f"{config}: trained + exported in {t_train:.0f} s, total {time.perf_counter() - t0:.0f} s\n")
+    print(f"demo finished in {time.perf_counter() - t_start:.0f} s")
+    return 0
 
 
 # ---- entry point ------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ class EnvConfig:
     compute_weight: float = _f(0.5, "reward = score - compute_weight * compute_fraction")
     score: str = _f("accuracy", "accuracy (exact match) or loglik (exp mean log-prob of the answer: denser)")
     query_aware: bool = _f(True, "decide with the question in view (True) or on the context alone (False)")
-    budget: typing.Optional[float] = _f(None, "token keep fraction enforced on the policy, in (0, 1]; null: policy decides")
+    budget: float | None = _f(None, "token keep fraction enforced on the policy, in (0, 1]; null: policy decides")
     max_tokens: int = _f(192, "observation slots (>= the longest example)")
     n_hidden_proj: int = _f(16, "dims of a fixed random projection of hidden states added to token features")
     device: str = _f("cpu", "device of the frozen backbone")
@@ -49,7 +49,7 @@ class PolicyConfig:
 class ImitationConfig:
     enabled: bool = _f(True, "behaviour-clone a heuristic before PPO")
     reducer: str = _f("attn_topk", "the heuristic to imitate (a reducer name)")
-    budget: typing.Optional[float] = _f(0.25, "budget the heuristic runs at while demonstrating")
+    budget: float | None = _f(0.25, "budget the heuristic runs at while demonstrating")
     n_episodes: int = _f(512, "demonstration episodes")
     epochs: int = _f(10, "passes over the demonstrations")
     lr: float = _f(3e-3, "Adam learning rate for cloning")

@@ -39,7 +39,7 @@ class TokenReductionEnv(gym.Env):
         query_aware: bool = True,
         budget: float | None = None,
         max_tokens: int = 192,
-        features: FeatureSpec = FeatureSpec(),
+        features: FeatureSpec | None = None,
         split: str = "train",
     ):
         super().__init__()
@@ -50,9 +50,10 @@ class TokenReductionEnv(gym.Env):
             raise ValueError(f"decision_layers {list(decision_layers)} must be non-empty and within 0..{backbone.n_layers - 1}")
         self.backbone, self.task, self.decision_layers = backbone, task, layers
         self.compute_weight, self.score, self.query_aware = float(compute_weight), score, query_aware
-        self.budget, self.max_tokens, self.features, self.split = check_budget(budget), max_tokens, features, split
+        self.budget, self.max_tokens, self.split = check_budget(budget), max_tokens, split
+        self.features = features or FeatureSpec()
         self.arch = ArchSpec.from_config(backbone.config)  # (self.spec is gymnasium's EnvSpec)
-        self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, shape=(max_tokens, features.n_features), dtype=np.float32)
+        self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, shape=(max_tokens, self.features.n_features), dtype=np.float32)
         self.action_space = spaces.MultiDiscrete([N_ACTIONS] * max_tokens)
         self._rng = np.random.default_rng()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rltr.ops import Action, N_ACTIONS
+from rltr.ops import N_ACTIONS, Action
 
 
 def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

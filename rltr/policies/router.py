@@ -10,7 +10,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rltr.features import FeatureSpec
-from rltr.ops import Action
 from rltr.policies.network import TokenActor
 
 FORMAT = "rltr-router"
