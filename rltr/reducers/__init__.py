@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from rltr.reducers.attn_topk import AttnTopK
 from rltr.reducers.base import Decision, DecisionContext, Reducer, check_budget, make_decide, target_counts
+from rltr.reducers.h2o import HeavyHitters
 from rltr.reducers.identity import Identity
+from rltr.reducers.norm import Norm
+from rltr.reducers.oracle import Oracle
 from rltr.reducers.random import RandomDrop
+from rltr.reducers.router import RouterReducer
+from rltr.reducers.tome import ToMe
+from rltr.reducers.window import Window
 
-REDUCERS: dict[str, type[Reducer]] = {cls.name: cls for cls in (Identity, RandomDrop)}
+REDUCERS: dict[str, type[Reducer]] = {
+    cls.name: cls for cls in (Identity, RandomDrop, Oracle, ToMe, AttnTopK, HeavyHitters, Norm, Window, RouterReducer)
+}
 
 
 def get_reducer(spec: str) -> Reducer:
@@ -14,7 +23,13 @@ def get_reducer(spec: str) -> Reducer:
     name, _, arg = spec.partition(":")
     if name not in REDUCERS:
         raise ValueError(f"unknown method {spec!r}; known methods: {', '.join(sorted(REDUCERS))}")
-    return REDUCERS[name](arg) if arg else REDUCERS[name]()
+    cls = REDUCERS[name]
+    if not arg:
+        return cls()
+    try:
+        return cls(arg)
+    except TypeError:
+        raise ValueError(f"method {name!r} takes no option, got {spec!r}") from None
 
 
 __all__ = [

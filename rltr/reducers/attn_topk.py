@@ -1,0 +1,49 @@
+"""Attention top-k (EViT / FastV): keep the tokens the query attends to most, drop (or merge) the rest.
+
+``attn_topk``: keep the top ``n_keep`` tokens by :meth:`DecisionContext.attention_from_query` (attention
+received from the question tail when query-aware, else from the last context token), drop the rest.
+``attn_topk:merge``: EViT's "fuse the inattentive tokens" within our ops: each inattentive token is
+MERGED into its most similar kept context token (ops' default destination, by hidden state) instead of
+dropped. In a causal model a token with no later kept context token has nowhere to go and is dropped,
+so the budget is still met exactly.
+"""
+
+import torch
+
+from rltr.ops import Action, keep_top_k
+from rltr.reducers.base import Decision, DecisionContext, Reducer
+
+OPTIONS = ("drop", "merge")
+
+
+class AttnTopK(Reducer):
+    name = "attn_topk"
+    needs_attention = True
+
+    def __init__(self, arg: str = "drop") -> None:
+        if arg not in OPTIONS:
+            raise ValueError(f"attn_topk option {arg!r} is not one of {', '.join(OPTIONS)}")
+        self.merge = arg == "merge"
+
+    def decide(self, ctx: DecisionContext) -> Decision:
+        state = ctx.state
+        scores = ctx.attention_from_query().float()  # (B, N)
+        scores = scores.masked_fill(state.alive & ~ctx.context, float("inf"))  # the tail always stays
+        actions = keep_top_k(scores, state, ctx.n_keep)  # (B, N) KEEP / DROP
+        if self.merge:
+            actions = torch.where(_has_destination(ctx, actions == Action.KEEP), Action.MERGE, actions)
+        return Decision(actions)
+
+    def __repr__(self) -> str:
+        return f"AttnTopK({'merge' if self.merge else 'drop'})"
+
+
+def _has_destination(ctx: DecisionContext, kept: torch.Tensor) -> torch.Tensor:
+    """(B, N) bool: unkept context tokens that some kept context token may absorb (a later one if causal)."""
+    state = ctx.state
+    dst = kept & ctx.context  # (B, N) admissible destinations
+    src = ctx.context & ~kept & ~state.protected
+    if not ctx.backbone.causal:
+        return src & dst.any(1, keepdim=True)
+    dst_pos = torch.where(dst, state.positions, torch.full_like(state.positions, -1))
+    return src & (state.positions < dst_pos.max(1, keepdim=True).values)

@@ -1,0 +1,24 @@
+"""Built-in synthetic tasks: a registry of :class:`~rltr.tasks.base.Task` classes.
+
+``get_task("retrieval", context_len=128)`` builds one; every example starts ``<bos> <task-tag>``.
+"""
+
+from __future__ import annotations
+
+from rltr.tasks.base import Batch, Example, Task, collate, exact_match
+from rltr.tasks.majority import Majority
+from rltr.tasks.multihop import Multihop
+from rltr.tasks.retrieval import Retrieval
+from rltr.tasks.selective_copy import SelectiveCopy
+
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop)}
+
+
+def get_task(name: str, **kwargs) -> Task:
+    """An instance of the task registered as ``name`` (ValueError naming the known ones otherwise)."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[name](**kwargs)
+
+
+__all__ = ["TASKS", "Batch", "Example", "Task", "collate", "exact_match", "get_task"]

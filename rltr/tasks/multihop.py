@@ -1,0 +1,38 @@
+"""Two-hop lookup: fused edges ``n3n7`` (x -> y) among filler; ``<sep> x`` asks for z in x -> y -> z."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rltr.tasks.base import Example, Task
+from rltr.tasks.vocab import N_NODES, SEP_ID, scatter_in_filler, word_to_id
+
+
+class Multihop(Task):
+    """Context: ``<bos> <multihop>`` + ``n_edges`` edge tokens ``n{x}n{y}`` over nodes ``n0..n{n_nodes-1}``
+    with distinct sources among filler (``context_len`` tokens); the chain x -> y -> z is among them (in either order). Tail:
+    ``<sep> n{x} n{z}``; the answer is ``n{z}`` (1 token). ``relevant`` = both edges on the chain: the
+    second edge only matters once the first has been read, so early-layer attention cannot see it."""
+
+    name = "multihop"
+    description = "edges x->y among filler; answer the two-hop target of the queried node"
+
+    def __init__(self, context_len: int = 128, n_edges: int = 6, n_nodes: int = 8) -> None:
+        if not 3 <= n_nodes <= N_NODES:
+            raise ValueError(f"n_nodes={n_nodes} must lie in [3, {N_NODES}]")
+        if not 2 <= n_edges <= min(n_nodes, context_len - 2):
+            raise ValueError(f"n_edges={n_edges} must lie in [2, {min(n_nodes, context_len - 2)}]")
+        self.context_len, self.n_edges, self.n_nodes = context_len, n_edges, n_nodes
+
+    def sample(self, rng: np.random.Generator) -> Example:
+        x, y, z = (int(v) for v in rng.choice(self.n_nodes, size=3, replace=False))
+        others = rng.permutation([n for n in range(self.n_nodes) if n not in (x, y)])[: self.n_edges - 2]
+        sources = [x, y] + [int(s) for s in others]
+        targets = [y, z] + [int(t) for t in rng.integers(self.n_nodes - 1, size=len(others))]
+        targets[2:] = [t + (t >= s) for s, t in zip(sources[2:], targets[2:])]  # no self-loops
+        order = rng.permutation(self.n_edges)
+        edges = [word_to_id[f"n{sources[i]}n{targets[i]}"] for i in order]
+        context, positions = scatter_in_filler(rng, "<multihop>", edges, self.context_len)
+        chain = sorted(positions[int(np.flatnonzero(order == i)[0])] for i in (0, 1))
+        tail = [SEP_ID, word_to_id[f"n{x}"], word_to_id[f"n{z}"]]
+        return Example(context + tail, self.context_len, 1, relevant=chain, protected=[0, 1])

@@ -1,0 +1,138 @@
+"""Train a built-in model from its :class:`~rltr.zoo.registry.ZooSpec` and save an ordinary HF folder."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rltr.tasks import Batch, Task, collate, exact_match, get_task
+from rltr.tasks.vocab import BOS_ID, PAD_ID, SEP_ID, VOCAB_SIZE, build_tokenizer
+from rltr.zoo.registry import ZOO, ZooSpec
+
+FORMAT_VERSION = 1
+
+
+@torch.no_grad()
+def evaluate_full(model, tokenizer_or_pad_id, task: Task, n: int = 1000, seed: int = 0,
+                  split: str = "test", batch_size: int = 128) -> float:  # fmt: skip
+    """Exact-match accuracy of ``model`` with all tokens on ``n`` examples of ``task`` (plain forward)."""
+    pad_id = getattr(tokenizer_or_pad_id, "pad_token_id", tokenizer_or_pad_id)
+    examples = task.examples(n, seed=seed, split=split)
+    was_training, hits = model.training, 0.0
+    model.eval()
+    for i in range(0, n, batch_size):
+        batch = collate(examples[i : i + batch_size], pad_id).to(model.device)
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long()).logits
+        hits += exact_match(logits, batch).sum().item()
+    model.train(was_training)
+    return hits / n
+
+
+def answer_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Cross-entropy on the answer tokens only; each example weighs the same. logits: (B, N, V)."""
+    mask = batch.answer_mask[:, :-1]  # (B, N-1): logits at p predict token p + 1
+    ce = F.cross_entropy(logits[:, :-1].transpose(1, 2), batch.input_ids[:, 1:], reduction="none")
+    return ((ce * mask).sum(1) / batch.n_answer).mean()
+
+
+def _tasks(spec: ZooSpec, context_len: int) -> list[Task]:
+    return [get_task(t, context_len=context_len, **spec.task_kwargs.get(t, {})) for t in spec.tasks]
+
+
+def _new_model(spec: ZooSpec):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=VOCAB_SIZE, n_positions=spec.n_positions, n_embd=spec.n_embd, n_layer=spec.n_layer,
+        n_head=spec.n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        bos_token_id=BOS_ID, eos_token_id=SEP_ID, pad_token_id=PAD_ID,
+    )  # fmt: skip
+    return GPT2LMHeadModel(config)
+
+
+def build_spec(spec: ZooSpec, out_dir: str | Path, *, seed: int | None = None, progress: bool = True) -> dict:
+    """Train ``spec`` (seeded), save the HF folder + ``rltr_zoo.json`` to ``out_dir``, return the metadata."""
+    import transformers
+    from tqdm.auto import tqdm
+
+    seed = spec.seed if seed is None else seed
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    model = _new_model(spec)
+    rngs = [np.random.default_rng([seed, 0, 1000 + i]) for i in range(len(spec.tasks))]
+    per_task = spec.batch_size // len(spec.tasks)
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, betas=(0.9, 0.98), weight_decay=spec.weight_decay)
+
+    def lr_factor(step: int) -> float:
+        if step < spec.warmup_steps:
+            return (step + 1) / spec.warmup_steps
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * step / spec.max_steps))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    lengths = [*spec.curriculum, spec.context_len]
+    stage, tasks, val_acc, step, stage_steps = 0, _tasks(spec, lengths[0]), {}, 0, [0]
+    bar = tqdm(range(spec.max_steps), desc=f"zoo {spec.name}", disable=not progress)
+    model.train()
+    for step in bar:
+        batch = collate([t.sample(r) for t, r in zip(tasks, rngs) for _ in range(per_task)], PAD_ID)
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long()).logits
+        loss = answer_loss(logits, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if (step + 1) % spec.eval_every == 0:
+            val_acc = {t.name: evaluate_full(model, PAD_ID, t, spec.n_val, seed, "validation") for t in tasks}
+            bar.set_postfix(loss=f"{loss.item():.3f}", len=lengths[stage], **{k: f"{v:.3f}" for k, v in val_acc.items()})
+            if stage == len(lengths) - 1 and min(val_acc.values()) >= spec.target_accuracy:
+                break
+            done = min(val_acc.values()) >= spec.stage_accuracy or step + 1 - stage_steps[-1] >= spec.stage_max_steps
+            if stage < len(lengths) - 1 and done:
+                stage, tasks = stage + 1, _tasks(spec, lengths[stage + 1])
+                stage_steps.append(step + 1)
+        elif step % 10 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}", len=lengths[stage])
+    bar.close()
+    model.eval()
+    full_tasks = _tasks(spec, spec.context_len)
+    accuracy = {t.name: evaluate_full(model, PAD_ID, t, spec.n_eval, seed, "test") for t in full_tasks}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "name": spec.name,
+        "description": spec.description,
+        "tasks": list(spec.tasks),
+        "context_len": spec.context_len,
+        "accuracy": accuracy,
+        "n_eval": spec.n_eval,
+        "eval_split": "test",
+        "eval_seed": seed,
+        "validation_accuracy": val_acc,
+        "steps": step + 1,
+        "stage_steps": stage_steps,  # steps at which each curriculum length started
+        "seed": seed,
+        "build_seconds": round(time.perf_counter() - start, 1),
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "spec": spec.to_dict(),
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    build_tokenizer().save_pretrained(out)
+    (out / "rltr_zoo.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def build_model(name: str, out_dir: str | Path, *, seed: int | None = None, progress: bool = True) -> dict:
+    """Build the registered model ``name`` into ``out_dir``; returns its ``rltr_zoo.json`` metadata."""
+    if name not in ZOO:
+        raise ValueError(f"unknown zoo model {name!r}; known models: {', '.join(sorted(ZOO))}")
+    return build_spec(ZOO[name], out_dir, seed=seed, progress=progress)
