@@ -22,9 +22,12 @@ def _csv(text: str) -> list[str]:
     return items
 
 
-def _budgets(text: str) -> list[float]:
+def _budgets(text: str) -> list[float | None]:
     out = []
     for item in _csv(text):
+        if item.lower() == "none":
+            out.append(None)  # the method's own choice (a router's argmax, the oracle's relevant set)
+            continue
         try:
             value = float(item)
         except ValueError:
@@ -59,7 +62,7 @@ def add_evaluate(sub) -> None:
     p.add_argument("--model", default="default", help="built-in model name (rltr zoo list), local folder or hub name")
     p.add_argument("--task", type=_csv, default=None, help="task name(s), comma-separated; default: the model's tasks")
     p.add_argument("--methods", type=_csv, default=["identity", "random"], help="reducers, comma-separated")
-    p.add_argument("--budgets", type=_budgets, default=[0.5], help="fractions of tokens to keep, each in (0, 1]")
+    p.add_argument("--budgets", type=_budgets, default=[0.5], help="fractions of tokens to keep, each in (0, 1]; 'none' = the method's own choice")
     p.add_argument("--decision-layers", type=_layers, default=[1], help="layers before which reducers act")
     p.add_argument("--n-examples", type=int, default=500, help="held-out examples per task")
     p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass")
@@ -84,6 +87,7 @@ def cmd_evaluate(args) -> int:
     results = evaluate(
         backbone, tasks, args.methods, args.budgets, n_examples=args.n_examples, seed=args.seed,
         decision_layers=args.decision_layers, batch_size=args.batch_size, query_aware=not args.query_agnostic,
+        progress=sys.stderr.isatty(),
     )
     table = format_table(results)
     mode = "query-agnostic" if args.query_agnostic else "query-aware"
@@ -147,6 +151,10 @@ def add_zoo(sub) -> None:
     b.add_argument("--out", type=Path, default=None, help="output folder (default: the package's own models folder)")
     b.add_argument("--seed", type=int, default=None, help="override the spec's seed")
     b.set_defaults(func=cmd_zoo_build)
+    g = zsub.add_parser("gaps", help="measure oracle vs random accuracy per task and decision layer; store it")
+    g.add_argument("name", help="built-in model name")
+    g.add_argument("--n-examples", type=int, default=300, help="held-out examples per task and layer")
+    g.set_defaults(func=cmd_zoo_gaps)
 
 
 def cmd_zoo_list(args) -> int:
@@ -162,8 +170,19 @@ def cmd_zoo_list(args) -> int:
         print("  full-token exact match: " + ", ".join(f"{t} {a:.1%}" for t, a in acc.items()))
         if "build_seconds" in m:
             print(f"  build time: {m['build_seconds']:.0f} s ({m.get('steps', '?')} steps)")
+        if m.get("gaps"):
+            print(f"  token choice matters ({m.get('gaps_note', '')}):")
         for t, g in m.get("gaps", {}).items():
-            print(f"  {t}: " + "; ".join(f"{k} {v}" for k, v in g.items()))
+            cells = "; ".join(f"{k}: oracle {v['oracle']:.1%} vs random {v['random']:.1%}" for k, v in g.items())
+            print(f"    {t}: {cells}")
+    return 0
+
+
+def cmd_zoo_gaps(args) -> int:
+    from rltr.zoo.gaps import record_gaps
+
+    gaps = record_gaps(args.name, args.n_examples)
+    print(json.dumps(gaps, indent=2))
     return 0
 
 

@@ -4,6 +4,7 @@ the same compute model. Heuristics and routers differ only in the reducer passed
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass
 
 import torch
@@ -84,10 +85,18 @@ def run_method(
         kept.append(state.n_alive.cpu().float() / batch.lengths.cpu().float())
     n = len(examples)
     return EvalResult(
-        task=task.name, method=reducer.name, budget=budget,
+        task=task.name, method=getattr(reducer, "label", reducer.name), budget=budget,
         accuracy=float(torch.cat(correct).mean()), compute_fraction=float(torch.cat(fractions).mean()),
         kept_ratio=float(torch.cat(kept).mean()), latency_ms=1000 * seconds / n, n_examples=n, query_aware=query_aware,
     )
+
+
+def method_label(spec: str) -> str:
+    """How a method appears in tables: its spec (``norm:hidden``), or ``router:<folder name>``."""
+    name, _, arg = spec.partition(":")
+    if name == "router" and arg:
+        return f"router:{Path(arg).name}"
+    return spec
 
 
 def decision_overhead(reducer: Reducer, spec: ArchSpec, counts: torch.Tensor, lengths: torch.Tensor, decision_layers):
@@ -110,6 +119,8 @@ def evaluate(
     """Every method at every budget on every task (identity once, at full budget)."""
     budgets = [check_budget(b) for b in budgets]
     reducers = [get_reducer(m) for m in methods]  # fail on a bad name before any work
+    for m, r in zip(methods, reducers):
+        r.label = method_label(m)
     for task in tasks:
         check_task_fits(backbone, task)
     results = []
@@ -127,7 +138,7 @@ def format_table(results: list[EvalResult]) -> str:
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        budget = "full" if r.budget is None else f"{r.budget:.2f}"
+        budget = ("full" if r.method == "identity" else "own") if r.budget is None else f"{r.budget:.2f}"
         lines.append(
             f"| {r.task} | {r.method} | {budget} | {r.accuracy:.3f} | {r.compute_fraction:.3f} | "
             f"{r.kept_ratio:.3f} | {r.latency_ms:.2f} |"

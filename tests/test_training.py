@@ -81,7 +81,7 @@ def test_router_evaluates_through_the_common_loop(trained, tmp_path, capsys):
     main(["export", str(run), "--out", str(tmp_path / "r")])
     code = main(["evaluate", "--model", model, "--task", "retrieval", "--methods", f"router:{tmp_path / 'r'},random",
                  "--budgets", "0.5", "--n-examples", "4"])
-    assert code == 0 and "| retrieval | router | 0.50 |" in capsys.readouterr().out
+    assert code == 0 and "| retrieval | router:r | 0.50 |" in capsys.readouterr().out
 
 
 def test_router_for_another_backbone_is_rejected(trained, tmp_path, capsys):
