@@ -4,8 +4,8 @@ the same compute model. Heuristics and routers differ only in the reducer passed
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -116,7 +116,8 @@ def evaluate(
     progress: bool = True,
     **kwargs,
 ) -> list[EvalResult]:
-    """Every method at every budget on every task (identity once, at full budget)."""
+    """Every method at every budget on every task (identity once, at full budget; budget None only for
+    methods that choose their own keep count: the oracle and routers)."""
     budgets = [check_budget(b) for b in budgets]
     reducers = [get_reducer(m) for m in methods]  # fail on a bad name before any work
     for m, r in zip(methods, reducers):
@@ -126,7 +127,8 @@ def evaluate(
     results = []
     for task in tasks:
         for reducer in reducers:
-            for budget in [None] if reducer.name == "identity" else budgets:
+            own = [b for b in budgets if b is not None or reducer.chooses_own_budget]
+            for budget in [None] if reducer.name == "identity" else own:
                 results.append(run_method(backbone, task, reducer, budget, progress=progress, **kwargs))
     return results
 

@@ -31,19 +31,9 @@ class AttnTopK(Reducer):
         scores = scores.masked_fill(state.alive & ~ctx.context, float("inf"))  # the tail always stays
         actions = keep_top_k(scores, state, ctx.n_keep)  # (B, N) KEEP / DROP
         if self.merge:
-            actions = torch.where(_has_destination(ctx, actions == Action.KEEP), Action.MERGE, actions)
+            actions = torch.where(ctx.can_merge(actions == Action.KEEP), Action.MERGE, actions)
         return Decision(actions)
 
     def __repr__(self) -> str:
         return f"AttnTopK({'merge' if self.merge else 'drop'})"
 
-
-def _has_destination(ctx: DecisionContext, kept: torch.Tensor) -> torch.Tensor:
-    """(B, N) bool: unkept context tokens that some kept context token may absorb (a later one if causal)."""
-    state = ctx.state
-    dst = kept & ctx.context  # (B, N) admissible destinations
-    src = ctx.context & ~kept & ~state.protected
-    if not ctx.backbone.causal:
-        return src & dst.any(1, keepdim=True)
-    dst_pos = torch.where(dst, state.positions, torch.full_like(state.positions, -1))
-    return src & (state.positions < dst_pos.max(1, keepdim=True).values)

@@ -56,6 +56,17 @@ class DecisionContext:
         tail = torch.zeros_like(self.state.alive) if self.tail is None else self.tail
         return self.state.alive & ~tail
 
+    def can_merge(self, kept: torch.Tensor) -> torch.Tensor:
+        """(B, N) bool: unkept context tokens that some ``kept`` context token may absorb (a later one if
+        causal), i.e. those for which MERGE will not fall back to KEEP."""
+        state = self.state
+        dst = kept & self.context
+        src = self.context & ~kept & ~state.protected
+        if not self.backbone.causal:
+            return src & dst.any(1, keepdim=True)
+        dst_pos = torch.where(dst, state.positions, torch.full_like(state.positions, -1))
+        return src & (state.positions < dst_pos.max(1, keepdim=True).values)
+
     def observers(self) -> torch.Tensor:
         """(B, N) bool: rows whose attention a reducer may read (all live rows, or context rows only)."""
         return self.state.alive if self.query_aware else self.context
@@ -103,9 +114,17 @@ class Reducer:
 
     name: str = ""
     needs_attention: bool = False
+    chooses_own_budget: bool = False  # with budget None it picks how many tokens to keep (else it keeps all)
 
     def decide(self, ctx: DecisionContext) -> Decision:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def __call__(self, model, **kw):
+        """``with reducer(model, budget=0.5, protect_last=K): model.generate(...)``: a context manager that
+        reduces tokens in ``model``'s prompt pass (see :class:`rltr.inference.TokenReduction` for ``kw``)."""
+        from rltr.inference import TokenReduction  # late: inference builds on this module
+
+        return TokenReduction(model, self, **kw)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -8,6 +8,7 @@ from rltr.reducers.base import Decision, DecisionContext, Reducer
 
 class Identity(Reducer):
     name = "identity"
+    chooses_own_budget = True
 
     def decide(self, ctx: DecisionContext) -> Decision:
         return Decision(torch.full_like(ctx.state.positions, Action.KEEP))

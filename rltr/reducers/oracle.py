@@ -18,6 +18,7 @@ class Oracle(Reducer):
     """
 
     name = "oracle"
+    chooses_own_budget = True
     needs_attention = True
 
     def decide(self, ctx: DecisionContext) -> Decision:

@@ -2,7 +2,7 @@
 
 Deterministic (argmax). With a budget, the budget overrides the router's own keep count: tokens are
 kept in order of the router's KEEP log-probability until the budget is met; the rest follow the
-router's preference between MERGE and DROP.
+router's preference between MERGE and DROP (DROP where no kept token could absorb a merge).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from rltr.reducers.base import Decision, DecisionContext, Reducer
 
 class RouterReducer(Reducer):
     name = "router"
+    chooses_own_budget = True
     needs_attention = True  # its features read the decision layer's attention map
 
     def __init__(self, path: str = ""):
@@ -40,5 +41,6 @@ class RouterReducer(Reducer):
         if ctx.budget is None:
             return Decision(logits.argmax(-1))
         keep = keep_top_k(logits.log_softmax(-1)[..., Action.KEEP], ctx.state, ctx.n_keep) == Action.KEEP
-        removal = torch.where(logits[..., Action.MERGE] > logits[..., Action.DROP], Action.MERGE, Action.DROP)
+        wants_merge = (logits[..., Action.MERGE] > logits[..., Action.DROP]) & ctx.can_merge(keep)
+        removal = torch.where(wants_merge, Action.MERGE, Action.DROP)  # no destination: drop, so the budget holds
         return Decision(torch.where(keep, torch.full_like(removal, Action.KEEP), removal))
