@@ -7,12 +7,15 @@ straight to ``stable_baselines3.PPO`` (SB3 validates it).
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 class ConfigError(ValueError):
@@ -37,7 +40,9 @@ class EnvConfig:
     budget: float | None = _f(None, "token keep fraction enforced on the policy, in (0, 1]; null: policy decides")
     max_tokens: int = _f(192, "observation slots (>= the longest example)")
     n_hidden_proj: int = _f(16, "dims of a fixed random projection of hidden states added to token features")
-    device: str = _f("cpu", "device of the frozen backbone")
+    device: str = _f("auto", "device of the frozen backbone and of PPO: auto (cuda if available), cpu, cuda or cuda:N")
+    batched: bool = _f(True, "run the n_envs episodes in lockstep with batched forwards (False: a DummyVecEnv of single envs)")
+    dtype: str = _f("float32", "backbone autocast precision: float32, or bfloat16/float16 (CUDA and batched only)")
 
 
 @dataclass
@@ -136,4 +141,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
         raise ConfigError(f"env.budget must be in (0, 1], got {cfg.env.budget}")
     if cfg.env.score not in ("accuracy", "loglik"):
         raise ConfigError(f"env.score must be accuracy or loglik, got {cfg.env.score!r}")
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.env.device):
+        raise ConfigError(f"env.device must be auto, cpu, mps, cuda or cuda:N, got {cfg.env.device!r}")
+    if cfg.env.dtype not in DTYPES:
+        raise ConfigError(f"env.dtype must be one of {list(DTYPES)}, got {cfg.env.dtype!r}")
+    if cfg.env.dtype != "float32" and not cfg.env.batched:
+        raise ConfigError(f"env.dtype={cfg.env.dtype} needs env.batched=true (single envs run in float32)")
     return cfg

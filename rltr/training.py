@@ -16,11 +16,11 @@ import torch
 import yaml
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from tqdm.auto import tqdm
 
 from rltr.config import ConfigError, TrainConfig, from_dict
-from rltr.envs import make_env
+from rltr.envs import make_batched_env, make_env, resolve_device
 from rltr.policies.imitation import behaviour_clone, collect_demonstrations
 from rltr.policies.sb3_policy import TokenPolicy
 
@@ -34,9 +34,14 @@ def env_kwargs(cfg: TrainConfig) -> dict:
                 query_aware=e.query_aware, budget=e.budget, max_tokens=e.max_tokens)
 
 
-def make_vec_env(cfg: TrainConfig) -> DummyVecEnv:
-    """``cfg.n_envs`` envs sharing one frozen backbone, each seeded differently."""
-    envs = DummyVecEnv([lambda: make_env(**env_kwargs(cfg)) for _ in range(cfg.n_envs)])
+def make_vec_env(cfg: TrainConfig) -> VecEnv:
+    """``cfg.n_envs`` envs sharing one frozen backbone, each seeded differently: by default one
+    :class:`~rltr.envs.BatchedTokenReductionEnv` (batched forwards), else (``env.batched: false``) a
+    ``DummyVecEnv`` of single envs. Both give the same episodes for the same seed."""
+    if cfg.env.batched:
+        envs = make_batched_env(n_envs=cfg.n_envs, dtype=cfg.env.dtype, **env_kwargs(cfg))
+    else:
+        envs = DummyVecEnv([lambda: make_env(**env_kwargs(cfg)) for _ in range(cfg.n_envs)])
     envs.seed(cfg.seed)
     return envs
 
@@ -103,13 +108,14 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
         (run_dir / "command.txt").write_text(command + "\n")
     torch.manual_seed(cfg.seed)
     vec = make_vec_env(cfg)
-    env0 = vec.envs[0]
+    env0 = vec.envs[0] if isinstance(vec, DummyVecEnv) else vec  # the batched env has the same attributes
     _write_meta(run_dir, cfg, env0)
+    device = resolve_device(cfg.env.device)  # PPO runs where the backbone runs
     if resume is not None:
-        model = PPO.load(ckpt, env=vec, device="cpu", tensorboard_log=str(run_dir / "tb"))
+        model = PPO.load(ckpt, env=vec, device=device, tensorboard_log=str(run_dir / "tb"))
     else:
         ppo_kwargs = {"n_steps": 128, "batch_size": 64, "n_epochs": 4, "gamma": 1.0, "learning_rate": 3e-4, **cfg.ppo}
-        model = PPO(TokenPolicy, vec, policy_kwargs={"hidden": cfg.policy.hidden}, seed=cfg.seed, device="cpu",
+        model = PPO(TokenPolicy, vec, policy_kwargs={"hidden": cfg.policy.hidden}, seed=cfg.seed, device=device,
                     tensorboard_log=str(run_dir / "tb"), verbose=0, **ppo_kwargs)
         if cfg.imitation.enabled:
             im = cfg.imitation

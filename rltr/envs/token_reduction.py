@@ -80,7 +80,7 @@ class TokenReductionEnv(gym.Env):
         state, ctx = self.state, self._ctx
         actions = action[: state.alive.shape[1]][None, :]
         if self.budget is not None:
-            actions = _enforce_budget(actions, ctx)
+            actions = enforce_budget(actions, ctx)
         self._extra_flops += float(attention_map_flops(self.arch, int(state.n_alive[0])))
         state = apply_actions(state, actions, causal=self.backbone.causal, dst_allowed=ctx.context)
         layer = self.decision_layers[self._step]
@@ -117,33 +117,46 @@ class TokenReductionEnv(gym.Env):
         return self.backbone.run_layers(state, start, stop, on_layer=count)
 
     def _context(self) -> DecisionContext:
-        state, b = self.state, self.batch
-        n_orig = b.lengths
-        tail = (state.positions >= b.context_len[:, None]) & state.alive
-        return DecisionContext(
-            backbone=self.backbone, layer=self.decision_layers[self._step], state=state,
-            n_keep=target_counts(n_orig, self.budget, self._step, len(self.decision_layers)),
-            step=self._step, n_steps=len(self.decision_layers), budget=self.budget,
-            relevant=torch.gather(b.relevant, 1, state.positions) & state.alive,
-            tail=tail, query_aware=self.query_aware, n_original=n_orig,
-        )
+        return decision_context(self.backbone, self.batch, self.state, self.decision_layers, self._step, self.budget,
+                                self.query_aware)
 
     def _observation(self) -> np.ndarray:
-        feats = token_features(self._ctx, self.features, self.batch.lengths)[0]  # (N, F)
-        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
-        obs[: feats.shape[0]] = feats.clamp(-OBS_BOUND, OBS_BOUND).cpu().numpy()
-        return obs
+        return padded_features(self._ctx, self.features, self.batch.lengths, self.max_tokens)[0].cpu().numpy()
 
     def _finish(self) -> tuple[float, float]:
-        b, state = self.batch, self.state
-        select = torch.gather(b.answer_mask, 1, state.positions) & state.alive
-        logits = scatter_to_positions(self.backbone.logits(state, select), state, b.input_ids.shape[1])
-        if self.score == "accuracy":
-            score = float(exact_match(logits, b)[0])
-        else:
-            score = float(_answer_loglik(logits, b)[0])
+        b = self.batch
+        score = float(episode_score(self.backbone, b, self.state, self.score)[0])
         frac = compute_fraction(self.arch, self._counts, int(b.lengths[0]), int(b.n_answer[0]), self._extra_flops)
         return score, float(frac)
+
+
+# ---- shared with the batched env (rltr.envs.batched): every function works on B rows at once ------------
+def decision_context(backbone: Backbone, batch, state: TokenState, decision_layers: list[int], step: int,
+                     budget: float | None, query_aware: bool) -> DecisionContext:
+    """The context of decision ``step`` for ``state`` (B rows) of ``batch`` (original positions)."""
+    n_orig = batch.lengths
+    tail = (state.positions >= batch.context_len[:, None]) & state.alive
+    return DecisionContext(
+        backbone=backbone, layer=decision_layers[step], state=state,
+        n_keep=target_counts(n_orig, budget, step, len(decision_layers)),
+        step=step, n_steps=len(decision_layers), budget=budget,
+        relevant=torch.gather(batch.relevant, 1, state.positions) & state.alive,
+        tail=tail, query_aware=query_aware, n_original=n_orig,
+    )
+
+
+def padded_features(ctx: DecisionContext, spec: FeatureSpec, n_original: torch.Tensor, max_tokens: int) -> torch.Tensor:
+    """(B, max_tokens, F) float32 observations: token features clipped to +-OBS_BOUND, zero past the live slots."""
+    feats = token_features(ctx, spec, n_original).clamp(-OBS_BOUND, OBS_BOUND)  # (B, N, F)
+    assert feats.shape[1] <= max_tokens, f"{feats.shape[1]} token slots exceed max_tokens={max_tokens}"
+    return torch.nn.functional.pad(feats, (0, 0, 0, max_tokens - feats.shape[1]))
+
+
+def episode_score(backbone: Backbone, batch, state: TokenState, score: str) -> torch.Tensor:
+    """(B,) float score of each row's answer from the final ``state``: exact match or answer likelihood."""
+    select = torch.gather(batch.answer_mask, 1, state.positions) & state.alive
+    logits = scatter_to_positions(backbone.logits(state, select), state, batch.input_ids.shape[1])
+    return exact_match(logits, batch) if score == "accuracy" else _answer_loglik(logits, batch)
 
 
 def _answer_loglik(logits: torch.Tensor, batch) -> torch.Tensor:
@@ -153,14 +166,15 @@ def _answer_loglik(logits: torch.Tensor, batch) -> torch.Tensor:
     return torch.exp((logp * mask).sum(1) / mask.sum(1))
 
 
-def _enforce_budget(actions: torch.Tensor, ctx: DecisionContext) -> torch.Tensor:
-    """If the policy keeps more than the budget allows, drop its last-kept extras (never protected)."""
+def enforce_budget(actions: torch.Tensor, ctx: DecisionContext) -> torch.Tensor:
+    """(B, N) actions; in rows keeping more than ``ctx.n_keep``, the policy's last-kept extras become DROP
+    (never protected ones)."""
     from rltr.ops import Action, keep_top_k, sanitize_actions
 
     actions = sanitize_actions(ctx.state, actions)
     kept = (actions == Action.KEEP) & ctx.state.alive
-    if int(kept.sum()) <= int(ctx.n_keep[0]):
-        return actions
+    over = kept.sum(1) > ctx.n_keep  # (B,)
     scores = kept.float() + ctx.state.positions.float() * 1e-6  # among kept, prefer later tokens
     limited = keep_top_k(scores, ctx.state, ctx.n_keep)
-    return torch.where((actions == Action.KEEP) & (limited != Action.KEEP), torch.full_like(actions, Action.DROP), actions)
+    demote = (actions == Action.KEEP) & (limited != Action.KEEP) & over[:, None]
+    return torch.where(demote, torch.full_like(actions, Action.DROP), actions)
