@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from rltr.apply_cli import add_apply
+
 EXIT_USAGE = 2
 
 
@@ -107,6 +109,8 @@ def add_train(sub) -> None:
     p.add_argument("--config", type=Path, default=None, help="YAML experiment (e.g. configs/default.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set env.compute_weight=0.3 (repeatable; YAML values)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                   help="where the backbone, envs and PPO run (same as --set env.device=...)")
     p.add_argument("--resume", type=Path, default=None, help="continue RUN_DIR from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
@@ -116,7 +120,8 @@ def cmd_train(args) -> int:
     from rltr.config import load_config
     from rltr.training import train
 
-    cfg = None if args.resume else load_config(args.config, args.overrides)
+    overrides = args.overrides + ([f"env.device={args.device}"] if args.device else [])
+    cfg = None if args.resume else load_config(args.config, overrides)
     if args.resume and (args.config or args.overrides):
         raise ValueError("--resume continues a run with its own config.yaml; drop --config/--set")
     command = "rltr " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("rltr") else " ".join(sys.argv)
@@ -198,17 +203,17 @@ def cmd_zoo_build(args) -> int:
 
 
 # ---- demo ----------------------------------------------------------------------------------------
-DEMO_METHODS = ["oracle", "tome", "attn_topk", "h2o", "norm", "window", "random"]
+DEMO_METHODS = ["oracle", "tome", "attn_topk", "attn_topk:merge", "h2o", "norm", "norm:hidden", "window", "random"]
 
 
 def add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the main job: train, export and evaluate routers on the built-in default model",
-                       description="For each config (query-aware, query-agnostic): train a router, export it, and "
+                       description="For each config (query-aware, query-agnostic, merge-friendly majority): train a router, export it, and "
                                    "compare it with every heuristic on the same held-out examples.")
-    p.add_argument("--configs", type=_csv, default=["configs/default.yaml", "configs/agnostic.yaml"],
+    p.add_argument("--configs", type=_csv, default=["configs/default.yaml", "configs/agnostic.yaml", "configs/majority.yaml"],
                    help="training configs, comma-separated")
     p.add_argument("--n-examples", type=int, default=300, help="held-out examples per task")
-    p.add_argument("--budgets", type=_budgets, default=[0.1, 0.25, 0.5], help="budgets for the comparison")
+    p.add_argument("--budgets", type=_budgets, default=[None, 0.05, 0.1, 0.25], help="budgets for the comparison")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of every config (e.g. total_timesteps=2000 for a quick run)")
     p.set_defaults(func=cmd_demo)
@@ -246,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     add_export(sub)
     add_evaluate(sub)
+    add_apply(sub)
     add_zoo(sub)
     add_demo(sub)
     return parser

@@ -41,6 +41,15 @@ def attention_bias(state: TokenState, causal: bool, dtype: torch.dtype) -> torch
     return bias[:, None]
 
 
+def _is_plain(state: TokenState) -> bool:
+    """True when every slot is live, unmerged and at its own index (a plain causal mask is exact)."""
+    n = state.alive.shape[1]
+    return bool(
+        state.alive.all() and (state.sizes == 1).all()
+        and (state.positions == torch.arange(n, device=state.positions.device)).all()
+    )
+
+
 def config_hash(config) -> str:
     """Short, stable hash of a model config (architecture and vocabulary; not paths or versions)."""
     d = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
@@ -134,7 +143,8 @@ class Backbone:
 
     @torch.no_grad()
     def run_layer(self, i: int, state: TokenState) -> TokenState:
-        bias = attention_bias(state, self.causal, self.dtype)
+        # An unreduced, unpadded row set needs no explicit mask: the kernels' own causal path is faster.
+        bias = None if self.causal and _is_plain(state) else attention_bias(state, self.causal, self.dtype)
         return state.with_hidden(self._layer_forward(i, state, bias))
 
     @torch.no_grad()

@@ -1,0 +1,198 @@
+"""Wall-clock latency of token reduction inside a plain HF model: full vs reduced prefill, time to first
+token and 32 generated tokens, and the router's own decision overhead. Ratios are full / reduced,
+measured in one run, median of repeats (methods interleaved within each repeat, so drift hits all alike).
+
+The model is a built-in-family GPT-2 (rltr's task vocabulary) scaled up and randomly initialised:
+latency does not depend on the weights. A random model has no trained router, so the router is a
+freshly initialised ``Router`` (same config format as ``rltr export``, untrained weights) loaded from a
+folder through the ordinary ``router:PATH`` reducer: it makes the same computations a trained one would.
+
+    OMP_NUM_THREADS=1 python benchmarks/latency.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HEURISTICS = ["tome", "attn_topk", "h2o", "norm", "window", "random"]
+
+
+def build_model(n_layer: int, width: int, n_positions: int):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from rltr.tasks.vocab import VOCAB_SIZE
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(n_layer=n_layer, n_embd=width, n_head=width // 64, vocab_size=VOCAB_SIZE, n_positions=n_positions,
+                     bos_token_id=1, eos_token_id=None, pad_token_id=0)
+    return GPT2LMHeadModel(cfg).eval()
+
+
+def fresh_router(backbone, decision_layers: list[int], folder: Path, hidden: int = 64) -> Path:
+    """An untrained router for ``backbone`` written as an ordinary router folder (format of rltr export)."""
+    from rltr.features import FeatureSpec
+    from rltr.ops import Action
+    from rltr.policies.router import FORMAT, FORMAT_VERSION, Router
+
+    config = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "features": FeatureSpec().to_dict(),
+        "network": {"type": "TokenActor", "hidden": hidden}, "decision_layers": decision_layers, "query_aware": True,
+        "backbone": {"family": backbone.family, "name": "random-gpt2", "config_hash": backbone.config_hash},
+        "actions": {a.name: int(a) for a in Action}, "training": {"note": "untrained: latency benchmark only"},
+    }
+    torch.manual_seed(0)
+    return Router(config).save_pretrained(folder)
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def interleaved(cases: dict, repeats: int, warm_up: bool = True) -> dict:
+    """{name: fn} -> {name: median seconds} over ``repeats`` round-robin passes (after one warm-up pass)."""
+    for fn in cases.values() if warm_up else ():
+        fn()
+    times = {k: [] for k in cases}
+    for _ in range(repeats):
+        for k, fn in cases.items():
+            times[k].append(timed(fn))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+@torch.no_grad()
+def router_overhead(backbone, reducer, ids, layer: int, budget: float, protect_last: int, repeats: int) -> dict:
+    """Median seconds of the router's decision parts on the state entering ``layer`` (no cached maps)."""
+    from rltr.features import token_features
+    from rltr.reducers.base import DecisionContext, target_counts
+
+    n = ids.shape[1]
+    pos = torch.arange(n)[None]
+    state = backbone.run_layers(backbone.embed(ids, protected=pos >= n - protect_last), 0, layer)
+    n_orig = state.n_alive
+
+    def ctx():
+        return DecisionContext(backbone=backbone, layer=layer, state=state, n_keep=target_counts(n_orig, budget, 0, 1),
+                               budget=budget, tail=pos >= n - protect_last, n_original=n_orig)
+
+    obs = token_features(ctx(), reducer.router.features, n_orig)
+    parts = {
+        "features": lambda: token_features(ctx(), reducer.router.features, n_orig),
+        "attention map": lambda: backbone.attention(layer, state),  # part of the features
+        "network": lambda: reducer.router.logits(obs),
+        "decision": lambda: reducer.decide(ctx()),
+    }
+    return interleaved(parts, repeats)
+
+
+@torch.no_grad()
+def bench_length(model, reducers: dict, n: int, budgets: list[float], args) -> dict:
+    """Prefill for every method x budget; TTFT and 32 tokens at budget 0.5. Returns {(method, budget): ms...}."""
+    g = torch.Generator().manual_seed(n)
+    ids = torch.randint(4, model.config.vocab_size, (1, n), generator=g)
+    ids[0, 0] = 1
+    kw = dict(protect_last=args.protect_last, protect_first=1, decision_layers=[args.decision_layer])
+    gen = dict(do_sample=False, pad_token_id=0, attention_mask=torch.ones_like(ids))
+
+    def run(method, budget, fn):
+        if method == "full":
+            return fn
+        return lambda: _under(reducers[method](model, budget=budget, **kw), fn)
+
+    prefill = lambda: model(ids, use_cache=True, logits_to_keep=1)  # noqa: E731
+    ttft = lambda: model.generate(ids, max_new_tokens=1, **gen)  # noqa: E731
+    new = lambda: model.generate(ids, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, **gen)  # noqa: E731
+    cases = {("full", None): run("full", None, prefill)}
+    cases.update({(m, b): run(m, b, prefill) for b in budgets for m in reducers})
+    out = {"prefill": interleaved(cases, args.repeats, warm_up=not args.no_warm_up)}
+    gen_methods = ["full", *reducers] if not args.quick else ["full", "router"]
+    cases = {(m, "ttft"): run(m, 0.5, ttft) for m in gen_methods}
+    cases.update({(m, "new"): run(m, 0.5, new) for m in gen_methods})
+    out["generate"] = interleaved(cases, args.gen_repeats, warm_up=False)
+    with reducers["router"](model, budget=0.5, **kw) as red:
+        model(ids, use_cache=True, logits_to_keep=1)
+        out["kept"] = int(red.last.n_kept[0])
+        out["merged"] = int((red.last.sizes - 1).clamp_min(0).sum())  # originals folded into kept tokens
+    return out
+
+
+def _under(reduction, fn):
+    with reduction:
+        return fn()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="1024 tokens, budget 0.5, fewer repeats (< 1 minute)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: stable on a shared machine)")
+    p.add_argument("--repeats", type=int, default=None, help="timed prefill repeats per case (default 3, quick 3)")
+    p.add_argument("--gen-repeats", type=int, default=2, help="timed generate() repeats per case")
+    p.add_argument("--no-warm-up", action="store_true", help="skip the warm-up pass of every prefill case")
+    p.add_argument("--n-layer", type=int, default=8)
+    p.add_argument("--width", type=int, default=512)
+    p.add_argument("--decision-layer", type=int, default=1, help="an early layer, so the reduction pays off")
+    p.add_argument("--protect-last", type=int, default=16, help="the protected question tail")
+    p.add_argument("--new-tokens", type=int, default=32)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.repeats = args.repeats or 3
+    lengths = [1024] if args.quick else [512, 1024, 2048]
+    budgets = [0.5] if args.quick else [0.25, 0.5, 0.75]
+
+    from rltr.backbones import wrap
+    from rltr.reducers import get_reducer
+
+    model = build_model(args.n_layer, args.width, max(lengths) + args.new_tokens)
+    backbone = wrap(model)
+    tmp = tempfile.TemporaryDirectory()
+    router_dir = fresh_router(backbone, [args.decision_layer], Path(tmp.name) / "router")
+    reducers = {"router": get_reducer(f"router:{router_dir}"), **{h: get_reducer(h) for h in HEURISTICS}}
+    print(f"GPT-2 {args.n_layer}L x {args.width}, random init (latency only), {torch.get_num_threads()} thread(s), "
+          f"decision layer {args.decision_layer}, protect last {args.protect_last} + first 1, "
+          f"median of {args.repeats} (prefill) / {args.gen_repeats} (generate) interleaved repeats")
+    print("router: freshly initialised Router (untrained weights; a random model has no trained router), "
+          "loaded from a folder as router:PATH")
+    results = {}
+    for n in lengths:
+        t0 = time.perf_counter()
+        results[n] = r = bench_length(model, reducers, n, budgets, args)
+        full = r["prefill"][("full", None)]
+        print(f"\n## {n} prompt tokens ({time.perf_counter() - t0:.0f} s)\n")
+        print("| method | budget | prefill ms | speedup (full/reduced) |\n|---|---:|---:|---:|")
+        print(f"| full | 1.00 | {1000 * full:.1f} | 1.00x |")
+        for (m, b), t in r["prefill"].items():
+            if m != "full":
+                print(f"| {m} | {b:.2f} | {1000 * t:.1f} | {full / t:.2f}x |")
+        g = r["generate"]
+        print(f"\nbudget 0.5 generation (router keeps {r['kept']}/{n} prompt tokens; {r['merged']} of the removed ones "
+              f"merged, the rest dropped):\n")
+        print(f"| method | TTFT ms | TTFT speedup | {args.new_tokens} tokens ms | speedup |\n|---|---:|---:|---:|---:|")
+        for m in dict.fromkeys(k[0] for k in g):
+            tt, nt = g[(m, "ttft")], g[(m, "new")]
+            print(f"| {m} | {1000 * tt:.1f} | {g[('full', 'ttft')] / tt:.2f}x | {1000 * nt:.1f} | {g[('full', 'new')] / nt:.2f}x |")
+    n = 1024
+    ids = torch.randint(4, model.config.vocab_size, (1, n), generator=torch.Generator().manual_seed(n))
+    over = router_overhead(backbone, reducers["router"], ids, args.decision_layer, 0.5, args.protect_last, args.repeats)
+    full = results[n]["prefill"][("full", None)]
+    share = {k: f"{v / full:.1%}" for k, v in over.items()}
+    print(f"\nrouter overhead @{n} tokens (fraction of the full prefill, {1000 * full:.1f} ms): features {share['features']} "
+          f"(of which the attention map {share['attention map']}), network {share['network']}, whole decision "
+          f"(features + network + ranking) {share['decision']}")
+    pre = results[n]["prefill"]
+    fastest = min(HEURISTICS, key=lambda h: pre[(h, 0.5)])
+    print(f"fastest heuristic @{n} tokens, budget 0.5: {fastest} {full / pre[(fastest, 0.5)]:.2f}x; router / fastest "
+          f"heuristic time: {pre[('router', 0.5)] / pre[(fastest, 0.5)]:.2f}")
+    print(f"router prefill speedup @{n} tokens, budget 0.5: {full / results[n]['prefill'][('router', 0.5)]:.2f}x")
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,210 @@
+"""``with reducer(model, budget=0.5, protect_last=8): model.generate(...)``: token reduction in a plain
+HF causal LM's prompt pass, as kvpress does for KV presses.
+
+While the context is active the model's ``forward`` is replaced (an instance attribute, removed on exit,
+also after an exception) by a dispatcher:
+
+* **prefill** (no cache, or an empty ``DynamicCache``): the prompt runs through the family adapter layer
+  by layer with the reducer acting before the decision layers (:func:`~rltr.inference.prefill.reduced_prefill`);
+  dropped tokens are not computed in later layers, merged ones are computed once, and the cache holds
+  only the final token set, at every layer.
+* **decode** (a cache this context filled): the model's own forward runs on the new tokens with a 4D
+  additive mask over [cached prompt slots | generated tokens]: log(size) on merged prompt slots
+  (proportional attention persists), masked dead slots, causal among generated tokens; position ids
+  continue from the ORIGINAL prompt length.
+* anything else (e.g. a non-empty cache filled without reduction) goes to the original forward.
+
+Deviation from the prefill's own attention: layers *before* a decision saw every prompt token during
+the prompt pass, but their cache keeps only the final token set (the same slots at every layer), so
+generated tokens attend to the reduced prompt at every layer. A merged slot's cache entry at those early
+layers is its destination token's own key/value (with the log(size) bias), not an average.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import weakref
+
+import torch
+from transformers.cache_utils import DynamicCache
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from rltr.backbones import adapter_for, wrap
+from rltr.inference.prefill import PrefixInfo, prompt_logits, reduced_prefill
+from rltr.reducers.base import Reducer, check_budget
+
+
+class TokenReduction:
+    """Context manager applying ``reducer`` to ``model``'s prompt pass (``forward`` and ``generate()``).
+
+    budget:          fraction of prompt tokens to keep, in (0, 1] (None: the reducer's own choice).
+    protect_last:    the last K real prompt tokens (the question tail) are never removed; they are the
+                     "query" of query-aware reducers. >= 1, so the last token always gives logits.
+    protect_first:   the first K tokens are protected too (BOS / attention sinks); default 0.
+    decision_layers: layers before which the reducer acts; default: a router's own, else [1].
+    query_aware:     default: a router's own setting, else True.
+    seed:            seed of the generator random reducers draw from (one per prompt pass).
+
+    ``last`` is the :class:`PrefixInfo` of the latest prompt pass (kept positions, sizes, counts).
+    """
+
+    def __init__(
+        self,
+        model,
+        reducer: Reducer,
+        *,
+        budget: float | None = 0.5,
+        protect_last: int = 1,
+        protect_first: int = 0,
+        decision_layers: list[int] | None = None,
+        query_aware: bool | None = None,
+        seed: int = 0,
+    ):
+        adapter_for(model)  # ValueError naming the family when no adapter supports it
+        if not isinstance(protect_last, int) or protect_last < 1:
+            raise ValueError(f"protect_last must be an int >= 1 (the last prompt token must survive), got {protect_last!r}")
+        if not isinstance(protect_first, int) or protect_first < 0:
+            raise ValueError(f"protect_first must be an int >= 0, got {protect_first!r}")
+        router = getattr(reducer, "router", None)
+        layers = decision_layers if decision_layers is not None else (router.decision_layers if router is not None else [1])
+        if not layers:
+            raise ValueError("decision_layers is empty: give at least one layer")
+        self.model, self.reducer, self.budget = model, reducer, check_budget(budget)
+        self.protect_last, self.protect_first, self.seed = protect_last, protect_first, seed
+        self.decision_layers = sorted({int(i) for i in layers})
+        self.query_aware = bool(getattr(reducer, "query_aware", True)) if query_aware is None else query_aware
+        self.last: PrefixInfo | None = None
+        self._prefixes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # cache -> PrefixInfo
+        self._saved = None
+
+    def __repr__(self) -> str:
+        return (f"TokenReduction({self.reducer!r}, budget={self.budget}, protect_last={self.protect_last}, "
+                f"decision_layers={self.decision_layers})")
+
+    # ---- patch / unpatch ------------------------------------------------------------------------
+    def __enter__(self) -> TokenReduction:
+        model = self.model
+        if getattr(vars(model).get("forward"), "_rltr_reduction", None) is not None:
+            raise ValueError("model is already under token reduction; nest no reductions")
+        self._saved = (model.training, [p.requires_grad for p in model.parameters()], vars(model).get("forward"))
+        try:
+            self.backbone = wrap(model)  # sets eval mode and requires_grad=False: restored on exit
+            bad = [i for i in self.decision_layers if not 0 <= i < self.backbone.n_layers]
+            if bad:
+                raise ValueError(f"decision layers {bad} out of range for a {self.backbone.n_layers}-layer model")
+            router = getattr(self.reducer, "router", None)
+            if router is not None:
+                router.check_backbone(self.backbone)  # RouterError (a ValueError) on a config-hash mismatch
+            model.forward = self._patched(model.forward)
+        except BaseException:
+            self._restore()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._restore()
+        return False
+
+    def _restore(self) -> None:
+        if self._saved is None:
+            return
+        training, requires_grad, forward = self._saved
+        if forward is None:
+            vars(self.model).pop("forward", None)
+        else:
+            self.model.forward = forward
+        for p, flag in zip(self.model.parameters(), requires_grad):
+            p.requires_grad_(flag)
+        self.model.train(training)
+        self._saved = None
+
+    def _patched(self, original):
+        sig = inspect.signature(original)
+
+        @functools.wraps(original)
+        def forward(*args, **kwargs):
+            named = _named_arguments(sig, args, kwargs)
+            cache = named.get("past_key_values")
+            if cache is not None and cache in self._prefixes:
+                return original(**self._decode_inputs(named, self._prefixes[cache]))
+            if cache is None or cache.get_seq_length() == 0:
+                return self._prefill(named)
+            return original(**named)
+
+        forward._rltr_reduction = self
+        return forward
+
+    # ---- the two passes -----------------------------------------------------------------------
+    def _prefill(self, named: dict):
+        """Reduced prompt pass: (B, L) input_ids -> logits at the kept columns + the filled cache."""
+        for name in ("inputs_embeds", "labels"):
+            if named.get(name) is not None:
+                raise ValueError(f"{name} is not supported under token reduction; pass input_ids")
+        input_ids = named.get("input_ids")
+        if input_ids is None:
+            raise ValueError("token reduction needs input_ids for the prompt pass")
+        use_cache = named.get("use_cache")
+        use_cache = self.model.config.use_cache if use_cache is None else use_cache
+        cache = named.get("past_key_values")
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.model.config)
+        _check_positions(named.get("position_ids"), named.get("attention_mask"), input_ids)
+        generator = torch.Generator(device="cpu").manual_seed(self.seed)
+        state, info, order = reduced_prefill(
+            self.backbone, self.reducer, input_ids, named.get("attention_mask"), budget=self.budget,
+            decision_layers=self.decision_layers, protect_last=self.protect_last, protect_first=self.protect_first,
+            query_aware=self.query_aware, cache=cache if use_cache else None, generator=generator,
+        )
+        self.last = info
+        if use_cache:
+            self._prefixes[cache] = info
+        keep = named.get("logits_to_keep")
+        logits = prompt_logits(self.backbone, state, order, 0 if keep is None else keep)
+        out = CausalLMOutputWithPast(logits=logits, past_key_values=cache if use_cache else None)
+        return out if named.get("return_dict", True) is not False else out.to_tuple()
+
+    def _decode_inputs(self, named: dict, info: PrefixInfo) -> dict:
+        """The original forward's inputs for new tokens after a reduced prompt: a 4D additive mask
+        (B, 1, q, N_f + t) over [prompt slots | generated tokens] and position ids from the original length."""
+        input_ids, cache = named["input_ids"], named["past_key_values"]
+        b, q = input_ids.shape
+        if b != info.alive.shape[0]:
+            raise ValueError(f"batch of {b} rows continues a reduced cache of {info.alive.shape[0]} rows")
+        n_prefix = info.alive.shape[1]
+        n_gen = cache.get_seq_length() - n_prefix + q  # generated tokens incl. these new ones
+        device = info.key_bias.device
+        mask2d = named.get("attention_mask")
+        gen_ok = torch.ones(b, n_gen, dtype=torch.bool, device=device)
+        if mask2d is not None and mask2d.ndim == 2 and mask2d.shape[1] == info.n_columns + n_gen:
+            gen_ok = mask2d[:, info.n_columns :].to(device).bool()
+        step = torch.arange(n_gen, device=device)
+        causal = step[None, :] <= (n_gen - q + torch.arange(q, device=device))[:, None]  # (q, n_gen)
+        neg = torch.finfo(info.key_bias.dtype).min
+        gen_bias = torch.where(causal[None] & gen_ok[:, None, :], 0.0, neg).to(info.key_bias.dtype)  # (B, q, n_gen)
+        prompt_bias = info.key_bias[:, None, :].expand(b, q, n_prefix)
+        named["attention_mask"] = torch.cat([prompt_bias, gen_bias], dim=-1)[:, None]  # (B, 1, q, N_f + n_gen)
+        if named.get("position_ids") is None:
+            named["position_ids"] = (info.next_position[:, None] + n_gen - q + torch.arange(q, device=device)).to(input_ids.device)
+        return named
+
+
+def _named_arguments(sig: inspect.Signature, args: tuple, kwargs: dict) -> dict:
+    """The call's arguments by name (positional ones mapped through the original signature, **kwargs flattened)."""
+    bound = sig.bind(*args, **kwargs)
+    named = dict(bound.arguments)
+    for name, p in sig.parameters.items():
+        if p.kind is inspect.Parameter.VAR_KEYWORD and name in named:
+            named.update(named.pop(name))
+    return named
+
+
+def _check_positions(position_ids, attention_mask, input_ids) -> None:
+    """Reduction derives positions from the attention mask (0, 1, ... over real tokens, as ``generate()``
+    does); custom position ids would be silently ignored, so they are refused."""
+    if position_ids is None:
+        return
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(input_ids.device).long()
+    expected = (mask.cumsum(-1) - 1).clamp_min(0)
+    if not torch.equal(position_ids.to(input_ids.device).expand_as(expected) * mask, expected * mask):
+        raise ValueError("custom position_ids are not supported under token reduction (positions follow the attention mask)")

@@ -1,0 +1,199 @@
+"""Reduced prefill: run a prompt layer by layer with token reduction and fill an HF KV cache.
+
+The adapter runs its ordinary :meth:`~rltr.backbones.base.Backbone.run` (the same code path as
+evaluation and training); while it does, a forward pre-hook on every block hands the block the
+``DynamicCache``, so each attention module writes the keys/values of the tokens alive at that layer
+itself. Afterwards every layer's cache is cut to the *final* token set, so all layers hold the same
+slots and one attention mask serves every decode step.
+
+Shapes: B prompts, L prompt columns (padded), N token slots, N_f final slots, V vocabulary,
+H_kv key/value heads, d head width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer
+
+from rltr.backbones.base import Backbone
+from rltr.ops import TokenState
+from rltr.reducers.base import Reducer, make_decide
+
+
+@dataclass
+class PrefixInfo:
+    """A reduced prompt as held in a KV cache: what decode steps need to attend to it.
+
+    positions:     (B, N_f) long, original positions of the cached prompt slots.
+    sizes:         (B, N_f) float, how many original tokens each slot stands for (0 on dead slots).
+    alive:         (B, N_f) bool, live slots (dead ones are padding and are masked out).
+    key_bias:      (B, N_f) float (model dtype), additive attention bias per cached slot: log(size)
+                   (proportional attention, 0 for unmerged tokens), dtype min on dead slots.
+    n_columns:     L, prompt columns of the 2D attention mask that ``generate()`` keeps extending.
+    next_position: (B,) long, position id of the first generated token (real prompt tokens per row):
+                   positions continue from the ORIGINAL prompt length.
+    """
+
+    positions: torch.Tensor
+    sizes: torch.Tensor
+    alive: torch.Tensor
+    key_bias: torch.Tensor
+    n_columns: int
+    next_position: torch.Tensor
+
+    @property
+    def n_kept(self) -> torch.Tensor:
+        """(B,) long: prompt tokens left in the cache per row."""
+        return self.alive.sum(1)
+
+    @property
+    def n_original(self) -> torch.Tensor:
+        """(B,) long: real prompt tokens per row before reduction."""
+        return self.next_position
+
+
+def right_aligned(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Move each row's real tokens to the front (the adapters expect right padding).
+
+    input_ids (B, L) long, attention_mask (B, L) 0/1 or None (all real; left or right padding both fine).
+    Returns (ids (B, L), alive (B, L) bool, order (B, L) long: original column of each aligned slot).
+    """
+    mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.to(input_ids.device).bool()
+    assert mask.shape == input_ids.shape, f"attention_mask {tuple(mask.shape)} != input_ids {tuple(input_ids.shape)}"
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # (B, L)
+    alive = torch.gather(mask, 1, order)
+    return torch.gather(input_ids, 1, order), alive, order
+
+
+@contextmanager
+def writing_cache(backbone: Backbone, cache: DynamicCache | None) -> Iterator[None]:
+    """While inside, every block of ``backbone`` receives ``past_key_values=cache`` (and ``use_cache``),
+    so its attention module appends the keys/values it computes. Hooks are removed on exit."""
+    if cache is None:
+        yield
+        return
+
+    def hook(module, args, kwargs):
+        return args, {**kwargs, "past_key_values": cache, "use_cache": True}
+
+    handles = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in backbone.layers]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def check_fillable(cache, n_layers: int) -> None:
+    """A cache the reduced prefill can fill: an empty ``DynamicCache`` of plain (full-attention) layers."""
+    if not isinstance(cache, DynamicCache) or any(type(layer) is not DynamicLayer for layer in cache.layers):
+        kinds = sorted({type(layer).__name__ for layer in getattr(cache, "layers", [])})
+        raise ValueError(f"token reduction fills a DynamicCache of full-attention layers; got {type(cache).__name__} {kinds}")
+    if cache.get_seq_length() != 0:
+        raise ValueError(f"token reduction needs an empty cache for the prompt pass; it holds {cache.get_seq_length()} tokens")
+    if len(cache.layers) not in (0, n_layers):
+        raise ValueError(f"cache has {len(cache.layers)} layers, the model {n_layers}")
+
+
+def slot_index(src: TokenState, dst: TokenState) -> torch.Tensor:
+    """(B, N_dst) long: for each slot of ``dst``, the slot of ``src`` holding the same original position
+    (``dst``'s live tokens are a subset of ``src``'s; both keep live tokens first in position order).
+    Dead ``dst`` slots get an arbitrary valid index."""
+    big = int(max(src.positions.max().item(), dst.positions.max().item())) + 1
+    keys = torch.where(src.alive, src.positions, big).contiguous()  # sorted ascending per row
+    query = torch.where(dst.alive, dst.positions, big).contiguous()
+    return torch.searchsorted(keys, query).clamp_max(keys.shape[1] - 1)
+
+
+def keep_final_slots(cache: DynamicCache, entering: list[TokenState], final: TokenState) -> None:
+    """Cut every layer's cache to the slots of ``final``; ``entering[i]`` is the state layer i ran on."""
+    for i, state in enumerate(entering):
+        if state.positions is final.positions:  # no decision since this layer: same slots already
+            continue
+        idx = slot_index(state, final)  # (B, N_f)
+        layer = cache.layers[i]
+        for name in ("keys", "values"):
+            kv = getattr(layer, name)  # (B, H_kv, N_i, d)
+            setattr(layer, name, kv.gather(2, idx[:, None, :, None].expand(-1, kv.shape[1], -1, kv.shape[3])))
+
+
+@torch.no_grad()
+def reduced_prefill(
+    backbone: Backbone,
+    reducer: Reducer,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    *,
+    budget: float | None,
+    decision_layers: list[int],
+    protect_last: int,
+    protect_first: int = 0,
+    query_aware: bool = True,
+    cache: DynamicCache | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[TokenState, PrefixInfo, torch.Tensor]:
+    """Run the prompt (B, L) through every layer with ``reducer`` acting before ``decision_layers``.
+
+    The last ``protect_last`` real tokens of each row are the protected tail (the "query" for
+    query-aware reducers), the first ``protect_first`` are protected too (BOS / attention sinks).
+    ``cache`` (an empty DynamicCache, optional) is filled with the keys/values of the final token set
+    at every layer. Returns (final token state (B, N_f), its :class:`PrefixInfo`, order (B, L): the
+    original column of each right-aligned slot, to map positions back to columns).
+    """
+    if input_ids.ndim != 2 or input_ids.numel() == 0:
+        raise ValueError(f"input_ids must be a non-empty (batch, tokens) tensor, got shape {tuple(input_ids.shape)}")
+    ids, alive, order = right_aligned(input_ids.to(backbone.device), attention_mask)
+    n_real = alive.sum(1)  # (B,)
+    short = (n_real < protect_last).nonzero().flatten().tolist()
+    if short:
+        raise ValueError(
+            f"prompt of {n_real[short[0]].item()} tokens (row {short[0]}) is shorter than the protected tail "
+            f"protect_last={protect_last}"
+        )
+    idx = torch.arange(ids.shape[1], device=ids.device)[None, :]
+    protected = alive & ((idx < protect_first) | (idx >= (n_real - protect_last)[:, None]))
+    state = backbone.embed(ids, alive, protected=protected)
+    decide = make_decide(
+        reducer, backbone, decision_layers, budget, generator=generator,
+        context_len=n_real - protect_last, query_aware=query_aware,
+    )
+    entering: list[TokenState] = []
+    if cache is not None:
+        check_fillable(cache, backbone.n_layers)
+    with writing_cache(backbone, cache):
+        state = backbone.run(state, decide, decision_layers, on_layer=lambda i, s: entering.append(s))
+    if cache is not None:
+        keep_final_slots(cache, entering, state)
+    neg = torch.finfo(backbone.dtype).min
+    key_bias = torch.where(state.alive, torch.log(state.sizes.clamp_min(1.0)), neg).to(backbone.dtype)
+    info = PrefixInfo(state.positions, state.sizes, state.alive, key_bias, input_ids.shape[1], n_real)
+    return state, info, order
+
+
+@torch.no_grad()
+def prompt_logits(
+    backbone: Backbone, state: TokenState, order: torch.Tensor, logits_to_keep: int | torch.Tensor = 0
+) -> torch.Tensor:
+    """(B, K, V) logits at the kept columns of the prompt (0 where that token was reduced away).
+
+    ``logits_to_keep``: 0 = every column (K = L), an int k = the last k columns, a 1D tensor = those
+    columns (as HF's ``logits_to_keep``). Only live slots in those columns go through the head.
+    """
+    b, n_cols = order.shape
+    if isinstance(logits_to_keep, int):
+        wanted = torch.arange(max(n_cols - logits_to_keep, 0) if logits_to_keep else 0, n_cols, device=order.device)
+    else:
+        wanted = logits_to_keep.to(order.device).flatten()
+    out_index = torch.full((n_cols,), -1, dtype=torch.long, device=order.device)
+    out_index[wanted] = torch.arange(wanted.numel(), device=order.device)
+    column = torch.gather(order, 1, state.positions.clamp(0, n_cols - 1))  # (B, N) original column of each slot
+    target = out_index[column]  # (B, N) output index, -1 = not wanted
+    rows, slots = (state.alive & (target >= 0)).nonzero(as_tuple=True)
+    head = backbone.lm_head
+    out = state.hidden.new_zeros((b, wanted.numel(), head.out_features))
+    out[rows, target[rows, slots]] = head(backbone.final_hidden(state.hidden[rows, slots]))
+    return out

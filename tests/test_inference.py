@@ -1,0 +1,201 @@
+"""Token reduction inside a plain HF model: ``with reducer(model, ...): model.generate(...)``."""
+
+import argparse
+
+import pytest
+import torch
+
+from rltr.backbones import adapter_for, config_hash, wrap
+from rltr.ops import Action
+from rltr.reducers import get_reducer, make_decide
+from rltr.reducers.base import Decision, Reducer
+from tests.conftest import FAMILIES, tiny_gpt2
+
+HEURISTICS = ["tome", "attn_topk", "h2o", "norm", "window", "random"]
+GEN = dict(do_sample=False, max_new_tokens=6, min_new_tokens=6, pad_token_id=0)
+
+
+def _ids(n=24, batch=1, seed=0):
+    return torch.randint(1, 100, (batch, n), generator=torch.Generator().manual_seed(seed))
+
+
+def _router_dir(model, path, decision_layers=(1,), stale_hash=None):
+    """A freshly initialised (untrained) router folder for ``model``, in the format of ``rltr export``."""
+    from rltr.features import FeatureSpec
+    from rltr.policies.router import FORMAT, FORMAT_VERSION, Router
+
+    family, real_hash = adapter_for(model).family, config_hash(model.config)  # no wrap(): it would freeze the model
+    config = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "features": FeatureSpec().to_dict(),
+        "network": {"type": "TokenActor", "hidden": 16}, "decision_layers": list(decision_layers), "query_aware": True,
+        "backbone": {"family": family, "name": "tiny", "config_hash": stale_hash or real_hash},
+        "actions": {a.name: int(a) for a in Action},
+    }
+    torch.manual_seed(0)
+    return str(Router(config).save_pretrained(path))
+
+
+class Fixed(Reducer):
+    """Drops positions 3, 5, 7 and merges 2, 10, 11 (into their most similar later kept token)."""
+
+    name = "fixed"
+
+    def decide(self, ctx):
+        pos = ctx.state.positions
+        actions = torch.full_like(pos, Action.KEEP)
+        actions[(pos == 3) | (pos == 5) | (pos == 7)] = Action.DROP
+        actions[(pos == 2) | (pos == 10) | (pos == 11)] = Action.MERGE
+        return Decision(actions)
+
+
+def test_patch_is_undone_also_after_an_exception(family_model):
+    _, model = family_model
+    ids = _ids()
+    with torch.no_grad():
+        before = model(ids).logits
+    for raise_inside in (False, True):
+        model.train()  # the adapter switches to eval mode and freezes weights: both must come back
+        try:
+            with get_reducer("window")(model, budget=0.5, protect_last=4):
+                assert "forward" in vars(model) and not model.training
+                with torch.no_grad():
+                    reduced = model(ids).logits
+                if raise_inside:
+                    raise RuntimeError("boom")
+        except RuntimeError:
+            pass
+        assert "forward" not in vars(model) and model.training
+        assert all(p.requires_grad for p in model.parameters())
+        model.eval()  # dropout off to compare outputs
+        with torch.no_grad():
+            assert torch.equal(model(ids).logits, before)
+    assert not torch.allclose(reduced, before)  # the patch did act
+
+
+def test_identity_generate_matches_the_plain_model(family_model):
+    _, model = family_model
+    ids = _ids(30)
+    plain = model.generate(ids, **GEN)
+    with get_reducer("identity")(model, budget=None, protect_last=4) as red:
+        patched = model.generate(ids, **GEN)
+    assert torch.equal(plain, patched)
+    assert red.last.n_kept.tolist() == [30]
+
+
+@pytest.mark.parametrize("method", HEURISTICS + ["router"])
+def test_reduced_generate_keeps_a_shorter_cache_and_the_protected_tail(family_model, method, tmp_path):
+    _, model = family_model
+    reducer = get_reducer(f"router:{_router_dir(model, tmp_path)}" if method == "router" else method)
+    ids = _ids(40)
+    with reducer(model, budget=0.25, protect_last=5, protect_first=1) as red:
+        prefill = model(ids)
+        out = model.generate(ids, return_dict_in_generate=True, **GEN)
+    lengths = {layer.keys.shape[2] for layer in prefill.past_key_values.layers}
+    assert lengths == {10}  # ceil(40 * 0.25) at every layer
+    assert out.sequences.shape == (1, 46)
+    assert out.past_key_values.get_seq_length() == 10 + 5  # the last generated token is not cached yet
+    kept = set(red.last.positions[red.last.alive].tolist())
+    assert {0, 35, 36, 37, 38, 39} <= kept
+    assert prefill.logits.shape == (1, 40, model.config.vocab_size)
+
+
+def test_decode_with_reduced_cache_matches_the_layer_by_layer_model(family_model):
+    """Decision at layer 0: every layer runs on the reduced prompt, so each generated token's logits must
+    equal the adapter run on prompt + generated tokens with the same decision (merged tokens' log-size
+    bias persisting in the cache, positions continuing from the original length)."""
+    _, model = family_model
+    ids, new = _ids(20), torch.tensor([[17, 23]])
+    with Fixed()(model, budget=None, protect_last=2, decision_layers=[0]) as red:
+        out = model(ids)
+        steps = [model(new[:, :1], past_key_values=out.past_key_values)]
+        steps.append(model(new[:, 1:], past_key_values=steps[0].past_key_values))
+    assert red.last.n_kept.tolist() == [14] and red.last.sizes.max() > 1
+    backbone = wrap(model)
+    for k, step in enumerate(steps, start=1):
+        x = torch.cat([ids, new[:, :k]], 1)
+        protected = torch.arange(x.shape[1])[None] >= 18
+        decide = make_decide(Fixed(), backbone, [0], None, context_len=torch.tensor([18]))
+        ref = backbone.forward_logits(x, protected=protected, decide=decide, decision_layers=[0])[:, -1]
+        torch.testing.assert_close(step.logits[:, -1], ref, atol=1e-5, rtol=1e-5)
+
+
+def test_left_padded_batch_matches_single_prompts(family_model):
+    _, model = family_model
+    a, b = _ids(30, seed=1), _ids(22, seed=2)
+    batch = torch.zeros(2, 30, dtype=torch.long)
+    mask = torch.zeros(2, 30, dtype=torch.long)
+    batch[0], mask[0] = a[0], 1
+    batch[1, 8:], mask[1, 8:] = b[0], 1
+    with get_reducer("norm")(model, budget=0.5, protect_last=3) as red:
+        both = model.generate(batch, attention_mask=mask, **GEN)
+        assert red.last.n_kept.tolist() == [15, 11]
+        one, two = model.generate(a, **GEN), model.generate(b, **GEN)
+    assert torch.equal(both[0, 30:], one[0, 30:]) and torch.equal(both[1, 30:], two[0, 22:])
+
+
+def test_bad_inputs_raise_clear_value_errors(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    model = tiny_gpt2()
+    window = get_reducer("window")
+    with pytest.raises(ValueError, match="shorter than the protected tail"):
+        with window(model, budget=0.5, protect_last=8):
+            model(_ids(5))
+    assert "forward" not in vars(model)
+    other = _router_dir(FAMILIES["llama"](), tmp_path / "llama_router")
+    with pytest.raises(ValueError, match="config hash"):
+        with get_reducer(f"router:{other}")(model, budget=0.5):
+            pass
+    mismatch = _router_dir(model, tmp_path / "stale", stale_hash="0123456789abcdef")
+    with pytest.raises(ValueError, match="0123456789abcdef"):
+        with get_reducer(f"router:{mismatch}")(model, budget=0.5):
+            pass
+    assert "forward" not in vars(model) and all(p.requires_grad for p in model.parameters())
+    bert = BertModel(BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64))
+    with pytest.raises(ValueError, match="'bert'"):
+        window(bert, budget=0.5)
+    for kw, needle in [({"budget": 0.0}, "budget"), ({"protect_last": 0}, "protect_last"),
+                       ({"decision_layers": [7]}, "out of range")]:
+        with pytest.raises(ValueError, match=needle):
+            with window(model, **kw):
+                pass
+    with window(model, budget=0.5), pytest.raises(ValueError, match="already under token reduction"):
+        with window(model, budget=0.5):
+            pass
+
+
+@pytest.fixture(scope="module")
+def vocab_model_dir(tmp_path_factory):
+    from rltr.tasks.vocab import VOCAB_SIZE, build_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny_vocab_model")
+    model = tiny_gpt2(n_layer=2, vocab=VOCAB_SIZE)
+    model.config.n_positions = 256
+    model.transformer.wpe = torch.nn.Embedding(256, 64)
+    model.save_pretrained(path)
+    build_tokenizer().save_pretrained(path)
+    return path
+
+
+def _apply(argv):
+    from rltr.apply_cli import add_apply
+
+    parser = argparse.ArgumentParser()
+    add_apply(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["apply", *argv])
+    return args.func(args)
+
+
+def test_cli_apply_prints_both_outputs(vocab_model_dir, capsys, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model = ["--model", str(vocab_model_dir), "--max-new-tokens", "3"]
+    assert _apply(["--method", "tome", "--task", "retrieval", *model]) == 0
+    out = capsys.readouterr().out
+    assert "full:" in out and "reduced:" in out and "65/130 prompt tokens kept" in out and "expected answer" in out
+    router = _router_dir(AutoModelForCausalLM.from_pretrained(vocab_model_dir), tmp_path / "r")
+    assert _apply(["--router", router, "--prompt", "<bos> f1 f2 k3v7 f5 f6 <sep> k3", "--protect-last", "2", *model]) == 0
+    out = capsys.readouterr().out
+    assert "4/8 prompt tokens kept" in out and "full:    '" in out
+    with pytest.raises(ValueError, match="shorter than the protected tail"):
+        _apply(["--method", "window", "--prompt", "<bos> f1", "--protect-last", "3", *model])
