@@ -8,27 +8,11 @@ Errors are ValueError / FileNotFoundError, which ``rltr.cli.main`` turns into on
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
-
-def _layers(text: str) -> list[int]:
-    try:
-        return sorted({int(t) for t in text.split(",") if t.strip()})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"decision layers must be integers, got {text!r}") from None
-
-
-def _budget(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"budget {text!r} is not a number") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"budget {text} is outside (0, 1]")
-    return value
+from rltr import cli_args
 
 
 def add_apply(sub) -> None:
@@ -42,12 +26,12 @@ def add_apply(sub) -> None:
     what.add_argument("--prompt", default=None, help="prompt text (tokenized with the model's tokenizer)")
     what.add_argument("--task", default=None, help="take the prompt (context + question) from a built-in task")
     p.add_argument("--model", default="default", help="built-in model name, local folder or hub name")
-    p.add_argument("--budget", type=_budget, default=0.5, help="fraction of prompt tokens to keep, in (0, 1]")
+    p.add_argument("--budget", type=cli_args.budget, default=0.5, help="fraction of prompt tokens to keep, in (0, 1]")
     p.add_argument("--protect-last", type=int, default=None,
                    help="protected question tail (last K prompt tokens); default: the task's question, else 1")
     p.add_argument("--protect-first", type=int, default=None,
                    help="protected first K prompt tokens (BOS / sinks); default: the task's protected prefix, else 0")
-    p.add_argument("--decision-layers", type=_layers, default=None,
+    p.add_argument("--decision-layers", type=cli_args.layers, default=None,
                    help="layers before which the reducer acts; default: the router's own, else 1")
     p.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate")
     p.add_argument("--seed", type=int, default=0, help="which task example, and the seed of random reducers")

@@ -13,38 +13,11 @@ import time
 from pathlib import Path
 
 from rltr.apply_cli import add_apply
+from rltr.cli_args import budgets as _budgets
+from rltr.cli_args import csv_list as _csv
+from rltr.cli_args import layers as _layers
 
 EXIT_USAGE = 2
-
-
-def _csv(text: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
-    return items
-
-
-def _budgets(text: str) -> list[float | None]:
-    out = []
-    for item in _csv(text):
-        if item.lower() == "none":
-            out.append(None)  # the method's own choice (a router's argmax, the oracle's relevant set)
-            continue
-        try:
-            value = float(item)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"budget {item!r} is not a number") from None
-        if not 0 < value <= 1:
-            raise argparse.ArgumentTypeError(f"budget {item} is outside (0, 1]")
-        out.append(value)
-    return out
-
-
-def _layers(text: str) -> list[int]:
-    try:
-        return sorted({int(t) for t in _csv(text)})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"decision layers must be integers, got {text!r}") from None
 
 
 def _model_tasks(model: str) -> list[str]:
@@ -64,7 +37,8 @@ def add_evaluate(sub) -> None:
     p.add_argument("--model", default="default", help="built-in model name (rltr zoo list), local folder or hub name")
     p.add_argument("--task", type=_csv, default=None, help="task name(s), comma-separated; default: the model's tasks")
     p.add_argument("--methods", type=_csv, default=["identity", "random"], help="reducers, comma-separated")
-    p.add_argument("--budgets", type=_budgets, default=[0.5], help="fractions of tokens to keep, each in (0, 1]; 'none' = the method's own choice")
+    p.add_argument("--budgets", type=_budgets, default=[0.5],
+                   help="fractions of tokens to keep, each in (0, 1]; 'none' = the method's own choice")
     p.add_argument("--decision-layers", type=_layers, default=[1], help="layers before which reducers act")
     p.add_argument("--n-examples", type=int, default=500, help="held-out examples per task")
     p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass")
@@ -207,7 +181,7 @@ DEMO_METHODS = ["oracle", "tome", "attn_topk", "attn_topk:merge", "h2o", "norm",
 
 
 def add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="the main job: train, export and evaluate routers on the built-in default model",
+    p = sub.add_parser("demo", help="the main job: train, export, evaluate routers on the built-in model",
                        description="For each config (query-aware, query-agnostic, merge-friendly majority): train a router, export it, and "
                                    "compare it with every heuristic on the same held-out examples.")
     p.add_argument("--configs", type=_csv, default=["configs/default.yaml", "configs/agnostic.yaml", "configs/majority.yaml"],

@@ -9,12 +9,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
 
-def tiny_gpt2(n_layer: int = 3, vocab: int = 101, seed: int = 0):
+def tiny_gpt2(n_layer: int = 3, vocab: int = 101, seed: int = 0, n_positions: int = 128):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    cfg = GPT2Config(n_layer=n_layer, n_embd=64, n_head=4, vocab_size=vocab, n_positions=128, bos_token_id=0, eos_token_id=0)
+    cfg = GPT2Config(
+        n_layer=n_layer, n_embd=64, n_head=4, vocab_size=vocab, n_positions=n_positions, bos_token_id=0, eos_token_id=0
+    )
     return GPT2LMHeadModel(cfg).eval()
+
+
+def tiny_task_gpt2(n_layer: int = 2, seed: int = 0):
+    """A random tiny GPT-2 over rltr's built-in vocabulary, long enough for the built-in tasks."""
+    from rltr.tasks.vocab import VOCAB_SIZE
+
+    return tiny_gpt2(n_layer=n_layer, vocab=VOCAB_SIZE, seed=seed, n_positions=256)
 
 
 def tiny_llama(n_layer: int = 3, vocab: int = 101, seed: int = 0):

@@ -2,19 +2,15 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from rltr.cli import main
-from rltr.tasks.vocab import VOCAB_SIZE
-from tests.conftest import tiny_gpt2
+from tests.conftest import tiny_task_gpt2
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny_vocab_model")
-    model = tiny_gpt2(n_layer=2, vocab=VOCAB_SIZE)
-    model.config.n_positions = 256
-    model.transformer.wpe = torch.nn.Embedding(256, 64)
+    model = tiny_task_gpt2(n_layer=2)
     model.save_pretrained(path)
     return str(path)
 

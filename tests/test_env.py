@@ -2,21 +2,18 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 
 from rltr.backbones import wrap
 from rltr.envs import TokenReductionEnv
 from rltr.ops import Action
 from rltr.tasks import get_task
 from rltr.tasks.vocab import VOCAB_SIZE
-from tests.conftest import tiny_gpt2
+from tests.conftest import tiny_task_gpt2
 
 
 @pytest.fixture(scope="module")
 def backbone():
-    model = tiny_gpt2(n_layer=3, vocab=VOCAB_SIZE)
-    model.config.n_positions = 256
-    model.transformer.wpe = torch.nn.Embedding(256, 64)
+    model = tiny_task_gpt2(n_layer=3)
     return wrap(model)
 
 

@@ -5,15 +5,13 @@ from rltr.backbones import wrap
 from rltr.evaluation import evaluate, format_table, run_method
 from rltr.reducers import get_reducer, make_decide, target_counts
 from rltr.tasks import collate, get_task
-from rltr.tasks.vocab import PAD_ID, VOCAB_SIZE
-from tests.conftest import tiny_gpt2
+from rltr.tasks.vocab import PAD_ID
+from tests.conftest import tiny_gpt2, tiny_task_gpt2
 
 
 @pytest.fixture(scope="module")
 def backbone():
-    model = tiny_gpt2(n_layer=2, vocab=VOCAB_SIZE)
-    model.config.n_positions = 256
-    model.transformer.wpe = torch.nn.Embedding(256, 64)
+    model = tiny_task_gpt2(n_layer=2)
     return wrap(model)
 
 

@@ -9,7 +9,7 @@ from rltr.backbones import adapter_for, config_hash, wrap
 from rltr.ops import Action
 from rltr.reducers import get_reducer, make_decide
 from rltr.reducers.base import Decision, Reducer
-from tests.conftest import FAMILIES, tiny_gpt2
+from tests.conftest import FAMILIES, tiny_gpt2, tiny_task_gpt2
 
 HEURISTICS = ["tome", "attn_topk", "h2o", "norm", "window", "random"]
 GEN = dict(do_sample=False, max_new_tokens=6, min_new_tokens=6, pad_token_id=0)
@@ -166,12 +166,10 @@ def test_bad_inputs_raise_clear_value_errors(tmp_path):
 
 @pytest.fixture(scope="module")
 def vocab_model_dir(tmp_path_factory):
-    from rltr.tasks.vocab import VOCAB_SIZE, build_tokenizer
+    from rltr.tasks.vocab import build_tokenizer
 
     path = tmp_path_factory.mktemp("tiny_vocab_model")
-    model = tiny_gpt2(n_layer=2, vocab=VOCAB_SIZE)
-    model.config.n_positions = 256
-    model.transformer.wpe = torch.nn.Embedding(256, 64)
+    model = tiny_task_gpt2(n_layer=2)
     model.save_pretrained(path)
     build_tokenizer().save_pretrained(path)
     return path

@@ -8,17 +8,14 @@ import torch
 
 from rltr.cli import main
 from rltr.config import ConfigError, load_config
-from rltr.tasks.vocab import VOCAB_SIZE
-from tests.conftest import tiny_gpt2
+from tests.conftest import tiny_task_gpt2
 
 TINY = ["--set", "total_timesteps=256", "--set", "n_envs=2", "--set", "checkpoint_every=128",
         "--set", "imitation.n_episodes=8", "--set", "ppo={n_steps: 64, batch_size: 32, n_epochs: 2}", "--no-progress"]
 
 
 def _save_tiny(path, seed=0):
-    model = tiny_gpt2(n_layer=2, vocab=VOCAB_SIZE, seed=seed)
-    model.config.n_positions = 256
-    model.transformer.wpe = torch.nn.Embedding(256, 64)
+    model = tiny_task_gpt2(n_layer=2, seed=seed)
     model.save_pretrained(path)
     return str(path)
 
@@ -87,9 +84,7 @@ def test_router_evaluates_through_the_common_loop(trained, tmp_path, capsys):
 def test_router_for_another_backbone_is_rejected(trained, tmp_path, capsys):
     root, _, run = trained
     main(["export", str(run), "--out", str(tmp_path / "r")])
-    other = tiny_gpt2(n_layer=3, vocab=VOCAB_SIZE)
-    other.config.n_positions = 256
-    other.transformer.wpe = torch.nn.Embedding(256, 64)
+    other = tiny_task_gpt2(n_layer=3)
     other.save_pretrained(tmp_path / "other")
     code = main(["evaluate", "--model", str(tmp_path / "other"), "--task", "retrieval", "--methods",
                  f"router:{tmp_path / 'r'}", "--n-examples", "2"])
