@@ -25,4 +25,5 @@ def write_report(results: list[EvalResult], out: Path, header: dict | None = Non
     lines += ["", format_table(results), ""]
     lines += ["![accuracy vs compute](pareto.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
-    pareto_plot(results, out / "pareto.png", title=str(settings.get("model", "")))
+    mode = "query-agnostic" if settings.get("query_agnostic") else "query-aware"
+    pareto_plot(results, out / "pareto.png", title=f"{settings.get('model', '')} ({mode})")
