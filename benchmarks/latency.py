@@ -85,7 +85,7 @@ def router_overhead(backbone, reducer, ids, layer: int, budget: float, protect_l
     obs = token_features(ctx(), reducer.router.features, n_orig)
     parts = {
         "features": lambda: token_features(ctx(), reducer.router.features, n_orig),
-        "attention map": lambda: backbone.attention(layer, state),  # part of the features
+        "attention rows": lambda: ctx().attention_from_recent(),  # the attention slice the features read
         "network": lambda: reducer.router.logits(obs),
         "decision": lambda: reducer.decide(ctx()),
     }
@@ -183,7 +183,7 @@ def main(argv=None) -> int:
     full = results[n]["prefill"][("full", None)]
     share = {k: f"{v / full:.1%}" for k, v in over.items()}
     print(f"\nrouter overhead @{n} tokens (fraction of the full prefill, {1000 * full:.1f} ms): features {share['features']} "
-          f"(of which the attention map {share['attention map']}), network {share['network']}, whole decision "
+          f"(of which the attention rows {share['attention rows']}), network {share['network']}, whole decision "
           f"(features + network + ranking) {share['decision']}")
     pre = results[n]["prefill"]
     fastest = min(HEURISTICS, key=lambda h: pre[(h, 0.5)])

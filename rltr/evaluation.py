@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rltr.backbones import Backbone
-from rltr.compute import ArchSpec, TokenCounter, attention_map_flops, compute_fraction
+from rltr.compute import ArchSpec, TokenCounter, compute_fraction
 from rltr.ops import scatter_to_positions
 from rltr.reducers import Reducer, check_budget, get_reducer, make_decide
 from rltr.tasks import Task, collate, exact_match
@@ -79,7 +79,8 @@ def run_method(
         seconds += time.perf_counter() - t0
         correct.append(exact_match(logits, batch).cpu())
         counts = counter.counts  # (B, L) live tokens entering each layer
-        extra = decision_overhead(reducer, spec, counts, batch.lengths.cpu(), decision_layers)
+        lengths = batch.lengths.cpu()
+        extra = decision_overhead(reducer, spec, counts, lengths, lengths - batch.context_len.cpu(), decision_layers)
         frac = compute_fraction(spec, list(counts.T), batch.lengths.cpu(), n_head_tokens=batch.n_answer.cpu(), extra_flops=extra)
         fractions.append(frac.float())
         kept.append(state.n_alive.cpu().float() / batch.lengths.cpu().float())
@@ -99,13 +100,12 @@ def method_label(spec: str) -> str:
     return spec
 
 
-def decision_overhead(reducer: Reducer, spec: ArchSpec, counts: torch.Tensor, lengths: torch.Tensor, decision_layers):
-    """(B,) extra FLOPs a reducer spends deciding: the attention map at each decision layer, on the
-    tokens present before that decision, for methods that read it."""
-    if not reducer.needs_attention:
-        return 0
+def decision_overhead(reducer: Reducer, spec: ArchSpec, counts: torch.Tensor, lengths: torch.Tensor, n_tail: torch.Tensor,
+                      decision_layers):
+    """(B,) extra FLOPs a reducer spends deciding at each decision layer, on the tokens present before
+    that decision (``Reducer.decision_flops``)."""
     before = torch.cat([lengths[:, None], counts[:, :-1]], dim=1)  # tokens entering the previous layer
-    return sum(attention_map_flops(spec, before[:, i]) for i in decision_layers)
+    return sum(reducer.decision_flops(spec, before[:, i], n_tail) for i in decision_layers)
 
 
 def evaluate(

@@ -112,3 +112,22 @@ def test_unsupported_family_is_a_clear_error(tmp_path):
     BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path)
     with pytest.raises(ModelLoadError, match="'bert'"):
         load_backbone(str(tmp_path))
+
+
+def test_attention_rows_equal_the_full_map_with_reductions(family_model):
+    _, model = family_model
+    bb = wrap(model)
+    ids, mask = _padded_batch()
+
+    def merge_some(i, state):
+        actions = torch.full_like(state.positions, Action.KEEP)
+        actions[:, 2:6] = Action.MERGE
+        actions[:, 8] = Action.DROP
+        return apply_actions(state, actions, causal=True)
+
+    state = merge_some(0, bb.embed(ids, mask))  # merged sizes exercise proportional attention too
+    rows = torch.tensor([[0, 5, 9], [1, 2, 3], [0, 0, 1], [7, 8, 9]])
+    full = bb.attention(1, state)
+    part = bb.attention_rows(1, state, rows)
+    expected = torch.gather(full, 2, rows[:, None, :, None].expand(-1, full.shape[1], -1, full.shape[-1]))
+    assert torch.allclose(part, expected, atol=1e-6)

@@ -161,6 +161,9 @@ class StubBackbone:
         b, n = state.alive.shape
         return self.received.expand(b, 1, n, n)
 
+    def attention_rows(self, layer: int, state: TokenState, rows: torch.Tensor) -> torch.Tensor:
+        return self.received.expand(rows.shape[0], 1, rows.shape[1], state.alive.shape[1])
+
 
 def hand_ctx(keys, n_keep, lengths=None, tail=None, protected=None, causal=True, hidden=None, received=None):
     b, n = keys.shape[:2]

@@ -22,8 +22,9 @@ Decide = Callable[[int, TokenState], TokenState]
 _VOLATILE_CONFIG_KEYS = {"transformers_version", "_name_or_path", "torch_dtype", "dtype", "_attn_implementation"}
 
 
-def attention_bias(state: TokenState, causal: bool, dtype: torch.dtype) -> torch.Tensor:
-    """(B, 1, N, N) additive attention bias for the current tokens.
+def attention_bias(state: TokenState, causal: bool, dtype: torch.dtype, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 1, Nq, N) additive attention bias for the current tokens; queries are all slots, or the
+    slots ``rows`` (B, R long) only (then Nq = R).
 
     Dead keys are masked; in causal models a query at position p sees keys at positions <= p (by
     *original* position). Proportional attention: live keys get ``log(size)``, so a token standing
@@ -31,12 +32,15 @@ def attention_bias(state: TokenState, causal: bool, dtype: torch.dtype) -> torch
     Dead query rows attend to themselves only, so no row is all-masked (no NaNs).
     """
     neg = torch.finfo(dtype).min
-    allowed = state.alive[:, None, :].expand(-1, state.alive.shape[1], -1)  # (B, Nq, Nk)
+    n = state.alive.shape[1]
+    q_idx = torch.arange(n, device=state.alive.device).expand_as(state.alive) if rows is None else rows  # (B, Nq)
+    q_pos, q_alive = torch.gather(state.positions, 1, q_idx), torch.gather(state.alive, 1, q_idx)
+    allowed = state.alive[:, None, :].expand(-1, q_idx.shape[1], -1)  # (B, Nq, N)
     if causal:
-        allowed = allowed & (state.positions[:, None, :] <= state.positions[:, :, None])
-    eye = torch.eye(state.alive.shape[1], dtype=torch.bool, device=state.alive.device)
-    allowed = allowed | (eye & ~state.alive[:, :, None])
-    log_size = torch.log(state.sizes.clamp_min(1.0)).to(dtype)[:, None, :]  # (B, 1, Nk)
+        allowed = allowed & (state.positions[:, None, :] <= q_pos[:, :, None])
+    self_slot = q_idx[:, :, None] == torch.arange(n, device=q_idx.device)  # (B, Nq, N)
+    allowed = allowed | (self_slot & ~q_alive[:, :, None])
+    log_size = torch.log(state.sizes.clamp_min(1.0)).to(dtype)[:, None, :]  # (B, 1, N)
     bias = torch.where(allowed, log_size, torch.full_like(log_size, neg).expand_as(allowed))
     return bias[:, None]
 
@@ -203,6 +207,17 @@ class Backbone:
         scores = (q @ k.transpose(-1, -2)).float() * self.attn_scaling(i)
         scores = scores + attention_bias(state, self.causal, torch.float32)
         return scores.softmax(dim=-1)
+
+    @torch.no_grad()
+    def attention_rows(self, i: int, state: TokenState, rows: torch.Tensor) -> torch.Tensor:
+        """(B, H, R, N) layer ``i``'s attention probabilities for query slots ``rows`` (B, R long) only.
+
+        Same masks and proportional attention as :meth:`attention`, at R x N instead of N x N cost.
+        """
+        q, k = self.query_key(i, state)
+        q = torch.gather(q, 2, rows[:, None, :, None].expand(-1, q.shape[1], -1, q.shape[-1]))  # (B, H, R, dh)
+        scores = (q @ k.transpose(-1, -2)).float() * self.attn_scaling(i)
+        return (scores + attention_bias(state, self.causal, torch.float32, rows)).softmax(dim=-1)
 
     @torch.no_grad()
     def keys(self, i: int, state: TokenState) -> torch.Tensor:

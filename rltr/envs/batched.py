@@ -24,7 +24,7 @@ import torch
 from stable_baselines3.common.vec_env import VecEnv
 
 from rltr.backbones import Backbone
-from rltr.compute import attention_map_flops, compute_fraction
+from rltr.compute import compute_fraction
 from rltr.envs.token_reduction import (
     TokenReductionEnv,
     decision_context,
@@ -32,6 +32,7 @@ from rltr.envs.token_reduction import (
     episode_score,
     padded_features,
 )
+from rltr.features import feature_flops
 from rltr.ops import TokenState, apply_actions
 from rltr.tasks import Task, collate
 from rltr.tasks.vocab import PAD_ID
@@ -88,7 +89,8 @@ class BatchedTokenReductionEnv(VecEnv):
         actions = actions[:, : state.alive.shape[1]]
         if self.budget is not None:
             actions = enforce_budget(actions, ctx)
-        self._extra_flops = self._extra_flops + attention_map_flops(self.arch, state.n_alive.double())
+        n_tail = (self.batch.lengths - self.batch.context_len).double()
+        self._extra_flops = self._extra_flops + feature_flops(self.arch, state.n_alive.double(), n_tail)
         layer = self.decision_layers[self._step]
         self._step += 1
         done = self._step == len(self.decision_layers)

@@ -15,8 +15,8 @@ import torch
 from gymnasium import spaces
 
 from rltr.backbones import Backbone
-from rltr.compute import ArchSpec, attention_map_flops, compute_fraction
-from rltr.features import FeatureSpec, token_features
+from rltr.compute import ArchSpec, compute_fraction
+from rltr.features import FeatureSpec, feature_flops, token_features
 from rltr.ops import N_ACTIONS, TokenState, apply_actions, scatter_to_positions
 from rltr.reducers.base import DecisionContext, Reducer, check_budget, target_counts
 from rltr.tasks import Task, collate, exact_match
@@ -81,7 +81,8 @@ class TokenReductionEnv(gym.Env):
         actions = action[: state.alive.shape[1]][None, :]
         if self.budget is not None:
             actions = enforce_budget(actions, ctx)
-        self._extra_flops += float(attention_map_flops(self.arch, int(state.n_alive[0])))
+        n_tail = int(self.batch.lengths[0] - self.batch.context_len[0])
+        self._extra_flops += float(feature_flops(self.arch, int(state.n_alive[0]), n_tail))
         state = apply_actions(state, actions, causal=self.backbone.causal, dst_allowed=ctx.context)
         layer = self.decision_layers[self._step]
         self._step += 1

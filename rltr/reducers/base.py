@@ -88,10 +88,28 @@ class DecisionContext:
         (accumulated attention, as in H2O)."""
         return self._attention_received_from("received", self.observers())
 
+    def recent_rows(self, n: int = 16) -> torch.Tensor:
+        """(B, N) bool: the last ``n`` :meth:`observers` of each row (a recent window of queries)."""
+        obs = self.observers()
+        from_end = obs.sum(1, keepdim=True) - obs.long().cumsum(1)  # observers after this slot
+        return obs & (from_end < n)
+
+    def attention_from_recent(self, n: int = 16) -> torch.Tensor:
+        """(B, N) float: attention each token receives from the last ``n`` observer rows (cheap: n x N)."""
+        return self._attention_received_from(f"recent{n}", self.recent_rows(n))
+
     def _attention_received_from(self, key: str, rows: torch.Tensor) -> torch.Tensor:
+        """Mean over heads and ``rows`` (B, N bool) of the attention each token receives. Uses the full
+        map when it is already computed, else only the selected rows (R x N instead of N x N)."""
         if key not in self._cache:
-            att = self.attention().mean(dim=1)  # (B, Nq, Nk)
             w = rows.float()
+            if "attention" in self._cache or int(rows.sum(1).max()) * 4 > rows.shape[1]:
+                att = self.attention().mean(dim=1)  # (B, Nq, Nk)
+            else:
+                n_rows = max(int(rows.sum(1).max()), 1)
+                idx = torch.argsort((~rows).to(torch.int8), dim=1, stable=True)[:, :n_rows]  # (B, R) selected first
+                w = torch.gather(w, 1, idx)
+                att = self.backbone.attention_rows(self.layer, self.state, idx).mean(dim=1)  # (B, R, Nk)
             self._cache[key] = (att * w[:, :, None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0)
         return self._cache[key]
 
@@ -118,6 +136,13 @@ class Reducer:
 
     def decide(self, ctx: DecisionContext) -> Decision:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def decision_flops(self, spec, n_tokens, n_query_rows):
+        """Extra FLOPs of one decision on ``n_tokens`` tokens (``n_query_rows`` in the question tail):
+        the full attention map for methods that read it, nothing otherwise."""
+        from rltr.compute import attention_map_flops
+
+        return attention_map_flops(spec, n_tokens) if self.needs_attention else 0
 
     def __call__(self, model, **kw):
         """``with reducer(model, budget=0.5, protect_last=K): model.generate(...)``: a context manager that

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from rltr.features import token_features
+from rltr.features import feature_flops, token_features
 from rltr.ops import Action, keep_top_k
 from rltr.policies.router import Router
 from rltr.reducers.base import Decision, DecisionContext, Reducer
@@ -18,7 +18,7 @@ from rltr.reducers.base import Decision, DecisionContext, Reducer
 class RouterReducer(Reducer):
     name = "router"
     chooses_own_budget = True
-    needs_attention = True  # its features read the decision layer's attention map
+    needs_attention = True  # its features read rows of the decision layer's attention map
 
     def __init__(self, path: str = ""):
         if not path:
@@ -30,6 +30,9 @@ class RouterReducer(Reducer):
 
     def __repr__(self) -> str:
         return f"RouterReducer({self.path!r})"
+
+    def decision_flops(self, spec, n_tokens, n_query_rows):
+        return feature_flops(spec, n_tokens, n_query_rows)
 
     def decide(self, ctx: DecisionContext) -> Decision:
         if ctx.backbone.config_hash not in self._checked:
