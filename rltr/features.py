@@ -19,7 +19,7 @@ TOKEN_FEATURES = (
     "attn_from_query",  # attention received from the query (x N: uniform = 1)
     "attn_recent",  # mean attention received from the last N_RECENT_ROWS visible rows (x N)
     "hidden_norm",  # hidden-state L2 norm / the row's mean norm
-    "neighbor_sim",  # cosine similarity to the more similar of the previous and next visible token
+    "nearest_sim",  # cosine similarity to the most similar other visible token (in the hidden projection)
     "rel_position",  # original position / original length
     "log_size",  # log of how many originals the token stands for
     "protected",  # 1 if the token can never be removed
@@ -28,13 +28,14 @@ GLOBAL_FEATURES = ("layer_frac", "tokens_left", "step_frac", "budget")
 N_RECENT_ROWS = 16  # query rows behind "attn_recent": an R x N slice of the attention map, never N x N
 
 
-def feature_flops(spec, n_tokens, n_query_rows):
+def feature_flops(spec, n_tokens, n_query_rows, n_proj: int = 16):
     """FLOPs the features cost at one decision on ``n_tokens`` tokens: Q/K projections of every token,
-    attention scores for the query rows and the recent rows, neighbour similarities, hidden projection.
-    (The network itself is ~0.2% of a forward pass and not counted.)"""
+    attention scores for the query rows and the recent rows, the hidden projection to ``n_proj`` dims
+    and all-pairs similarity in it. (The network itself is ~0.2% of a forward pass and not counted.)"""
     q_width, k_width = spec.n_heads * spec.head_dim, spec.n_kv_heads * spec.head_dim
     rows = n_query_rows + N_RECENT_ROWS
-    return 2 * n_tokens * spec.d_model * (q_width + k_width) + 2 * rows * n_tokens * q_width + 4 * n_tokens * spec.d_model
+    proj = 2 * n_tokens * spec.d_model * n_proj + 2 * n_tokens * n_tokens * n_proj
+    return 2 * n_tokens * spec.d_model * (q_width + k_width) + 2 * rows * n_tokens * q_width + proj
 
 
 @dataclass(frozen=True)
@@ -72,17 +73,20 @@ def token_features(ctx: DecisionContext, spec: FeatureSpec, n_original: torch.Te
     norm = h.norm(dim=-1)
     mean_norm = (norm * visible).sum(1, keepdim=True) / n
     unit = torch.nn.functional.normalize(h, dim=-1)
-    # live slots are stored in position order, so the neighbours of slot j are slots j - 1 and j + 1
-    next_sim = (unit[:, :-1] * unit[:, 1:]).sum(-1).masked_fill(~(visible[:, :-1] & visible[:, 1:]), -1.0)  # (B, N-1)
-    pad = next_sim.new_full((next_sim.shape[0], 1), -1.0)
-    neighbor_sim = torch.maximum(torch.cat([next_sim, pad], 1), torch.cat([pad, next_sim], 1))
+    # Similarities in a low-dim random projection (cosines are nearly preserved; identical tokens stay
+    # at 1): N x N x P instead of N x N x D.
+    proj = unit @ spec.projection(h.shape[-1], h.device) if spec.n_hidden_proj else unit  # (B, N, P)
+    p_unit = torch.nn.functional.normalize(proj, dim=-1)
+    sim = p_unit @ p_unit.transpose(1, 2)
+    eye = torch.eye(sim.shape[-1], dtype=torch.bool, device=sim.device)
+    nearest_sim = sim.masked_fill(eye | ~visible[:, None, :], -1.0).max(-1).values
     protected = st.protected | (ctx.tail if ctx.tail is not None else torch.zeros_like(alive))
     cols = [
         alive.float(),
         ctx.attention_from_query() * n,
         ctx.attention_from_recent(N_RECENT_ROWS) * n,
         norm / mean_norm.clamp_min(1e-6),
-        neighbor_sim,
+        nearest_sim,
         st.positions.float() / n_original[:, None].float(),
         torch.log(st.sizes.clamp_min(1.0)),
         protected.float(),
@@ -94,6 +98,6 @@ def token_features(ctx: DecisionContext, spec: FeatureSpec, n_original: torch.Te
     glob[..., 1] = (n / n_original[:, None].float()).expand(b, slots)
     feats = [torch.stack(cols, dim=-1), glob]
     if spec.n_hidden_proj:
-        feats.append(unit @ spec.projection(h.shape[-1], h.device) * h.shape[-1] ** 0.5)
+        feats.append(proj * h.shape[-1] ** 0.5)
     out = torch.cat(feats, dim=-1)
     return out * alive[..., None]

@@ -32,7 +32,7 @@ class RouterReducer(Reducer):
         return f"RouterReducer({self.path!r})"
 
     def decision_flops(self, spec, n_tokens, n_query_rows):
-        return feature_flops(spec, n_tokens, n_query_rows)
+        return feature_flops(spec, n_tokens, n_query_rows, self.router.features.n_hidden_proj)
 
     def decide(self, ctx: DecisionContext) -> Decision:
         if ctx.backbone.config_hash not in self._checked:
