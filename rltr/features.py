@@ -101,3 +101,13 @@ def token_features(ctx: DecisionContext, spec: FeatureSpec, n_original: torch.Te
         feats.append(proj * h.shape[-1] ** 0.5)
     out = torch.cat(feats, dim=-1)
     return out * alive[..., None]
+
+
+def merge_match(ctx: DecisionContext, spec: FeatureSpec) -> torch.Tensor | None:
+    """(B, N, P) what a policy's MERGE actions are matched on: hidden states in the features' random
+    projection (cosines nearly preserved at P/D of the cost). Env and router both use it, so merges
+    at inference go where they went in training. None (match on hidden states) without a projection."""
+    if not spec.n_hidden_proj:
+        return None
+    h = ctx.state.hidden.float()
+    return torch.nn.functional.normalize(h, dim=-1) @ spec.projection(h.shape[-1], h.device)

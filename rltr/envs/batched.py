@@ -32,7 +32,7 @@ from rltr.envs.token_reduction import (
     episode_score,
     padded_features,
 )
-from rltr.features import feature_flops
+from rltr.features import feature_flops, merge_match
 from rltr.ops import TokenState, apply_actions
 from rltr.tasks import Task, collate
 from rltr.tasks.vocab import PAD_ID
@@ -96,7 +96,8 @@ class BatchedTokenReductionEnv(VecEnv):
         self._step += 1
         done = self._step == len(self.decision_layers)
         stop = self.backbone.n_layers if done else self.decision_layers[self._step]
-        state = apply_actions(state, actions, causal=self.backbone.causal, dst_allowed=ctx.context)
+        state = apply_actions(state, actions, causal=self.backbone.causal, match=merge_match(ctx, self.features),
+                              dst_allowed=ctx.context)
         self.state = self._advance(state, layer, stop)
         if not done:
             self._ctx = self._context()

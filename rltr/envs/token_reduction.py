@@ -16,7 +16,7 @@ from gymnasium import spaces
 
 from rltr.backbones import Backbone
 from rltr.compute import ArchSpec, compute_fraction
-from rltr.features import FeatureSpec, feature_flops, token_features
+from rltr.features import FeatureSpec, feature_flops, merge_match, token_features
 from rltr.ops import N_ACTIONS, TokenState, apply_actions, scatter_to_positions
 from rltr.reducers.base import DecisionContext, Reducer, check_budget, target_counts
 from rltr.tasks import Task, collate, exact_match
@@ -83,7 +83,8 @@ class TokenReductionEnv(gym.Env):
             actions = enforce_budget(actions, ctx)
         n_tail = int(self.batch.lengths[0] - self.batch.context_len[0])
         self._extra_flops += float(feature_flops(self.arch, int(state.n_alive[0]), n_tail, self.features.n_hidden_proj))
-        state = apply_actions(state, actions, causal=self.backbone.causal, dst_allowed=ctx.context)
+        state = apply_actions(state, actions, causal=self.backbone.causal, match=merge_match(ctx, self.features),
+                              dst_allowed=ctx.context)
         layer = self.decision_layers[self._step]
         self._step += 1
         done = self._step == len(self.decision_layers)

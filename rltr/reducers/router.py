@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from rltr.features import feature_flops, token_features
+from rltr.features import feature_flops, merge_match, token_features
 from rltr.ops import Action, keep_top_k
 from rltr.policies.router import Router
 from rltr.reducers.base import Decision, DecisionContext, Reducer
@@ -41,9 +41,10 @@ class RouterReducer(Reducer):
         self.router.to(ctx.state.hidden.device)
         obs = token_features(ctx, self.router.features, ctx.n_original)
         logits = self.router.logits(obs)  # (B, N, 3)
+        match = merge_match(ctx, self.router.features)  # as in training
         if ctx.budget is None:
-            return Decision(logits.argmax(-1))
+            return Decision(logits.argmax(-1), match=match)
         keep = keep_top_k(logits.log_softmax(-1)[..., Action.KEEP], ctx.state, ctx.n_keep) == Action.KEEP
         wants_merge = (logits[..., Action.MERGE] > logits[..., Action.DROP]) & ctx.can_merge(keep)
         removal = torch.where(wants_merge, Action.MERGE, Action.DROP)  # no destination: drop, so the budget holds
-        return Decision(torch.where(keep, torch.full_like(removal, Action.KEEP), removal))
+        return Decision(torch.where(keep, torch.full_like(removal, Action.KEEP), removal), match=match)
