@@ -71,7 +71,7 @@ def interleaved(cases: dict, repeats: int, warm_up: bool = True) -> dict:
 def router_overhead(backbone, reducer, ids, layer: int, budget: float, protect_last: int, repeats: int) -> dict:
     """Median seconds of the router's decision parts on the state entering ``layer`` (no cached maps)."""
     from rltr.features import token_features
-    from rltr.reducers.base import DecisionContext, target_counts
+    from rltr.reducers.base import decision_context
 
     n = ids.shape[1]
     pos = torch.arange(n)[None]
@@ -79,8 +79,7 @@ def router_overhead(backbone, reducer, ids, layer: int, budget: float, protect_l
     n_orig = state.n_alive
 
     def ctx():
-        return DecisionContext(backbone=backbone, layer=layer, state=state, n_keep=target_counts(n_orig, budget, 0, 1),
-                               budget=budget, tail=pos >= n - protect_last, n_original=n_orig)
+        return decision_context(backbone, state, [layer], 0, n_orig, budget, context_len=torch.tensor([n - protect_last]))
 
     obs = token_features(ctx(), reducer.router.features, n_orig)
     parts = {

@@ -12,7 +12,6 @@ from tqdm.auto import tqdm
 
 from rltr.backbones import Backbone
 from rltr.compute import ArchSpec, TokenCounter, compute_fraction
-from rltr.ops import scatter_to_positions
 from rltr.reducers import Reducer, check_budget, get_reducer, make_decide
 from rltr.tasks import Task, collate, exact_match
 from rltr.tasks.vocab import PAD_ID, VOCAB_SIZE
@@ -74,8 +73,7 @@ def run_method(
         t0 = time.perf_counter()
         state = backbone.embed(batch.input_ids, batch.attention_mask, protected=batch.protected)
         state = backbone.run(state, decide, decision_layers, on_layer=counter.record)
-        select = torch.gather(batch.answer_mask, 1, state.positions) & state.alive
-        logits = scatter_to_positions(backbone.logits(state, select), state, batch.input_ids.shape[1])
+        logits = backbone.answer_logits(state, batch.answer_mask)
         seconds += time.perf_counter() - t0
         correct.append(exact_match(logits, batch).cpu())
         counts = counter.counts  # (B, L) live tokens entering each layer

@@ -197,6 +197,13 @@ class Backbone:
         return out
 
     @torch.no_grad()
+    def answer_logits(self, state: TokenState, answer_mask: torch.Tensor) -> torch.Tensor:
+        """(B, N_original, V) logits at original positions, computed only where ``answer_mask``
+        (B, N_original bool) is set and the token is still live; 0 elsewhere."""
+        select = torch.gather(answer_mask, 1, state.positions) & state.alive
+        return scatter_to_positions(self.logits(state, select), state, answer_mask.shape[1])
+
+    @torch.no_grad()
     def attention(self, i: int, state: TokenState) -> torch.Tensor:
         """(B, H, N, N) attention probabilities layer ``i`` would use on ``state``.
 

@@ -27,13 +27,13 @@ from rltr.backbones import Backbone
 from rltr.compute import compute_fraction
 from rltr.envs.token_reduction import (
     TokenReductionEnv,
-    decision_context,
     enforce_budget,
     episode_score,
     padded_features,
 )
 from rltr.features import feature_flops, merge_match
 from rltr.ops import TokenState, apply_actions
+from rltr.reducers.base import decision_context
 from rltr.tasks import Task, collate
 from rltr.tasks.vocab import PAD_ID
 
@@ -156,8 +156,9 @@ class BatchedTokenReductionEnv(VecEnv):
             return self.backbone.run_layers(state, start, stop, on_layer=count)
 
     def _context(self):
-        return decision_context(self.backbone, self.batch, self.state, self.decision_layers, self._step, self.budget,
-                                self.query_aware)
+        b = self.batch
+        return decision_context(self.backbone, self.state, self.decision_layers, self._step, b.lengths, self.budget,
+                                b.relevant, b.context_len, self.query_aware)
 
     def _observation(self) -> np.ndarray:
         return padded_features(self._ctx, self.features, self.batch.lengths, self.max_tokens).cpu().numpy()

@@ -17,8 +17,8 @@ from gymnasium import spaces
 from rltr.backbones import Backbone
 from rltr.compute import ArchSpec, compute_fraction
 from rltr.features import FeatureSpec, feature_flops, merge_match, token_features
-from rltr.ops import N_ACTIONS, TokenState, apply_actions, scatter_to_positions
-from rltr.reducers.base import DecisionContext, Reducer, check_budget, target_counts
+from rltr.ops import N_ACTIONS, Action, TokenState, apply_actions, keep_top_k, sanitize_actions
+from rltr.reducers.base import DecisionContext, Reducer, check_budget, decision_context, target_counts
 from rltr.tasks import Task, collate, exact_match
 from rltr.tasks.vocab import PAD_ID
 
@@ -119,8 +119,9 @@ class TokenReductionEnv(gym.Env):
         return self.backbone.run_layers(state, start, stop, on_layer=count)
 
     def _context(self) -> DecisionContext:
-        return decision_context(self.backbone, self.batch, self.state, self.decision_layers, self._step, self.budget,
-                                self.query_aware)
+        b = self.batch
+        return decision_context(self.backbone, self.state, self.decision_layers, self._step, b.lengths, self.budget,
+                                b.relevant, b.context_len, self.query_aware)
 
     def _observation(self) -> np.ndarray:
         return padded_features(self._ctx, self.features, self.batch.lengths, self.max_tokens)[0].cpu().numpy()
@@ -133,20 +134,6 @@ class TokenReductionEnv(gym.Env):
 
 
 # ---- shared with the batched env (rltr.envs.batched): every function works on B rows at once ------------
-def decision_context(backbone: Backbone, batch, state: TokenState, decision_layers: list[int], step: int,
-                     budget: float | None, query_aware: bool) -> DecisionContext:
-    """The context of decision ``step`` for ``state`` (B rows) of ``batch`` (original positions)."""
-    n_orig = batch.lengths
-    tail = (state.positions >= batch.context_len[:, None]) & state.alive
-    return DecisionContext(
-        backbone=backbone, layer=decision_layers[step], state=state,
-        n_keep=target_counts(n_orig, budget, step, len(decision_layers)),
-        step=step, n_steps=len(decision_layers), budget=budget,
-        relevant=torch.gather(batch.relevant, 1, state.positions) & state.alive,
-        tail=tail, query_aware=query_aware, n_original=n_orig,
-    )
-
-
 def padded_features(ctx: DecisionContext, spec: FeatureSpec, n_original: torch.Tensor, max_tokens: int) -> torch.Tensor:
     """(B, max_tokens, F) float32 observations: token features clipped to +-OBS_BOUND, zero past the live slots."""
     feats = token_features(ctx, spec, n_original).clamp(-OBS_BOUND, OBS_BOUND)  # (B, N, F)
@@ -156,8 +143,7 @@ def padded_features(ctx: DecisionContext, spec: FeatureSpec, n_original: torch.T
 
 def episode_score(backbone: Backbone, batch, state: TokenState, score: str) -> torch.Tensor:
     """(B,) float score of each row's answer from the final ``state``: exact match or answer likelihood."""
-    select = torch.gather(batch.answer_mask, 1, state.positions) & state.alive
-    logits = scatter_to_positions(backbone.logits(state, select), state, batch.input_ids.shape[1])
+    logits = backbone.answer_logits(state, batch.answer_mask)
     return exact_match(logits, batch) if score == "accuracy" else _answer_loglik(logits, batch)
 
 
@@ -171,8 +157,6 @@ def _answer_loglik(logits: torch.Tensor, batch) -> torch.Tensor:
 def enforce_budget(actions: torch.Tensor, ctx: DecisionContext) -> torch.Tensor:
     """(B, N) actions; in rows keeping more than ``ctx.n_keep``, the policy's last-kept extras become DROP
     (never protected ones)."""
-    from rltr.ops import Action, keep_top_k, sanitize_actions
-
     actions = sanitize_actions(ctx.state, actions)
     kept = (actions == Action.KEEP) & ctx.state.alive
     over = kept.sum(1) > ctx.n_keep  # (B,)

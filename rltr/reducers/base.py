@@ -173,6 +173,34 @@ def target_counts(n_original: torch.Tensor, budget: float | None, step: int, n_s
     return torch.ceil(n_original.double() * frac).long().clamp_min(1)
 
 
+def decision_context(
+    backbone: Backbone,
+    state: TokenState,
+    decision_layers: list[int],
+    step: int,
+    n_original: torch.Tensor,
+    budget: float | None = None,
+    relevant: torch.Tensor | None = None,
+    context_len: torch.Tensor | None = None,
+    query_aware: bool = True,
+    generator: torch.Generator | None = None,
+) -> DecisionContext:
+    """The context of decision ``step`` (before layer ``decision_layers[step]``) for ``state``.
+
+    ``n_original`` (B,) tokens per row before any reduction; ``relevant`` (B, N_original) bool on
+    original positions (moved to the current slots here); ``context_len`` (B,) marks where each row's
+    tail starts (positions >= it are the tail).
+    """
+    dev = state.alive.device
+    rel = None if relevant is None else torch.gather(relevant.to(dev), 1, state.positions) & state.alive
+    tail = None if context_len is None else (state.positions >= context_len.to(dev)[:, None]) & state.alive
+    return DecisionContext(
+        backbone=backbone, layer=decision_layers[step], state=state, step=step, n_steps=len(decision_layers),
+        budget=budget, n_keep=target_counts(n_original, budget, step, len(decision_layers)), relevant=rel,
+        generator=generator, tail=tail, query_aware=query_aware, n_original=n_original,
+    )
+
+
 def make_decide(
     reducer: Reducer,
     backbone: Backbone,
@@ -195,16 +223,8 @@ def make_decide(
     def decide(layer: int, state: TokenState) -> TokenState:
         if not n_original:
             n_original.append(state.n_alive)
-        step = layers.index(layer)
-        rel = None
-        if relevant is not None:
-            rel = torch.gather(relevant.to(state.alive.device), 1, state.positions) & state.alive
-        tail = None if context_len is None else (state.positions >= context_len.to(state.alive.device)[:, None]) & state.alive
-        ctx = DecisionContext(
-            backbone=backbone, layer=layer, state=state, step=step, n_steps=len(layers), budget=budget,
-            n_keep=target_counts(n_original[0], budget, step, len(layers)), relevant=rel, generator=generator,
-            tail=tail, query_aware=query_aware, n_original=n_original[0],
-        )
+        ctx = decision_context(backbone, state, layers, layers.index(layer), n_original[0], budget, relevant,
+                               context_len, query_aware, generator)
         d = reducer.decide(ctx)
         return apply_actions(
             state, d.actions, causal=backbone.causal, match=d.match, merge_dst=d.merge_dst, dst_allowed=ctx.context
