@@ -77,9 +77,11 @@ def token_features(ctx: DecisionContext, spec: FeatureSpec, n_original: torch.Te
     # at 1): N x N x P instead of N x N x D.
     proj = unit @ spec.projection(h.shape[-1], h.device) if spec.n_hidden_proj else unit  # (B, N, P)
     p_unit = torch.nn.functional.normalize(proj, dim=-1)
-    sim = p_unit @ p_unit.transpose(1, 2)
-    eye = torch.eye(sim.shape[-1], dtype=torch.bool, device=sim.device)
-    nearest_sim = sim.masked_fill(eye | ~visible[:, None, :], -1.0).max(-1).values
+    sim = p_unit @ p_unit.transpose(1, 2)  # (B, N, N)
+    sim.diagonal(dim1=1, dim2=2).fill_(-1.0)  # not itself
+    if not bool(visible.all()):
+        sim.masked_fill_(~visible[:, None, :], -1.0)
+    nearest_sim = sim.max(-1).values
     protected = st.protected | (ctx.tail if ctx.tail is not None else torch.zeros_like(alive))
     cols = [
         alive.float(),

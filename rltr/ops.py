@@ -103,15 +103,21 @@ def merge_targets(
     """
     feats = state.hidden if match is None else match
     assert feats.shape[:2] == state.alive.shape, f"match {tuple(feats.shape)} vs state {tuple(state.alive.shape)}"
+    out = torch.full_like(state.positions, -1)
+    n_src = int(merging.sum(1).max()) if merging.numel() else 0
+    if n_src == 0:
+        return out
+    # Only the merging rows of the similarity matrix: (B, M, N) with M = most merging tokens in a row.
+    src = torch.argsort((~merging).to(torch.int8), dim=1, stable=True)[:, :n_src]  # (B, M) merging slots first
     unit = torch.nn.functional.normalize(feats.float(), dim=-1)
-    sim = unit @ unit.transpose(1, 2)  # (B, N_src, N_dst)
+    src_unit = torch.gather(unit, 1, src[..., None].expand(-1, -1, unit.shape[-1]))
+    sim = src_unit @ unit.transpose(1, 2)  # (B, M, N_dst)
     allowed = kept[:, None, :].expand_as(sim)
     if causal:
-        allowed = allowed & (state.positions[:, None, :] > state.positions[:, :, None])
-    sim = sim.masked_fill(~allowed, float("-inf"))
-    best_sim, best = sim.max(dim=-1)
-    ok = merging & torch.isfinite(best_sim)
-    return torch.where(ok, best, torch.full_like(best, -1))
+        allowed = allowed & (state.positions[:, None, :] > torch.gather(state.positions, 1, src)[:, :, None])
+    best_sim, best = sim.masked_fill(~allowed, float("-inf")).max(dim=-1)
+    ok = torch.gather(merging, 1, src) & torch.isfinite(best_sim)
+    return out.scatter(1, src, torch.where(ok, best, -1))  # src slots are distinct: no write collides
 
 
 def merge(state: TokenState, merging: torch.Tensor, dst: torch.Tensor) -> TokenState:

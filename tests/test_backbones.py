@@ -131,3 +131,20 @@ def test_attention_rows_equal_the_full_map_with_reductions(family_model):
     part = bb.attention_rows(1, state, rows)
     expected = torch.gather(full, 2, rows[:, None, :, None].expand(-1, full.shape[1], -1, full.shape[-1]))
     assert torch.allclose(part, expected, atol=1e-6)
+
+
+def test_key_and_row_query_projections_match_the_full_projection(family_model):
+    """The adapters' key-only and row-only projections (cheap decision features) equal slices of the
+    full query/key projection, on a reduced state with shifted positions."""
+    _, model = family_model
+    bb = wrap(model)
+    ids, mask = _padded_batch()
+    actions = torch.full_like(ids, Action.KEEP)
+    actions[:, 1:4] = Action.DROP
+    state = apply_actions(bb.embed(ids, mask), actions, causal=True)
+    q, k = bb.query_key(1, state)
+    rows = torch.tensor([[0, 3, 5], [1, 1, 2], [4, 0, 2], [6, 5, 1]])
+    expected_q = torch.gather(q, 2, rows[:, None, :, None].expand(-1, q.shape[1], -1, q.shape[-1]))
+    assert torch.allclose(bb.key_states(1, state), k, atol=1e-6)
+    assert torch.allclose(bb.query_states(1, state, rows), expected_q, atol=1e-6)
+    assert torch.allclose(bb.attention_rows(1, state, rows, keys=k), bb.attention_rows(1, state, rows), atol=1e-6)

@@ -161,7 +161,10 @@ class StubBackbone:
         b, n = state.alive.shape
         return self.received.expand(b, 1, n, n)
 
-    def attention_rows(self, layer: int, state: TokenState, rows: torch.Tensor) -> torch.Tensor:
+    def key_states(self, layer: int, state: TokenState) -> torch.Tensor:
+        return self.k[:, None]
+
+    def attention_rows(self, layer: int, state: TokenState, rows: torch.Tensor, keys=None) -> torch.Tensor:
         return self.received.expand(rows.shape[0], 1, rows.shape[1], state.alive.shape[1])
 
 

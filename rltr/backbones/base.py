@@ -93,6 +93,17 @@ class Backbone:
         """Layer ``i``'s queries and keys on ``state``: (B, H, N, d_head) each (kv heads repeated)."""
         raise NotImplementedError
 
+    def key_states(self, i: int, state: TokenState) -> torch.Tensor:
+        """(B, H, N, d_head) layer ``i``'s keys (kv heads repeated). Adapters override this to skip the
+        query (and value) projections."""
+        return self.query_key(i, state)[1]
+
+    def query_states(self, i: int, state: TokenState, rows: torch.Tensor) -> torch.Tensor:
+        """(B, H, R, d_head) layer ``i``'s queries for the slots ``rows`` (B, R long) only. Adapters
+        override this to project R tokens instead of N."""
+        q = self.query_key(i, state)[0]
+        return torch.gather(q, 2, rows[:, None, :, None].expand(-1, q.shape[1], -1, q.shape[-1]))
+
     def final_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final norm: (B, N, D) -> (B, N, D)."""
         raise NotImplementedError
@@ -216,21 +227,23 @@ class Backbone:
         return scores.softmax(dim=-1)
 
     @torch.no_grad()
-    def attention_rows(self, i: int, state: TokenState, rows: torch.Tensor) -> torch.Tensor:
+    def attention_rows(self, i: int, state: TokenState, rows: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
         """(B, H, R, N) layer ``i``'s attention probabilities for query slots ``rows`` (B, R long) only.
 
-        Same masks and proportional attention as :meth:`attention`, at R x N instead of N x N cost.
+        Same masks and proportional attention as :meth:`attention`, at R x N instead of N x N cost:
+        queries are projected for the R rows only; ``keys`` (B, H, N, d_head), when given, are the
+        layer's :meth:`key_states` on ``state`` already computed (callers reading several row sets
+        project the keys once).
         """
-        q, k = self.query_key(i, state)
-        q = torch.gather(q, 2, rows[:, None, :, None].expand(-1, q.shape[1], -1, q.shape[-1]))  # (B, H, R, dh)
+        q = self.query_states(i, state, rows)  # (B, H, R, dh)
+        k = self.key_states(i, state) if keys is None else keys
         scores = (q @ k.transpose(-1, -2)).float() * self.attn_scaling(i)
         return (scores + attention_bias(state, self.causal, torch.float32, rows)).softmax(dim=-1)
 
     @torch.no_grad()
     def keys(self, i: int, state: TokenState) -> torch.Tensor:
         """(B, N, H * d_head) layer ``i``'s keys on ``state`` (ToMe matches tokens on these)."""
-        _, k = self.query_key(i, state)
-        return k.transpose(1, 2).flatten(2)
+        return self.key_states(i, state).transpose(1, 2).flatten(2)
 
     @torch.no_grad()
     def forward_logits(

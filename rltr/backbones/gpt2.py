@@ -36,6 +36,21 @@ class GPT2Backbone(Backbone):
         shape = (*q.shape[:2], -1, block.attn.head_dim)
         return q.view(shape).transpose(1, 2), k.view(shape).transpose(1, 2)
 
+    def _projection(self, i: int, which: int, x: torch.Tensor) -> torch.Tensor:
+        """One of c_attn's three projections (0 query, 1 key, 2 value) of ``x`` (..., D): (..., H, d_head).
+        c_attn is a Conv1D (x @ W + b with W (D, 3D)); slicing W computes a third of its output."""
+        attn = self.layers[i].attn
+        d = attn.split_size
+        w, b = attn.c_attn.weight[:, which * d : (which + 1) * d], attn.c_attn.bias[which * d : (which + 1) * d]
+        return torch.addmm(b, x.reshape(-1, x.shape[-1]), w).view(*x.shape[:-1], -1, attn.head_dim)
+
+    def key_states(self, i: int, state: TokenState) -> torch.Tensor:
+        return self._projection(i, 1, self.layers[i].ln_1(state.hidden)).transpose(1, 2)
+
+    def query_states(self, i: int, state: TokenState, rows: torch.Tensor) -> torch.Tensor:
+        x = torch.gather(state.hidden, 1, rows[:, :, None].expand(-1, -1, state.hidden.shape[-1]))  # (B, R, D)
+        return self._projection(i, 0, self.layers[i].ln_1(x)).transpose(1, 2)
+
     def attn_scaling(self, i: int) -> float:
         return self.layers[i].attn.scaling
 

@@ -6,7 +6,7 @@ Reduced tokens keep their original position ids, so rotary phases never shift af
 from __future__ import annotations
 
 import torch
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv, rotate_half
 
 from rltr.backbones.base import Backbone
 from rltr.ops import TokenState
@@ -49,6 +49,21 @@ class LlamaBackbone(Backbone):
         cos, sin = self._rotary(state)
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
         return q, repeat_kv(k, attn.num_key_value_groups)
+
+    def key_states(self, i: int, state: TokenState) -> torch.Tensor:
+        attn = self.layers[i].self_attn
+        x = self.layers[i].input_layernorm(state.hidden)
+        k = attn.k_proj(x).view(*x.shape[:2], -1, attn.head_dim).transpose(1, 2)
+        cos, sin = self._rotary(state)
+        k = k * cos[:, None] + rotate_half(k) * sin[:, None]
+        return repeat_kv(k, attn.num_key_value_groups)
+
+    def query_states(self, i: int, state: TokenState, rows: torch.Tensor) -> torch.Tensor:
+        attn = self.layers[i].self_attn
+        x = torch.gather(state.hidden, 1, rows[:, :, None].expand(-1, -1, state.hidden.shape[-1]))  # (B, R, D)
+        q = attn.q_proj(self.layers[i].input_layernorm(x)).view(*x.shape[:2], -1, attn.head_dim).transpose(1, 2)
+        cos, sin = self._base.rotary_emb(x, position_ids=torch.gather(state.positions, 1, rows))
+        return q * cos[:, None] + rotate_half(q) * sin[:, None]
 
     def attn_scaling(self, i: int) -> float:
         return self.layers[i].self_attn.scaling

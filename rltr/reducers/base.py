@@ -109,7 +109,9 @@ class DecisionContext:
                 n_rows = max(int(rows.sum(1).max()), 1)
                 idx = torch.argsort((~rows).to(torch.int8), dim=1, stable=True)[:, :n_rows]  # (B, R) selected first
                 w = torch.gather(w, 1, idx)
-                att = self.backbone.attention_rows(self.layer, self.state, idx).mean(dim=1)  # (B, R, Nk)
+                if "keys" not in self._cache:  # shared by every row set read at this decision
+                    self._cache["keys"] = self.backbone.key_states(self.layer, self.state)
+                att = self.backbone.attention_rows(self.layer, self.state, idx, keys=self._cache["keys"]).mean(dim=1)
             self._cache[key] = (att * w[:, :, None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0)
         return self._cache[key]
 
