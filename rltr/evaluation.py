@@ -1,8 +1,15 @@
-"""One evaluation loop for every method: the same held-out examples, the same backbone code path,
-the same compute model. Heuristics and routers differ only in the reducer passed in."""
+"""One evaluation loop for every method: the same held-out examples, the same code path, the same
+compute model. Heuristics and routers differ only in the reducer passed in.
+
+The code path is the production one: each batch is one call of the plain HF model's ``forward`` under
+``with reducer(model, ...)`` (:class:`rltr.inference.TokenReduction`), so the accuracy and the latency
+in a results table come from the same calls a user makes. ``identity`` (the full model) is the
+unpatched model's own forward: the baseline every speedup is measured against.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -11,8 +18,9 @@ import torch
 from tqdm.auto import tqdm
 
 from rltr.backbones import Backbone
-from rltr.compute import ArchSpec, TokenCounter, compute_fraction
-from rltr.reducers import Reducer, check_budget, get_reducer, make_decide
+from rltr.compute import ArchSpec, compute_fraction
+from rltr.inference import PromptHints
+from rltr.reducers import Reducer, check_budget, get_reducer
 from rltr.tasks import Task, collate, exact_match
 from rltr.tasks.vocab import PAD_ID, VOCAB_SIZE
 
@@ -25,7 +33,7 @@ class EvalResult:
     accuracy: float
     compute_fraction: float  # mean over examples of reduced / full FLOPs (analytic model)
     kept_ratio: float  # mean fraction of original tokens alive after the last decision
-    latency_ms: float  # measured wall-clock per example (batched forward / batch size)
+    latency_ms: float  # measured wall-clock per example: the model's (patched) forward on a batch / batch size
     n_examples: int
     query_aware: bool = True
 
@@ -56,38 +64,53 @@ def run_method(
     query_aware: bool = True,
     progress: bool = False,
 ) -> EvalResult:
-    """Accuracy, compute and latency of ``reducer`` at ``budget`` on ``n_examples`` held-out examples."""
+    """Accuracy, compute and latency of ``reducer`` at ``budget`` on ``n_examples`` held-out examples,
+    each batch one forward call of ``backbone.model`` under ``with reducer(model, ...)``."""
     budget = check_budget(budget)
     examples = task.examples(n_examples, seed=seed, split="test")
     spec = ArchSpec.from_config(backbone.config)
-    generator = torch.Generator().manual_seed(seed)
+    model, full = backbone.model, reducer.name == "identity"
+    reduction = contextlib.nullcontext() if full else reducer(
+        model, budget=budget, protect_last=1, decision_layers=list(decision_layers), query_aware=query_aware, seed=seed,
+    )
     correct, fractions, kept, seconds = [], [], [], 0.0
     batches = range(0, len(examples), batch_size)
-    for start in tqdm(batches, desc=f"{task.name}/{reducer.name}@{budget}", disable=not progress, leave=False):
-        batch = collate(examples[start : start + batch_size], PAD_ID).to(backbone.device)
-        counter = TokenCounter(backbone.n_layers)
-        decide = make_decide(
-            reducer, backbone, list(decision_layers), budget, batch.relevant, generator,
-            context_len=batch.context_len, query_aware=query_aware,
-        )
-        t0 = time.perf_counter()
-        state = backbone.embed(batch.input_ids, batch.attention_mask, protected=batch.protected)
-        state = backbone.run(state, decide, decision_layers, on_layer=counter.record)
-        logits = backbone.answer_logits(state, batch.answer_mask)
-        seconds += time.perf_counter() - t0
-        correct.append(exact_match(logits, batch).cpu())
-        counts = counter.counts  # (B, L) live tokens entering each layer
-        lengths = batch.lengths.cpu()
-        extra = decision_overhead(reducer, spec, counts, lengths, lengths - batch.context_len.cpu(), decision_layers)
-        frac = compute_fraction(spec, list(counts.T), batch.lengths.cpu(), n_head_tokens=batch.n_answer.cpu(), extra_flops=extra)
-        fractions.append(frac.float())
-        kept.append(state.n_alive.cpu().float() / batch.lengths.cpu().float())
+    with reduction:
+        for start in tqdm(batches, desc=f"{task.name}/{reducer.name}@{budget}", disable=not progress, leave=False):
+            batch = collate(examples[start : start + batch_size], PAD_ID).to(backbone.device)
+            columns = batch.answer_mask.any(0).nonzero().flatten()  # positions whose logits are scored
+            inputs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long(), use_cache=False,
+                          logits_to_keep=columns)
+            if not full:
+                inputs["reduction_hints"] = PromptHints(batch.context_len, batch.protected, batch.relevant)
+            t0 = time.perf_counter()
+            out = model(**inputs).logits
+            _synchronize(backbone.device)
+            seconds += time.perf_counter() - t0
+            logits = out.new_zeros((*batch.input_ids.shape, out.shape[-1]))
+            logits[:, columns] = out
+            correct.append(exact_match(logits, batch).cpu())
+            lengths = batch.lengths.cpu()
+            if full:
+                counts, n_alive = lengths[:, None].expand(-1, backbone.n_layers), lengths
+            else:
+                counts, n_alive = reduction.last.layer_counts.cpu(), reduction.last.n_kept.cpu()
+            extra = decision_overhead(reducer, spec, counts, lengths, lengths - batch.context_len.cpu(), decision_layers)
+            frac = compute_fraction(spec, list(counts.T), lengths, n_head_tokens=batch.n_answer.cpu(), extra_flops=extra)
+            fractions.append(frac.float())
+            kept.append(n_alive.float() / lengths.float())
     n = len(examples)
     return EvalResult(
         task=task.name, method=getattr(reducer, "label", reducer.name), budget=budget,
         accuracy=float(torch.cat(correct).mean()), compute_fraction=float(torch.cat(fractions).mean()),
         kept_ratio=float(torch.cat(kept).mean()), latency_ms=1000 * seconds / n, n_examples=n, query_aware=query_aware,
     )
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so wall-clock times cover it."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def method_label(spec: str) -> str:
@@ -132,15 +155,18 @@ def evaluate(
 
 
 def format_table(results: list[EvalResult]) -> str:
-    """A markdown table: task, method, budget, accuracy, compute fraction, tokens kept, latency."""
+    """A markdown table: task, method, budget, accuracy, compute fraction, tokens kept, latency, and the
+    measured speedup over the full model (``identity`` on the same task; blank when it was not run)."""
+    full = {r.task: r.latency_ms for r in results if r.method == "identity"}
     lines = [
-        "| task | method | budget | accuracy | compute fraction | tokens kept | latency ms/example |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| task | method | budget | accuracy | compute fraction | tokens kept | latency ms/example | speedup |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         budget = ("full" if r.method == "identity" else "own") if r.budget is None else f"{r.budget:.2f}"
+        speedup = f"{full[r.task] / r.latency_ms:.2f}x" if r.task in full and r.latency_ms > 0 else ""
         lines.append(
             f"| {r.task} | {r.method} | {budget} | {r.accuracy:.3f} | {r.compute_fraction:.3f} | "
-            f"{r.kept_ratio:.3f} | {r.latency_ms:.2f} |"
+            f"{r.kept_ratio:.3f} | {r.latency_ms:.2f} | {speedup} |"
         )
     return "\n".join(lines)

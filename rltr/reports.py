@@ -23,7 +23,7 @@ def write_report(results: list[EvalResult], out: Path, header: dict | None = Non
     lines = ["# rltr evaluation", ""]
     lines += [f"- {k}: {v}" for k, v in settings.items()]
     lines += ["", format_table(results), ""]
-    lines += ["![accuracy vs compute](pareto.png)", ""]
+    lines += ["![accuracy vs compute and vs measured latency](pareto.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
     mode = "query-agnostic" if settings.get("query_agnostic") else "query-aware"
     pareto_plot(results, out / "pareto.png", title=f"{settings.get('model', '')} ({mode})")

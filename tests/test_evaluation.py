@@ -4,7 +4,7 @@ import torch
 from rltr.backbones import wrap
 from rltr.evaluation import evaluate, format_table, run_method
 from rltr.reducers import get_reducer, make_decide, target_counts
-from rltr.tasks import collate, get_task
+from rltr.tasks import collate, exact_match, get_task
 from rltr.tasks.vocab import PAD_ID
 from tests.conftest import tiny_gpt2, tiny_task_gpt2
 
@@ -67,3 +67,32 @@ def test_overlong_and_empty_inputs_are_clear_errors(backbone):
         backbone.embed(torch.zeros(1, 300, dtype=torch.long))
     with pytest.raises(ValueError, match="non-empty"):
         backbone.embed(torch.zeros(1, 0, dtype=torch.long))
+
+
+def test_evaluation_runs_the_patched_hf_forward(backbone, monkeypatch):
+    """Accuracy and latency come from the model's own forward under ``with reducer(model, ...)``: every
+    batch is one call of the patched forward (or the plain one for identity), and the accuracy equals
+    exact match computed from that call by hand."""
+    from rltr.inference import PromptHints, TokenReduction
+
+    task, reducer = get_task("retrieval"), get_reducer("attn_topk")
+    calls = []
+    original = TokenReduction._prefill
+
+    def spy(self, named, hints=None):
+        calls.append(hints)
+        return original(self, named, hints)
+
+    monkeypatch.setattr(TokenReduction, "_prefill", spy)
+    r = run_method(backbone, task, reducer, 0.1, n_examples=12, batch_size=4)
+    assert len(calls) == 3 and all(isinstance(h, PromptHints) for h in calls)
+    batch = collate(task.examples(12, seed=0, split="test"), PAD_ID)
+    with reducer(backbone.model, budget=0.1, protect_last=1, decision_layers=[1]):
+        logits = backbone.model(batch.input_ids, attention_mask=batch.attention_mask.long(),
+                                reduction_hints=PromptHints(batch.context_len, batch.protected)).logits
+    assert r.accuracy == pytest.approx(float(exact_match(logits, batch).mean()))
+    assert "forward" not in vars(backbone.model)  # unpatched again
+    calls.clear()
+    full = run_method(backbone, task, get_reducer("identity"), None, n_examples=12, batch_size=4)
+    assert calls == [] and full.accuracy == pytest.approx(float(exact_match(backbone.model(batch.input_ids).logits, batch).mean()))
+    assert full.latency_ms > 0 and r.latency_ms > 0

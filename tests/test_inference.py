@@ -197,3 +197,31 @@ def test_cli_apply_prints_both_outputs(vocab_model_dir, capsys, tmp_path):
     assert "4/8 prompt tokens kept" in out and "full:    '" in out
     with pytest.raises(ValueError, match="shorter than the protected tail"):
         _apply(["--method", "window", "--prompt", "<bos> f1", "--protect-last", "3", *model])
+
+
+def test_prompt_hints_set_per_row_tails_protection_and_relevance(family_model):
+    """reduction_hints (how evaluation runs task examples): each row's tail starts at its context_len,
+    hinted tokens survive, the oracle reads the hinted relevant tokens; right padding as in a task batch."""
+    from rltr.inference import PromptHints
+
+    _, model = family_model
+    ids, mask = _ids(24, batch=2), torch.ones(2, 24, dtype=torch.long)
+    mask[1, 20:] = 0
+    context_len = torch.tensor([16, 12])
+    protected = torch.zeros(2, 24, dtype=torch.bool)
+    protected[:, 0] = True
+    relevant = torch.zeros(2, 24, dtype=torch.bool)
+    relevant[0, 5], relevant[1, 9] = True, True
+    hints = PromptHints(context_len, protected, relevant)
+    with get_reducer("oracle")(model, budget=None, protect_last=1, decision_layers=[1]) as red:
+        model(ids, attention_mask=mask, use_cache=False, reduction_hints=hints)
+    kept = [set(red.last.positions[i][red.last.alive[i]].tolist()) for i in range(2)]
+    assert kept[0] == {0, 5, *range(16, 24)} and kept[1] == {0, 9, *range(12, 20)}
+    n_later = model.config.num_hidden_layers - 1
+    assert red.last.layer_counts.tolist() == [[24] + [10] * n_later, [20] + [10] * n_later]
+    with get_reducer("window")(model, budget=0.5, protect_last=1) as red:
+        out = model(ids, use_cache=True)
+        with pytest.raises(ValueError, match="continues a cache"):
+            model(ids[:, :1], past_key_values=out.past_key_values, reduction_hints=hints)
+        with pytest.raises(ValueError, match="shape"):
+            model(ids, reduction_hints=PromptHints(protected=protected[:, :5]))

@@ -2,6 +2,6 @@
 ``generate()``. ``with reducer(model, budget=0.5, protect_last=8): model.generate(...)``."""
 
 from rltr.inference.patch import TokenReduction
-from rltr.inference.prefill import PrefixInfo, prompt_logits, reduced_prefill
+from rltr.inference.prefill import PrefixInfo, PromptHints, prompt_logits, reduced_prefill
 
-__all__ = ["PrefixInfo", "TokenReduction", "prompt_logits", "reduced_prefill"]
+__all__ = ["PrefixInfo", "PromptHints", "TokenReduction", "prompt_logits", "reduced_prefill"]

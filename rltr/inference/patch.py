@@ -31,7 +31,7 @@ from transformers.cache_utils import DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from rltr.backbones import adapter_for, wrap
-from rltr.inference.prefill import PrefixInfo, prompt_logits, reduced_prefill
+from rltr.inference.prefill import PrefixInfo, PromptHints, prompt_logits, reduced_prefill
 from rltr.reducers.base import Reducer, check_budget
 
 
@@ -47,6 +47,9 @@ class TokenReduction:
     seed:            seed of the generator random reducers draw from (one per prompt pass).
 
     ``last`` is the :class:`PrefixInfo` of the latest prompt pass (kept positions, sizes, counts).
+    While active, the model's forward also takes ``reduction_hints=PromptHints(...)`` on a prompt pass:
+    per-row tails, extra protected tokens and the oracle's relevant tokens (how evaluation runs task
+    examples through this same path).
     """
 
     def __init__(
@@ -123,20 +126,23 @@ class TokenReduction:
         sig = inspect.signature(original)
 
         @functools.wraps(original)
-        def forward(*args, **kwargs):
+        def forward(*args, reduction_hints: PromptHints | None = None, **kwargs):
             named = _named_arguments(sig, args, kwargs)
             cache = named.get("past_key_values")
+            prefill = cache is None or (cache not in self._prefixes and cache.get_seq_length() == 0)
+            if reduction_hints is not None and not prefill:
+                raise ValueError("reduction_hints describe a prompt; this call continues a cache")
             if cache is not None and cache in self._prefixes:
                 return original(**self._decode_inputs(named, self._prefixes[cache]))
-            if cache is None or cache.get_seq_length() == 0:
-                return self._prefill(named)
+            if prefill:
+                return self._prefill(named, reduction_hints)
             return original(**named)
 
         forward._rltr_reduction = self
         return forward
 
     # ---- the two passes -----------------------------------------------------------------------
-    def _prefill(self, named: dict):
+    def _prefill(self, named: dict, hints: PromptHints | None = None):
         """Reduced prompt pass: (B, L) input_ids -> logits at the kept columns + the filled cache."""
         for name in ("inputs_embeds", "labels"):
             if named.get(name) is not None:
@@ -154,7 +160,7 @@ class TokenReduction:
         state, info, order = reduced_prefill(
             self.backbone, self.reducer, input_ids, named.get("attention_mask"), budget=self.budget,
             decision_layers=self.decision_layers, protect_last=self.protect_last, protect_first=self.protect_first,
-            query_aware=self.query_aware, cache=cache if use_cache else None, generator=generator,
+            query_aware=self.query_aware, cache=cache if use_cache else None, generator=generator, hints=hints,
         )
         self.last = info
         if use_cache:

@@ -25,6 +25,23 @@ from rltr.reducers.base import Reducer, make_decide
 
 
 @dataclass
+class PromptHints:
+    """What a caller knows about its prompts beyond the tokens (evaluation on task examples), in the
+    layout of ``input_ids`` (B, L). Each field is optional.
+
+    context_len: (B,) long, real tokens of each row that are context; the rest of the row is the
+                 protected tail (the question, or a teacher-forced answer). The tail is never shorter
+                 than ``protect_last``.
+    protected:   (B, L) bool, further tokens never removed (e.g. BOS, a task tag).
+    relevant:    (B, L) bool, tokens the answer depends on (read by the oracle reducer only).
+    """
+
+    context_len: torch.Tensor | None = None
+    protected: torch.Tensor | None = None
+    relevant: torch.Tensor | None = None
+
+
+@dataclass
 class PrefixInfo:
     """A reduced prompt as held in a KV cache: what decode steps need to attend to it.
 
@@ -36,6 +53,8 @@ class PrefixInfo:
     n_columns:     L, prompt columns of the 2D attention mask that ``generate()`` keeps extending.
     next_position: (B,) long, position id of the first generated token (real prompt tokens per row):
                    positions continue from the ORIGINAL prompt length.
+    layer_counts:  (B, n_layers) long, live prompt tokens entering each layer (what the compute model
+                   counts).
     """
 
     positions: torch.Tensor
@@ -44,6 +63,7 @@ class PrefixInfo:
     key_bias: torch.Tensor
     n_columns: int
     next_position: torch.Tensor
+    layer_counts: torch.Tensor
 
     @property
     def n_kept(self) -> torch.Tensor:
@@ -135,11 +155,13 @@ def reduced_prefill(
     query_aware: bool = True,
     cache: DynamicCache | None = None,
     generator: torch.Generator | None = None,
+    hints: PromptHints | None = None,
 ) -> tuple[TokenState, PrefixInfo, torch.Tensor]:
     """Run the prompt (B, L) through every layer with ``reducer`` acting before ``decision_layers``.
 
     The last ``protect_last`` real tokens of each row are the protected tail (the "query" for
-    query-aware reducers), the first ``protect_first`` are protected too (BOS / attention sinks).
+    query-aware reducers), the first ``protect_first`` are protected too (BOS / attention sinks);
+    ``hints`` may lengthen the tail per row and protect more tokens (:class:`PromptHints`).
     ``cache`` (an empty DynamicCache, optional) is filled with the keys/values of the final token set
     at every layer. Returns (final token state (B, N_f), its :class:`PrefixInfo`, order (B, L): the
     original column of each right-aligned slot, to map positions back to columns).
@@ -155,11 +177,12 @@ def reduced_prefill(
             f"protect_last={protect_last}"
         )
     idx = torch.arange(ids.shape[1], device=ids.device)[None, :]
-    protected = alive & ((idx < protect_first) | (idx >= (n_real - protect_last)[:, None]))
+    tail_start, extra, relevant = _apply_hints(hints, order, alive, n_real - protect_last)
+    protected = alive & ((idx < protect_first) | (idx >= tail_start[:, None]) | extra)
     state = backbone.embed(ids, alive, protected=protected)
     decide = make_decide(
-        reducer, backbone, decision_layers, budget, generator=generator,
-        context_len=n_real - protect_last, query_aware=query_aware,
+        reducer, backbone, decision_layers, budget, relevant=relevant, generator=generator,
+        context_len=tail_start, query_aware=query_aware,
     )
     entering: list[TokenState] = []
     if cache is not None:
@@ -170,8 +193,36 @@ def reduced_prefill(
         keep_final_slots(cache, entering, state)
     neg = torch.finfo(backbone.dtype).min
     key_bias = torch.where(state.alive, torch.log(state.sizes.clamp_min(1.0)), neg).to(backbone.dtype)
-    info = PrefixInfo(state.positions, state.sizes, state.alive, key_bias, input_ids.shape[1], n_real)
+    counts = torch.stack([s.n_alive for s in entering], dim=1)  # (B, n_layers)
+    info = PrefixInfo(state.positions, state.sizes, state.alive, key_bias, input_ids.shape[1], n_real, counts)
     return state, info, order
+
+
+def _apply_hints(
+    hints: PromptHints | None, order: torch.Tensor, alive: torch.Tensor, tail_start: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(tail start (B,), extra protected (B, L) bool, relevant (B, L) bool or None) in the right-aligned
+    layout, from ``hints`` given in the caller's column layout; ``tail_start`` is the default tail."""
+    extra = torch.zeros_like(alive)
+    if hints is None:
+        return tail_start, extra, None
+    b, n_cols = order.shape
+
+    def aligned(mask, name):
+        if mask is None:
+            return None
+        if tuple(mask.shape) != (b, n_cols):
+            raise ValueError(f"hint {name} has shape {tuple(mask.shape)}, the prompt ({b}, {n_cols})")
+        return torch.gather(mask.to(order.device).bool(), 1, order) & alive
+
+    if hints.context_len is not None:
+        ctx = hints.context_len.to(order.device).long().reshape(-1)
+        if ctx.shape[0] != b or (ctx < 0).any():
+            raise ValueError(f"hint context_len must be {b} counts >= 0, got {hints.context_len.tolist()}")
+        tail_start = torch.minimum(tail_start, ctx)
+    if hints.protected is not None:
+        extra = aligned(hints.protected, "protected")
+    return tail_start, extra, aligned(hints.relevant, "relevant")
 
 
 @torch.no_grad()
