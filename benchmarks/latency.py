@@ -92,6 +92,25 @@ def router_overhead(backbone, reducer, ids, layer: int, budget: float, protect_l
 
 
 @torch.no_grad()
+def decision_times(backbone, reducers: dict, ids, layer: int, budget: float, protect_last: int, repeats: int) -> dict:
+    """Median seconds of each method's whole decision (decide + apply the actions: drop, merge, compact) on
+    the state entering ``layer``. At the same budget the layers after it run on the same number of tokens
+    for every method, so this is where methods differ in cost; it is timed alone, free of the run-to-run
+    noise of whole prefills."""
+    from rltr.reducers.base import make_decide
+
+    n = ids.shape[1]
+    pos = torch.arange(n)[None]
+    state = backbone.run_layers(backbone.embed(ids, protected=(pos >= n - protect_last) | (pos < 1)), 0, layer)
+    cases = {}
+    for name, reducer in reducers.items():
+        decide = make_decide(reducer, backbone, [layer], budget, context_len=torch.tensor([n - protect_last]),
+                             generator=torch.Generator().manual_seed(0))
+        cases[name] = lambda decide=decide: decide(layer, state)
+    return interleaved(cases, repeats)
+
+
+@torch.no_grad()
 def bench_length(model, reducers: dict, n: int, budgets: list[float], args) -> dict:
     """Prefill for every method x budget; TTFT and 32 tokens at budget 0.5. Returns {(method, budget): ms...}."""
     g = torch.Generator().manual_seed(n)
@@ -184,10 +203,17 @@ def main(argv=None) -> int:
     print(f"\nrouter overhead @{n} tokens (fraction of the full prefill, {1000 * full:.1f} ms): features {share['features']} "
           f"(of which the attention rows {share['attention rows']}), network {share['network']}, whole decision "
           f"(features + network + ranking) {share['decision']}")
+    dec = decision_times(backbone, reducers, ids, args.decision_layer, 0.5, args.protect_last, max(args.repeats, 5))
+    print(f"\ndecision alone @{n} tokens, budget 0.5 (decide + drop/merge/compact; the layers after it run on the same "
+          f"token count for every method):\n")
+    print("| method | decision ms | share of the full prefill |\n|---|---:|---:|")
+    for m, t in sorted(dec.items(), key=lambda kv: kv[1]):
+        print(f"| {m} | {1000 * t:.1f} | {t / full:.1%} |")
     pre = results[n]["prefill"]
     fastest = min(HEURISTICS, key=lambda h: pre[(h, 0.5)])
-    print(f"fastest heuristic @{n} tokens, budget 0.5: {fastest} {full / pre[(fastest, 0.5)]:.2f}x; router / fastest "
-          f"heuristic time: {pre[('router', 0.5)] / pre[(fastest, 0.5)]:.2f}")
+    print(f"\nfastest heuristic @{n} tokens, budget 0.5: {fastest} {full / pre[(fastest, 0.5)]:.2f}x; router / fastest "
+          f"heuristic time: {pre[('router', 0.5)] / pre[(fastest, 0.5)]:.2f} (its decision costs "
+          f"{1000 * (dec['router'] - dec[fastest]):+.1f} ms = {(dec['router'] - dec[fastest]) / full:+.1%} of the full prefill more)")
     print(f"router prefill speedup @{n} tokens, budget 0.5: {full / results[n]['prefill'][('router', 0.5)]:.2f}x")
     tmp.cleanup()
     return 0

@@ -33,7 +33,9 @@ def _model_tasks(model: str) -> list[str]:
 # ---- evaluate ---------------------------------------------------------------------------------
 def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="compare reducers on the same held-out examples",
-                       description="Run every method at every budget through one code path; print a table.")
+                       description="Run every method at every budget through one code path (the HF model's own forward "
+                                   "under `with reducer(model, ...)`; identity = the unpatched forward) and print accuracy, "
+                                   "compute fraction, tokens kept, measured latency and speedup over identity.")
     p.add_argument("--model", default="default", help="built-in model name (rltr zoo list), local folder or hub name")
     p.add_argument("--task", type=_csv, default=None, help="task name(s), comma-separated; default: the model's tasks")
     p.add_argument("--methods", type=_csv, default=["identity", "random"], help="reducers, comma-separated")
@@ -177,7 +179,7 @@ def cmd_zoo_build(args) -> int:
 
 
 # ---- demo ----------------------------------------------------------------------------------------
-DEMO_METHODS = ["oracle", "tome", "attn_topk", "attn_topk:merge", "h2o", "norm", "norm:hidden", "window", "random"]
+DEMO_METHODS = ["identity", "oracle", "tome", "attn_topk", "attn_topk:merge", "h2o", "norm", "norm:hidden", "window", "random"]
 
 
 def add_demo(sub) -> None:

@@ -85,7 +85,7 @@ def test_evaluation_runs_the_patched_hf_forward(backbone, monkeypatch):
 
     monkeypatch.setattr(TokenReduction, "_prefill", spy)
     r = run_method(backbone, task, reducer, 0.1, n_examples=12, batch_size=4)
-    assert len(calls) == 3 and all(isinstance(h, PromptHints) for h in calls)
+    assert len(calls) == 4 and all(isinstance(h, PromptHints) for h in calls)  # 3 batches + 1 warm-up
     batch = collate(task.examples(12, seed=0, split="test"), PAD_ID)
     with reducer(backbone.model, budget=0.1, protect_last=1, decision_layers=[1]):
         logits = backbone.model(batch.input_ids, attention_mask=batch.attention_mask.long(),
