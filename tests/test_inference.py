@@ -72,14 +72,17 @@ def test_patch_is_undone_also_after_an_exception(family_model):
     assert not torch.allclose(reduced, before)  # the patch did act
 
 
-def test_identity_generate_matches_the_plain_model(family_model):
+def test_identity_generate_matches_the_plain_model(family_model, tmp_path):
+    """The identity reducer, and a router at budget 1.0 (it keeps every token), give the plain model's tokens."""
     _, model = family_model
     ids = _ids(30)
     plain = model.generate(ids, **GEN)
-    with get_reducer("identity")(model, budget=None, protect_last=4) as red:
-        patched = model.generate(ids, **GEN)
-    assert torch.equal(plain, patched)
-    assert red.last.n_kept.tolist() == [30]
+    router = get_reducer(f"router:{_router_dir(model, tmp_path)}")
+    for reducer, budget in ((get_reducer("identity"), None), (router, 1.0)):
+        with reducer(model, budget=budget, protect_last=4) as red:
+            patched = model.generate(ids, **GEN)
+        assert torch.equal(plain, patched)
+        assert red.last.n_kept.tolist() == [30]
 
 
 @pytest.mark.parametrize("method", HEURISTICS + ["router"])

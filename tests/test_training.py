@@ -136,3 +136,20 @@ def test_meta_names_the_backbone(trained):
     _, _, run = trained
     meta = json.loads((run / "meta.json").read_text())
     assert meta["backbone"]["family"] == "gpt2" and len(meta["backbone"]["config_hash"]) == 16
+
+
+def test_network_tanh_is_torch_tanh_and_loads_nn_tanh_weights():
+    """The policy's fast tanh is the same function as torch.tanh (and its gradient), and routers saved
+    from networks built with nn.Tanh load unchanged (no parameters, same state-dict keys)."""
+    from torch import nn
+
+    from rltr.policies.network import Tanh, TokenActor
+
+    x = torch.linspace(-30, 30, 10_001, requires_grad=True)
+    torch.testing.assert_close(Tanh()(x), torch.tanh(x), atol=2e-7, rtol=0)
+    (g_fast,) = torch.autograd.grad(Tanh()(x).sum(), x)
+    (g_ref,) = torch.autograd.grad(torch.tanh(x).sum(), x)
+    torch.testing.assert_close(g_fast, g_ref, atol=1e-6, rtol=0)
+    actor = TokenActor(28, 16)
+    legacy = nn.Sequential(nn.Linear(28, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh())
+    assert set(actor.embed.state_dict()) == set(legacy.state_dict())

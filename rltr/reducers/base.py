@@ -109,8 +109,10 @@ class DecisionContext:
                 n_rows = max(int(rows.sum(1).max()), 1)
                 idx = torch.argsort((~rows).to(torch.int8), dim=1, stable=True)[:, :n_rows]  # (B, R) selected first
                 w = torch.gather(w, 1, idx)
-                if "keys" not in self._cache:  # shared by every row set read at this decision
-                    self._cache["keys"] = self.backbone.key_states(self.layer, self.state)
+                if "keys" not in self._cache:  # shared by every row set read at this decision; stored with
+                    # N innermost, so the q @ k^T of each row set reads it without a transposing copy
+                    k = self.backbone.key_states(self.layer, self.state)
+                    self._cache["keys"] = k.transpose(-1, -2).contiguous().transpose(-1, -2)
                 att = self.backbone.attention_rows(self.layer, self.state, idx, keys=self._cache["keys"]).mean(dim=1)
             self._cache[key] = (att * w[:, :, None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0)
         return self._cache[key]
