@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="1024 tokens, budget 0.5, fewer repeats (< 1 minute)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: stable on a shared machine)")
-    p.add_argument("--repeats", type=int, default=None, help="timed prefill repeats per case (default 3, quick 3)")
+    p.add_argument("--repeats", type=int, default=5, help="timed prefill repeats per case (median reported)")
     p.add_argument("--gen-repeats", type=int, default=2, help="timed generate() repeats per case")
     p.add_argument("--no-warm-up", action="store_true", help="skip the warm-up pass of every prefill case")
     p.add_argument("--n-layer", type=int, default=8)
@@ -160,7 +160,6 @@ def main(argv=None) -> int:
     p.add_argument("--new-tokens", type=int, default=32)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    args.repeats = args.repeats or 3
     lengths = [1024] if args.quick else [512, 1024, 2048]
     budgets = [0.5] if args.quick else [0.25, 0.5, 0.75]
 

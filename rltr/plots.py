@@ -15,6 +15,9 @@ def pareto_plot(results, path: str | Path, title: str = "") -> Path:
     import matplotlib.pyplot as plt
 
     tasks = sorted({r.task for r in results})
+    methods = sorted({r.method for r in results})
+    palette = plt.get_cmap("tab20" if len(methods) > 10 else "tab10")
+    color = {m: palette(i % palette.N) for i, m in enumerate(methods)}  # one colour per method, every panel
     axes_x = (("compute_fraction", "compute fraction (FLOPs vs full)"), ("latency_ms", "measured latency (ms / example)"))
     fig, axes = plt.subplots(len(axes_x), len(tasks), figsize=(5 * len(tasks), 4 * len(axes_x)), squeeze=False)
     for row, (field, label) in enumerate(axes_x):
@@ -26,7 +29,8 @@ def pareto_plot(results, path: str | Path, title: str = "") -> Path:
             for method, pts in sorted(lines.items()):
                 pts.sort()
                 style = "*" if len(pts) == 1 else "o-"
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=method, markersize=9 if len(pts) == 1 else 5)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=method, color=color[method],
+                        markersize=9 if len(pts) == 1 else 5, linewidth=2.5 if method.startswith("router") else 1.2)
             ax.set_title(task)
             ax.set_xlabel(label)
             ax.set_ylabel("exact-match accuracy")

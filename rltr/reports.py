@@ -23,7 +23,35 @@ def write_report(results: list[EvalResult], out: Path, header: dict | None = Non
     lines = ["# rltr evaluation", ""]
     lines += [f"- {k}: {v}" for k, v in settings.items()]
     lines += ["", format_table(results), ""]
+    for task in dict.fromkeys(r.task for r in results):
+        lines += [f"**{task}**: exact match · compute fraction · measured speedup over the full model", ""]
+        lines += [pivot_table(results, task), ""]
     lines += ["![accuracy vs compute and vs measured latency](pareto.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
     mode = "query-agnostic" if settings.get("query_agnostic") else "query-aware"
     pareto_plot(results, out / "pareto.png", title=f"{settings.get('model', '')} ({mode})")
+
+
+def pivot_table(results: list[EvalResult], task: str) -> str:
+    """A markdown table for one task: a row per method, a column per budget ("own" = the method's own
+    choice, with the tokens it kept); cells "accuracy · compute fraction · speedup" (speedup: the full
+    model's measured latency over the method's, when ``identity`` was evaluated)."""
+    rows = [r for r in results if r.task == task and r.method != "identity"]
+    full = next((r.latency_ms for r in results if r.task == task and r.method == "identity"), None)
+    budgets = sorted({r.budget for r in rows if r.budget is not None})
+    own = any(r.budget is None for r in rows)
+    head = (["own choice"] if own else []) + [f"{b:.0%}" for b in budgets]
+    lines = ["| method | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
+
+    def cell(r: EvalResult | None) -> str:
+        if r is None:
+            return ""
+        speed = f" · {full / r.latency_ms:.1f}×" if full and r.latency_ms > 0 else ""
+        kept = f", {r.kept_ratio:.1%} tokens" if r.budget is None else ""
+        return f"{r.accuracy:.1%} · {r.compute_fraction:.2f}{speed}{kept}"
+
+    for method in dict.fromkeys(r.method for r in rows):
+        mine = {r.budget: r for r in rows if r.method == method}
+        cells = ([cell(mine.get(None))] if own else []) + [cell(mine.get(b)) for b in budgets]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

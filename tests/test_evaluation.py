@@ -96,3 +96,18 @@ def test_evaluation_runs_the_patched_hf_forward(backbone, monkeypatch):
     full = run_method(backbone, task, get_reducer("identity"), None, n_examples=12, batch_size=4)
     assert calls == [] and full.accuracy == pytest.approx(float(exact_match(backbone.model(batch.input_ids).logits, batch).mean()))
     assert full.latency_ms > 0 and r.latency_ms > 0
+
+
+def test_pivot_table_cells_carry_accuracy_compute_and_measured_speedup():
+    from rltr.evaluation import EvalResult
+    from rltr.reports import pivot_table
+
+    def res(method, budget, acc, latency):
+        return EvalResult("t", method, budget, acc, 0.5 if budget else 1.0, budget or 0.2, latency, 10)
+
+    table = pivot_table([res("identity", None, 1.0, 4.0), res("r", None, 0.9, 2.0), res("r", 0.1, 0.8, 1.0),
+                         res("w", 0.1, 0.5, 0.5)], "t")
+    lines = table.splitlines()
+    assert lines[0] == "| method | own choice | 10% |"
+    assert lines[2] == "| r | 90.0% · 1.00 · 2.0×, 20.0% tokens | 80.0% · 0.50 · 4.0× |"
+    assert lines[3] == "| w |  | 50.0% · 0.50 · 8.0× |"
