@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 # Small per-step tensors: one thread is faster and far steadier than two on a shared 2-core machine.
 THREADS ?= 1
 
-.PHONY: install test test-slow demo lint clean
+.PHONY: install test test-slow demo bench-latency bench-rollout lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,13 @@ test-slow: $(STAMP)
 
 demo: $(STAMP)
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/rltr demo
+
+# Quick benchmark runs (< 1 minute each); drop --quick for the full tables in the README.
+bench-latency: $(STAMP)
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/latency.py --quick
+
+bench-rollout: $(STAMP)
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/rollout_throughput.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check rltr tests benchmarks
