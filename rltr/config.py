@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 DTYPES = ("float32", "bfloat16", "float16")
+FEATURE_SETS = ("full", "light")  # rltr.features.FeatureSpec.named: light = no attention rows, no all-pairs similarity
 
 
 class ConfigError(ValueError):
@@ -40,6 +41,7 @@ class EnvConfig:
     budget: float | None = _f(None, "token keep fraction enforced on the policy, in (0, 1]; null: policy decides")
     max_tokens: int = _f(192, "observation slots (>= the longest example)")
     n_hidden_proj: int = _f(16, "dims of a fixed random projection of hidden states added to token features")
+    features: str = _f("full", "feature set: full, or light (no attention rows, no all-pairs similarity: a cheaper decision)")
     device: str = _f("auto", "device of the frozen backbone and of PPO: auto (cuda if available), cpu, cuda or cuda:N")
     batched: bool = _f(True, "run the n_envs episodes in lockstep with batched forwards (False: a DummyVecEnv of single envs)")
     dtype: str = _f("float32", "backbone autocast precision: float32, or bfloat16/float16 (CUDA and batched only)")
@@ -143,6 +145,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
         raise ConfigError(f"env.score must be accuracy or loglik, got {cfg.env.score!r}")
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.env.device):
         raise ConfigError(f"env.device must be auto, cpu, mps, cuda or cuda:N, got {cfg.env.device!r}")
+    if cfg.env.features not in FEATURE_SETS:
+        raise ConfigError(f"env.features must be one of {list(FEATURE_SETS)}, got {cfg.env.features!r}")
     if cfg.env.dtype not in DTYPES:
         raise ConfigError(f"env.dtype must be one of {list(DTYPES)}, got {cfg.env.dtype!r}")
     if cfg.env.dtype != "float32" and not cfg.env.batched:

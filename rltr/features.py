@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from rltr.config import FEATURE_SETS  # full, light
+
 if TYPE_CHECKING:  # features are computed from a context; importing it here would be circular
     from rltr.reducers.base import DecisionContext
 
@@ -28,23 +30,49 @@ GLOBAL_FEATURES = ("layer_frac", "tokens_left", "step_frac", "budget")
 N_RECENT_ROWS = 16  # query rows behind "attn_recent": an R x N slice of the attention map, never N x N
 
 
-def feature_flops(spec, n_tokens, n_query_rows, n_proj: int = 16):
-    """FLOPs the features cost at one decision on ``n_tokens`` tokens: Q/K projections of every token,
-    attention scores for the query rows and the recent rows, the hidden projection to ``n_proj`` dims
-    and all-pairs similarity in it. (The network itself is ~0.2% of a forward pass and not counted.)"""
-    q_width, k_width = spec.n_heads * spec.head_dim, spec.n_kv_heads * spec.head_dim
-    rows = n_query_rows + N_RECENT_ROWS
-    proj = 2 * n_tokens * spec.d_model * n_proj + 2 * n_tokens * n_tokens * n_proj
-    return 2 * n_tokens * spec.d_model * (q_width + k_width) + 2 * rows * n_tokens * q_width + proj
+
+def feature_flops(arch, n_tokens, n_query_rows, spec: FeatureSpec):
+    """FLOPs the features ``spec`` costs at one decision on ``n_tokens`` tokens: with attention, the key
+    projection of every token, queries for the query rows and the recent rows and their attention
+    scores; the hidden projection to ``n_hidden_proj`` dims; with similarity, all-pairs similarity in
+    it. (The network itself is ~0.1% of a forward pass and not counted.)"""
+    q_width, k_width = arch.n_heads * arch.head_dim, arch.n_kv_heads * arch.head_dim
+    p = spec.n_hidden_proj
+    flops = 2 * n_tokens * arch.d_model * p
+    if spec.attention:
+        rows = n_query_rows + N_RECENT_ROWS
+        flops = flops + 2 * n_tokens * arch.d_model * k_width + 2 * rows * arch.d_model * q_width + 2 * rows * n_tokens * q_width
+    if spec.similarity:
+        flops = flops + 2 * n_tokens * n_tokens * max(p, 1)
+    return flops
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
     """Which features a policy sees. ``n_hidden_proj`` > 0 appends that many dims of a fixed random
-    projection of the normalised hidden state (token content, seeded by ``proj_seed``)."""
+    projection of the normalised hidden state (token content, seeded by ``proj_seed``).
+    ``attention=False`` leaves the two attention columns at 0 and ``similarity=False`` the
+    nearest-similarity column (the observation keeps its shape): the "light" set, whose decision costs
+    about what a norm heuristic's does."""
 
     n_hidden_proj: int = 16
     proj_seed: int = 0
+    attention: bool = True
+    similarity: bool = True
+
+    @classmethod
+    def named(cls, feature_set: str, **kw) -> FeatureSpec:
+        """``full`` (every feature) or ``light`` (no attention rows, no all-pairs similarity)."""
+        if feature_set not in FEATURE_SETS:
+            raise ValueError(f"feature set must be one of {list(FEATURE_SETS)}, got {feature_set!r}")
+        light = feature_set == "light"
+        return cls(attention=not light, similarity=not light, **kw)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FeatureSpec:
+        """From a router's ``config.json`` (routers saved before the attention/similarity switches see
+        every feature)."""
+        return cls(**{f: d[f] for f in ("n_hidden_proj", "proj_seed", "attention", "similarity") if f in d})
 
     @property
     def n_features(self) -> int:
@@ -76,17 +104,20 @@ def token_features(ctx: DecisionContext, spec: FeatureSpec, n_original: torch.Te
     # Similarities in a low-dim random projection (cosines are nearly preserved; identical tokens stay
     # at 1): N x N x P instead of N x N x D.
     proj = unit @ spec.projection(h.shape[-1], h.device) if spec.n_hidden_proj else unit  # (B, N, P)
-    p_unit = torch.nn.functional.normalize(proj, dim=-1)
-    sim = p_unit @ p_unit.transpose(1, 2)  # (B, N, N)
-    sim.diagonal(dim1=1, dim2=2).fill_(-1.0)  # not itself
-    if not bool(visible.all()):
-        sim.masked_fill_(~visible[:, None, :], -1.0)
-    nearest_sim = sim.max(-1).values
+    zeros = torch.zeros_like(norm)
+    nearest_sim = zeros
+    if spec.similarity:
+        p_unit = torch.nn.functional.normalize(proj, dim=-1)
+        sim = p_unit @ p_unit.transpose(1, 2)  # (B, N, N)
+        sim.diagonal(dim1=1, dim2=2).fill_(-1.0)  # not itself
+        if not bool(visible.all()):
+            sim.masked_fill_(~visible[:, None, :], -1.0)
+        nearest_sim = sim.max(-1).values
     protected = st.protected | (ctx.tail if ctx.tail is not None else torch.zeros_like(alive))
     cols = [
         alive.float(),
-        ctx.attention_from_query() * n,
-        ctx.attention_from_recent(N_RECENT_ROWS) * n,
+        ctx.attention_from_query() * n if spec.attention else zeros,
+        ctx.attention_from_recent(N_RECENT_ROWS) * n if spec.attention else zeros,
         norm / mean_norm.clamp_min(1e-6),
         nearest_sim,
         st.positions.float() / n_original[:, None].float(),

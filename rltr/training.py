@@ -30,6 +30,7 @@ CKPT_PREFIX = "ppo"
 def env_kwargs(cfg: TrainConfig) -> dict:
     e = cfg.env
     return dict(model=e.model, task=e.task, task_kwargs=e.task_kwargs, device=e.device, n_hidden_proj=e.n_hidden_proj,
+                feature_set=e.features,
                 decision_layers=e.decision_layers, compute_weight=e.compute_weight, score=e.score,
                 query_aware=e.query_aware, budget=e.budget, max_tokens=e.max_tokens)
 

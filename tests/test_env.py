@@ -105,3 +105,25 @@ def test_bad_env_settings_are_clear_errors(backbone):
         make(backbone, score="bleu")
     with pytest.raises(ValueError, match="budget"):
         make(backbone, budget=1.5)
+
+
+def test_light_features_read_no_attention_and_cost_less(backbone):
+    """The light feature set: same observation shape, attention and similarity columns at 0, the
+    attention map never touched, other columns identical to the full set's, fewer FLOPs charged."""
+    from rltr.compute import ArchSpec
+    from rltr.features import TOKEN_FEATURES, FeatureSpec, feature_flops
+
+    full, light = make(backbone), make(backbone, features=FeatureSpec.named("light"))
+    obs_full, _ = full.reset(seed=4)
+    obs_light, _ = light.reset(seed=4)
+    assert obs_light.shape == obs_full.shape and not light._ctx._cache  # no keys, no attention rows computed
+    cols = {name: i for i, name in enumerate(TOKEN_FEATURES)}
+    off = [cols["attn_from_query"], cols["attn_recent"], cols["nearest_sim"]]
+    assert np.all(obs_light[:, off] == 0) and np.any(obs_full[:, off] != 0)
+    same = [i for i in range(obs_full.shape[1]) if i not in off]
+    assert np.allclose(obs_light[:, same], obs_full[:, same])
+    arch = ArchSpec.from_config(backbone.config)
+    assert feature_flops(arch, 130, 3, FeatureSpec.named("light")) < feature_flops(arch, 130, 3, FeatureSpec()) / 5
+    with pytest.raises(ValueError, match="'heavy'"):
+        FeatureSpec.named("heavy")
+    assert FeatureSpec.from_dict({"n_hidden_proj": 8, "proj_seed": 1}) == FeatureSpec(8, 1)  # older routers: full

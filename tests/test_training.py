@@ -114,6 +114,8 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(None, ["total_timesteps=lots"])
     with pytest.raises(ConfigError, match="env.budget"):
         load_config(None, ["env.budget=2"])
+    with pytest.raises(ConfigError, match="env.features .*'heavy'"):
+        load_config(None, ["env.features=heavy"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("env:\n  decision_layers: 1\n")
     with pytest.raises(ConfigError, match="env.decision_layers must be list"):

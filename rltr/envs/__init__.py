@@ -20,18 +20,20 @@ def resolve_device(device: str = "auto") -> str:
 
 
 def make_env(model: str = "default", task: str = "retrieval", task_kwargs: dict | None = None,
-             device: str = "cpu", n_hidden_proj: int = 16, **env_kwargs) -> TokenReductionEnv:
-    """Build the env from names: a backbone (built-in name, folder or hub name) and a task."""
+             device: str = "cpu", n_hidden_proj: int = 16, feature_set: str = "full", **env_kwargs) -> TokenReductionEnv:
+    """Build the env from names: a backbone (built-in name, folder or hub name) and a task; ``feature_set``
+    is ``full`` or ``light`` (:meth:`rltr.features.FeatureSpec.named`)."""
     from rltr.features import FeatureSpec
     from rltr.tasks import get_task
 
     backbone = _cached_backbone(model, resolve_device(device))
     return TokenReductionEnv(backbone, get_task(task, **(task_kwargs or {})),
-                             features=FeatureSpec(n_hidden_proj=n_hidden_proj), **env_kwargs)
+                             features=FeatureSpec.named(feature_set, n_hidden_proj=n_hidden_proj), **env_kwargs)
 
 
 def make_batched_env(model: str = "default", task: str = "retrieval", task_kwargs: dict | None = None,
-                     device: str = "auto", n_hidden_proj: int = 16, n_envs: int = 64, dtype: str = "float32",
+                     device: str = "auto", n_hidden_proj: int = 16, feature_set: str = "full", n_envs: int = 64,
+                     dtype: str = "float32",
                      **env_kwargs) -> BatchedTokenReductionEnv:
     """``n_envs`` episodes in lockstep on one shared backbone; the other arguments are :func:`make_env`'s."""
     from rltr.features import FeatureSpec
@@ -39,7 +41,7 @@ def make_batched_env(model: str = "default", task: str = "retrieval", task_kwarg
 
     backbone = _cached_backbone(model, resolve_device(device))
     return BatchedTokenReductionEnv(backbone, get_task(task, **(task_kwargs or {})), n_envs=n_envs, dtype=dtype,
-                                    features=FeatureSpec(n_hidden_proj=n_hidden_proj), **env_kwargs)
+                                    features=FeatureSpec.named(feature_set, n_hidden_proj=n_hidden_proj), **env_kwargs)
 
 
 _BACKBONES: dict = {}

@@ -90,8 +90,7 @@ class BatchedTokenReductionEnv(VecEnv):
         if self.budget is not None:
             actions = enforce_budget(actions, ctx)
         n_tail = (self.batch.lengths - self.batch.context_len).double()
-        self._extra_flops = self._extra_flops + feature_flops(self.arch, state.n_alive.double(), n_tail,
-                                                              self.features.n_hidden_proj)
+        self._extra_flops = self._extra_flops + feature_flops(self.arch, state.n_alive.double(), n_tail, self.features)
         layer = self.decision_layers[self._step]
         self._step += 1
         done = self._step == len(self.decision_layers)

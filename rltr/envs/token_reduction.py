@@ -82,7 +82,7 @@ class TokenReductionEnv(gym.Env):
         if self.budget is not None:
             actions = enforce_budget(actions, ctx)
         n_tail = int(self.batch.lengths[0] - self.batch.context_len[0])
-        self._extra_flops += float(feature_flops(self.arch, int(state.n_alive[0]), n_tail, self.features.n_hidden_proj))
+        self._extra_flops += float(feature_flops(self.arch, int(state.n_alive[0]), n_tail, self.features))
         state = apply_actions(state, actions, causal=self.backbone.causal, match=merge_match(ctx, self.features),
                               dst_allowed=ctx.context)
         layer = self.decision_layers[self._step]

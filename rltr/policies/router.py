@@ -28,7 +28,7 @@ class Router(torch.nn.Module):
     def __init__(self, config: dict):
         super().__init__()
         self.config = config
-        self.features = FeatureSpec(**{k: config["features"][k] for k in ("n_hidden_proj", "proj_seed")})
+        self.features = FeatureSpec.from_dict(config["features"])
         self.actor = TokenActor(self.features.n_features, config["network"]["hidden"])
 
     @property

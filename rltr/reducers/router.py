@@ -18,7 +18,6 @@ from rltr.reducers.base import Decision, DecisionContext, Reducer
 class RouterReducer(Reducer):
     name = "router"
     chooses_own_budget = True
-    needs_attention = True  # its features read rows of the decision layer's attention map
 
     def __init__(self, path: str = ""):
         if not path:
@@ -26,13 +25,14 @@ class RouterReducer(Reducer):
         self.path = path
         self.router = Router.from_pretrained(path)
         self.query_aware = bool(self.router.config.get("query_aware", True))
+        self.needs_attention = self.router.features.attention  # full features read rows of the attention map
         self._checked: set[str] = set()
 
     def __repr__(self) -> str:
         return f"RouterReducer({self.path!r})"
 
     def decision_flops(self, spec, n_tokens, n_query_rows):
-        return feature_flops(spec, n_tokens, n_query_rows, self.router.features.n_hidden_proj)
+        return feature_flops(spec, n_tokens, n_query_rows, self.router.features)
 
     def decide(self, ctx: DecisionContext) -> Decision:
         if ctx.backbone.config_hash not in self._checked:
