@@ -184,8 +184,8 @@ DEMO_METHODS = ["identity", "oracle", "tome", "attn_topk", "attn_topk:merge", "h
 
 def add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the main job: train, export, evaluate routers on the built-in model",
-                       description="For each config (query-aware, query-agnostic, merge-friendly majority, light features): train a router, export it, and "
-                                   "compare it with every heuristic on the same held-out examples.")
+                       description="For each config (query-aware, query-agnostic, merge-friendly majority, light features): "
+                                   "train a router, export it, and compare it with every heuristic on the same held-out examples.")
     p.add_argument("--configs", type=_csv,
                    default=["configs/default.yaml", "configs/agnostic.yaml", "configs/majority.yaml", "configs/light.yaml"],
                    help="training configs, comma-separated")
