@@ -2,10 +2,11 @@
 token and 32 generated tokens, and the router's own decision overhead. Ratios are full / reduced,
 measured in one run, median of repeats (methods interleaved within each repeat, so drift hits all alike).
 
-The model is a built-in-family GPT-2 (rltr's task vocabulary) scaled up and randomly initialised:
-latency does not depend on the weights. A random model has no trained router, so the router is a
-freshly initialised ``Router`` (same config format as ``rltr export``, untrained weights) loaded from a
-folder through the ordinary ``router:PATH`` reducer: it makes the same computations a trained one would.
+The model is a built-in-family GPT-2 (rltr's task vocabulary) scaled up and randomly initialised
+(``--family llama``: a Llama-like model of the same size): latency does not depend on the weights. A
+random model has no trained router, so the routers are freshly initialised ``Router``s (same config
+format as ``rltr export``, untrained weights; full and light features) loaded from folders through the
+ordinary ``router:PATH`` reducer: they make the same computations trained ones would.
 
     OMP_NUM_THREADS=1 python benchmarks/latency.py --quick
 """
@@ -23,12 +24,21 @@ import torch
 HEURISTICS = ["tome", "attn_topk", "h2o", "norm", "window", "random"]
 
 
-def build_model(n_layer: int, width: int, n_positions: int):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
+def build_model(family: str, n_layer: int, width: int, n_positions: int):
+    """A random-init causal LM of rltr's task vocabulary: GPT-2 (the built-in family) or Llama-like
+    (rotary, RMSNorm, SwiGLU, grouped KV heads: 4 query heads per KV head)."""
     from rltr.tasks.vocab import VOCAB_SIZE
 
     torch.manual_seed(0)
+    if family == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        cfg = LlamaConfig(num_hidden_layers=n_layer, hidden_size=width, intermediate_size=(8 * width // 3 + 63) // 64 * 64,
+                          num_attention_heads=width // 64, num_key_value_heads=max(width // 256, 1), vocab_size=VOCAB_SIZE,
+                          max_position_embeddings=n_positions, bos_token_id=1, eos_token_id=None, pad_token_id=0)
+        return LlamaForCausalLM(cfg).eval()
+    from transformers import GPT2Config, GPT2LMHeadModel
+
     cfg = GPT2Config(n_layer=n_layer, n_embd=width, n_head=width // 64, vocab_size=VOCAB_SIZE, n_positions=n_positions,
                      bos_token_id=1, eos_token_id=None, pad_token_id=0)
     return GPT2LMHeadModel(cfg).eval()
@@ -153,6 +163,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed prefill repeats per case (median reported)")
     p.add_argument("--gen-repeats", type=int, default=2, help="timed generate() repeats per case")
     p.add_argument("--no-warm-up", action="store_true", help="skip the warm-up pass of every prefill case")
+    p.add_argument("--family", choices=["gpt2", "llama"], default="gpt2", help="model family (same width and depth)")
     p.add_argument("--n-layer", type=int, default=8)
     p.add_argument("--width", type=int, default=512)
     p.add_argument("--decision-layer", type=int, default=1, help="an early layer, so the reduction pays off")
@@ -166,14 +177,15 @@ def main(argv=None) -> int:
     from rltr.backbones import wrap
     from rltr.reducers import get_reducer
 
-    model = build_model(args.n_layer, args.width, max(lengths) + args.new_tokens)
+    model = build_model(args.family, args.n_layer, args.width, max(lengths) + args.new_tokens)
     backbone = wrap(model)
     tmp = tempfile.TemporaryDirectory()
     router_dir = fresh_router(backbone, [args.decision_layer], Path(tmp.name) / "router")
     light_dir = fresh_router(backbone, [args.decision_layer], Path(tmp.name) / "router_light", feature_set="light")
     reducers = {"router": get_reducer(f"router:{router_dir}"), "router_light": get_reducer(f"router:{light_dir}"),
                 **{h: get_reducer(h) for h in HEURISTICS}}
-    print(f"GPT-2 {args.n_layer}L x {args.width}, random init (latency only), {torch.get_num_threads()} thread(s), "
+    name = "Llama-like" if args.family == "llama" else "GPT-2"
+    print(f"{name} {args.n_layer}L x {args.width}, random init (latency only), {torch.get_num_threads()} thread(s), "
           f"decision layer {args.decision_layer}, protect last {args.protect_last} + first 1, "
           f"median of {args.repeats} (prefill) / {args.gen_repeats} (generate) interleaved repeats")
     print("router: freshly initialised Router (untrained weights; a random model has no trained router), "

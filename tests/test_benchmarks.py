@@ -1,0 +1,26 @@
+"""The benchmark scripts run end to end (on tiny models, one repeat: a smoke test, no timing asserted)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_latency_benchmark_runs_and_ends_with_the_router_speedup(family, capsys):
+    latency = _load("latency")
+    argv = ["--quick", "--family", family, "--n-layer", "2", "--width", "64", "--repeats", "1", "--gen-repeats", "1",
+            "--new-tokens", "2", "--no-warm-up"]
+    assert latency.main(argv) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("router prefill speedup @1024 tokens, budget 0.5: ") and out[-1].endswith("x")
+    assert any(line.startswith("| router_light | ") for line in out)
