@@ -133,18 +133,38 @@ def test_attention_rows_equal_the_full_map_with_reductions(family_model):
     assert torch.allclose(part, expected, atol=1e-6)
 
 
-def test_key_and_row_query_projections_match_the_full_projection(family_model):
-    """The adapters' key-only and row-only projections (cheap decision features) equal slices of the
-    full query/key projection, on a reduced state with shifted positions."""
+def _reference_query_key(model, i, state):
+    """Layer ``i``'s queries and keys as the HF attention module computes them (fused c_attn for GPT-2;
+    q_proj/k_proj + rotary for Llama), for every slot of ``state``."""
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
+
+    b, n = state.alive.shape
+    if model.config.model_type == "gpt2":
+        block = model.transformer.h[i]
+        q, k, _ = block.attn.c_attn(block.ln_1(state.hidden)).split(block.attn.split_size, dim=2)
+        shape = (b, n, -1, block.attn.head_dim)
+        return q.view(shape).transpose(1, 2), k.view(shape).transpose(1, 2)
+    layer = model.model.layers[i]
+    x = layer.input_layernorm(state.hidden)
+    shape = (b, n, -1, layer.self_attn.head_dim)
+    q, k = layer.self_attn.q_proj(x).view(shape).transpose(1, 2), layer.self_attn.k_proj(x).view(shape).transpose(1, 2)
+    cos, sin = model.model.rotary_emb(x, position_ids=state.positions)
+    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    return q, repeat_kv(k, layer.self_attn.num_key_value_groups)
+
+
+def test_key_and_row_query_projections_match_the_attention_module(family_model):
+    """The adapters' key-only and row-only projections (cheap decision features) equal what the HF
+    attention module computes, on a reduced state with shifted positions."""
     _, model = family_model
     bb = wrap(model)
     ids, mask = _padded_batch()
     actions = torch.full_like(ids, Action.KEEP)
     actions[:, 1:4] = Action.DROP
     state = apply_actions(bb.embed(ids, mask), actions, causal=True)
-    q, k = bb.query_key(1, state)
+    q, k = _reference_query_key(model, 1, state)
     rows = torch.tensor([[0, 3, 5], [1, 1, 2], [4, 0, 2], [6, 5, 1]])
     expected_q = torch.gather(q, 2, rows[:, None, :, None].expand(-1, q.shape[1], -1, q.shape[-1]))
-    assert torch.allclose(bb.key_states(1, state), k, atol=1e-6)
-    assert torch.allclose(bb.query_states(1, state, rows), expected_q, atol=1e-6)
-    assert torch.allclose(bb.attention_rows(1, state, rows, keys=k), bb.attention_rows(1, state, rows), atol=1e-6)
+    torch.testing.assert_close(bb.key_states(1, state), k, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(bb.query_states(1, state, rows), expected_q, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(bb.attention_rows(1, state, rows, keys=k), bb.attention_rows(1, state, rows), atol=1e-6, rtol=1e-5)

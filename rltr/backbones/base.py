@@ -89,20 +89,14 @@ class Backbone:
         """Run block ``i`` on ``state`` with the additive ``bias``; return (B, N, D)."""
         raise NotImplementedError
 
-    def query_key(self, i: int, state: TokenState) -> tuple[torch.Tensor, torch.Tensor]:
-        """Layer ``i``'s queries and keys on ``state``: (B, H, N, d_head) each (kv heads repeated)."""
+    def key_states(self, i: int, state: TokenState) -> torch.Tensor:
+        """(B, H, N, d_head) layer ``i``'s keys on ``state`` (kv heads repeated; no query or value
+        projection is computed)."""
         raise NotImplementedError
 
-    def key_states(self, i: int, state: TokenState) -> torch.Tensor:
-        """(B, H, N, d_head) layer ``i``'s keys (kv heads repeated). Adapters override this to skip the
-        query (and value) projections."""
-        return self.query_key(i, state)[1]
-
     def query_states(self, i: int, state: TokenState, rows: torch.Tensor) -> torch.Tensor:
-        """(B, H, R, d_head) layer ``i``'s queries for the slots ``rows`` (B, R long) only. Adapters
-        override this to project R tokens instead of N."""
-        q = self.query_key(i, state)[0]
-        return torch.gather(q, 2, rows[:, None, :, None].expand(-1, q.shape[1], -1, q.shape[-1]))
+        """(B, H, R, d_head) layer ``i``'s queries for the slots ``rows`` (B, R long) only."""
+        raise NotImplementedError
 
     def final_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final norm: (B, N, D) -> (B, N, D)."""
@@ -213,6 +207,12 @@ class Backbone:
         (B, N_original bool) is set and the token is still live; 0 elsewhere."""
         select = torch.gather(answer_mask, 1, state.positions) & state.alive
         return scatter_to_positions(self.logits(state, select), state, answer_mask.shape[1])
+
+    def query_key(self, i: int, state: TokenState) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``i``'s queries and keys for every slot of ``state``: (B, H, N, d_head) each."""
+        b, n = state.alive.shape
+        rows = torch.arange(n, device=state.alive.device).expand(b, n)
+        return self.query_states(i, state, rows), self.key_states(i, state)
 
     @torch.no_grad()
     def attention(self, i: int, state: TokenState) -> torch.Tensor:

@@ -30,12 +30,6 @@ class GPT2Backbone(Backbone):
     def _layer_forward(self, i: int, state: TokenState, bias: torch.Tensor) -> torch.Tensor:
         return self.layers[i](state.hidden, attention_mask=bias)
 
-    def query_key(self, i: int, state: TokenState) -> tuple[torch.Tensor, torch.Tensor]:
-        block = self.layers[i]
-        q, k, _ = block.attn.c_attn(block.ln_1(state.hidden)).split(block.attn.split_size, dim=2)
-        shape = (*q.shape[:2], -1, block.attn.head_dim)
-        return q.view(shape).transpose(1, 2), k.view(shape).transpose(1, 2)
-
     def _projection(self, i: int, which: int, x: torch.Tensor) -> torch.Tensor:
         """One of c_attn's three projections (0 query, 1 key, 2 value) of ``x`` (..., D): (..., H, d_head).
         c_attn is a Conv1D (x @ W + b with W (D, 3D)); slicing W computes a third of its output."""

@@ -6,7 +6,7 @@ Reduced tokens keep their original position ids, so rotary phases never shift af
 from __future__ import annotations
 
 import torch
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv, rotate_half
+from transformers.models.llama.modeling_llama import repeat_kv, rotate_half
 
 from rltr.backbones.base import Backbone
 from rltr.ops import TokenState
@@ -38,17 +38,6 @@ class LlamaBackbone(Backbone):
         return self.layers[i](
             state.hidden, attention_mask=bias, position_ids=state.positions, position_embeddings=self._rotary(state)
         )
-
-    def query_key(self, i: int, state: TokenState) -> tuple[torch.Tensor, torch.Tensor]:
-        layer = self.layers[i]
-        attn = layer.self_attn
-        x = layer.input_layernorm(state.hidden)
-        shape = (*x.shape[:2], -1, attn.head_dim)
-        q = attn.q_proj(x).view(shape).transpose(1, 2)
-        k = attn.k_proj(x).view(shape).transpose(1, 2)
-        cos, sin = self._rotary(state)
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
-        return q, repeat_kv(k, attn.num_key_value_groups)
 
     def key_states(self, i: int, state: TokenState) -> torch.Tensor:
         attn = self.layers[i].self_attn
