@@ -61,6 +61,19 @@ def attention_map_flops(spec: ArchSpec, n_tokens):
     return 2 * n_tokens * spec.d_model * (q_width + k_width) + 2 * n_tokens * n_tokens * q_width
 
 
+def attention_rows_flops(spec: ArchSpec, n_tokens, n_rows):
+    """Extra FLOPs of the attention of ``n_rows`` query rows over ``n_tokens`` tokens at a decision: the
+    key projection of every token, the query projection of the rows and their R x N scores. Beyond a
+    quarter of the tokens the whole map is built instead (as ``DecisionContext`` does), so that is
+    charged then. Works elementwise on tensors of counts."""
+    q_width, k_width = spec.n_heads * spec.head_dim, spec.n_kv_heads * spec.head_dim
+    rows = 2 * n_tokens * spec.d_model * k_width + 2 * n_rows * spec.d_model * q_width + 2 * n_rows * n_tokens * q_width
+    whole = attention_map_flops(spec, n_tokens)
+    if isinstance(rows, torch.Tensor) or isinstance(whole, torch.Tensor):
+        return torch.where(torch.as_tensor(4 * n_rows > n_tokens), whole, rows)
+    return whole if 4 * n_rows > n_tokens else rows
+
+
 def head_flops(spec: ArchSpec, n_head_tokens):
     return 2 * n_head_tokens * spec.d_model * spec.vocab_size
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from rltr.compute import attention_rows_flops
 from rltr.config import FEATURE_SETS  # full, light
 
 if TYPE_CHECKING:  # features are computed from a context; importing it here would be circular
@@ -36,12 +37,10 @@ def feature_flops(arch, n_tokens, n_query_rows, spec: FeatureSpec):
     projection of every token, queries for the query rows and the recent rows and their attention
     scores; the hidden projection to ``n_hidden_proj`` dims; with similarity, all-pairs similarity in
     it. (The network itself is ~0.1% of a forward pass and not counted.)"""
-    q_width, k_width = arch.n_heads * arch.head_dim, arch.n_kv_heads * arch.head_dim
     p = spec.n_hidden_proj
     flops = 2 * n_tokens * arch.d_model * p
     if spec.attention:
-        rows = n_query_rows + N_RECENT_ROWS
-        flops = flops + 2 * n_tokens * arch.d_model * k_width + 2 * rows * arch.d_model * q_width + 2 * rows * n_tokens * q_width
+        flops = flops + attention_rows_flops(arch, n_tokens, n_query_rows + N_RECENT_ROWS)
     if spec.similarity:
         flops = flops + 2 * n_tokens * n_tokens * max(p, 1)
     return flops

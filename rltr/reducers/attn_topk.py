@@ -10,6 +10,7 @@ so the budget is still met exactly.
 
 import torch
 
+from rltr.compute import attention_rows_flops
 from rltr.ops import Action, keep_top_k
 from rltr.reducers.base import Decision, DecisionContext, Reducer
 
@@ -24,6 +25,10 @@ class AttnTopK(Reducer):
         if arg not in OPTIONS:
             raise ValueError(f"attn_topk option {arg!r} is not one of {', '.join(OPTIONS)}")
         self.merge = arg == "merge"
+
+    def decision_flops(self, spec, n_tokens, n_query_rows):
+        """It reads the attention of the query rows only (R x N), not the whole map."""
+        return attention_rows_flops(spec, n_tokens, n_query_rows)
 
     def decide(self, ctx: DecisionContext) -> Decision:
         state = ctx.state
