@@ -70,8 +70,14 @@ def attention_rows_flops(spec: ArchSpec, n_tokens, n_rows):
     rows = 2 * n_tokens * spec.d_model * k_width + 2 * n_rows * spec.d_model * q_width + 2 * n_rows * n_tokens * q_width
     whole = attention_map_flops(spec, n_tokens)
     if isinstance(rows, torch.Tensor) or isinstance(whole, torch.Tensor):
-        return torch.where(torch.as_tensor(4 * n_rows > n_tokens), whole, rows)
-    return whole if 4 * n_rows > n_tokens else rows
+        return torch.where(torch.as_tensor(builds_whole_map(n_rows, n_tokens)), whole, rows)
+    return whole if builds_whole_map(n_rows, n_tokens) else rows
+
+
+def builds_whole_map(n_rows, n_tokens):
+    """Whether reading ``n_rows`` attention rows over ``n_tokens`` tokens builds the whole N x N map
+    instead (more than a quarter of the rows: one map is then cheaper than the row-wise path)."""
+    return 4 * n_rows > n_tokens
 
 
 def head_flops(spec: ArchSpec, n_head_tokens):
@@ -94,22 +100,3 @@ def compute_fraction(spec: ArchSpec, tokens_per_layer: Sequence, n_full, n_head_
     if isinstance(reduced, torch.Tensor) or isinstance(full, torch.Tensor):
         return torch.as_tensor(reduced, dtype=torch.float64) / torch.as_tensor(full, dtype=torch.float64)
     return reduced / full
-
-
-class TokenCounter:
-    """Records live tokens entering each layer, per example: pass ``record`` as ``Backbone.run``'s
-    ``on_layer``; ``counts`` is then (B, n_layers) long."""
-
-    def __init__(self, n_layers: int):
-        self.n_layers = n_layers
-        self._per_layer: dict[int, torch.Tensor] = {}
-
-    def record(self, layer: int, state) -> None:
-        self._per_layer[layer] = state.n_alive.detach().cpu()
-
-    @property
-    def counts(self) -> torch.Tensor:
-        missing = [i for i in range(self.n_layers) if i not in self._per_layer]
-        if missing:
-            raise RuntimeError(f"no token count recorded for layers {missing}")
-        return torch.stack([self._per_layer[i] for i in range(self.n_layers)], dim=1)

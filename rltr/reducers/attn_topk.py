@@ -19,7 +19,6 @@ OPTIONS = ("drop", "merge")
 
 class AttnTopK(Reducer):
     name = "attn_topk"
-    needs_attention = True
 
     def __init__(self, arg: str = "drop") -> None:
         if arg not in OPTIONS:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from rltr.backbones.base import Backbone
+from rltr.compute import attention_map_flops, builds_whole_map
 from rltr.ops import TokenState, apply_actions
 
 
@@ -103,7 +104,7 @@ class DecisionContext:
         map when it is already computed, else only the selected rows (R x N instead of N x N)."""
         if key not in self._cache:
             w = rows.float()
-            if "attention" in self._cache or int(rows.sum(1).max()) * 4 > rows.shape[1]:
+            if "attention" in self._cache or builds_whole_map(int(rows.sum(1).max()), rows.shape[1]):
                 att = self.attention().mean(dim=1)  # (B, Nq, Nk)
             else:
                 n_rows = max(int(rows.sum(1).max()), 1)
@@ -130,8 +131,9 @@ class Decision:
 class Reducer:
     """A method that decides KEEP/MERGE/DROP per token. Subclasses set ``name`` and implement ``decide``.
 
-    ``needs_attention``: the method reads this layer's attention map, whose extra cost (one QK^T at the
-    decision layer) the compute model charges to it.
+    ``needs_attention``: the method reads this layer's whole attention map, whose extra cost (one QK^T
+    at the decision layer) the compute model charges to it. Methods that read only some rows of it
+    (attention top-k, routers) override :meth:`decision_flops` instead.
     """
 
     name: str = ""
@@ -144,8 +146,6 @@ class Reducer:
     def decision_flops(self, spec, n_tokens, n_query_rows):
         """Extra FLOPs of one decision on ``n_tokens`` tokens (``n_query_rows`` in the question tail):
         the full attention map for methods that read it, nothing otherwise."""
-        from rltr.compute import attention_map_flops
-
         return attention_map_flops(spec, n_tokens) if self.needs_attention else 0
 
     def __call__(self, model, **kw):

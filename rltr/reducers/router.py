@@ -25,7 +25,6 @@ class RouterReducer(Reducer):
         self.path = path
         self.router = Router.from_pretrained(path)
         self.query_aware = bool(self.router.config.get("query_aware", True))
-        self.needs_attention = self.router.features.attention  # full features read rows of the attention map
         self._checked: set[str] = set()
 
     def __repr__(self) -> str:
