@@ -156,10 +156,15 @@ def evaluate(
     return results
 
 
+def full_latency(results: list[EvalResult]) -> dict[str, float]:
+    """{task: the full model's (``identity``'s) measured ms/example}, for tasks where it was evaluated."""
+    return {r.task: r.latency_ms for r in results if r.method == "identity"}
+
+
 def format_table(results: list[EvalResult]) -> str:
     """A markdown table: task, method, budget, accuracy, compute fraction, tokens kept, latency, and the
     measured speedup over the full model (``identity`` on the same task; blank when it was not run)."""
-    full = {r.task: r.latency_ms for r in results if r.method == "identity"}
+    full = full_latency(results)
     lines = [
         "| task | method | budget | accuracy | compute fraction | tokens kept | latency ms/example | speedup |",
         "|---|---|---:|---:|---:|---:|---:|---:|",

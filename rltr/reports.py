@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-from rltr.evaluation import EvalResult, format_table
+from rltr.evaluation import EvalResult, format_table, full_latency
 from rltr.plots import pareto_plot
 
 
@@ -37,7 +37,7 @@ def pivot_table(results: list[EvalResult], task: str) -> str:
     choice, with the tokens it kept); cells "accuracy · compute fraction · speedup" (speedup: the full
     model's measured latency over the method's, when ``identity`` was evaluated)."""
     rows = [r for r in results if r.task == task and r.method != "identity"]
-    full = next((r.latency_ms for r in results if r.task == task and r.method == "identity"), None)
+    full = full_latency(results).get(task)
     budgets = sorted({r.budget for r in rows if r.budget is not None})
     own = any(r.budget is None for r in rows)
     head = (["own choice"] if own else []) + [f"{b:.0%}" for b in budgets]

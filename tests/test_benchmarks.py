@@ -24,3 +24,8 @@ def test_latency_benchmark_runs_and_ends_with_the_router_speedup(family, capsys)
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1].startswith("router prefill speedup @1024 tokens, budget 0.5: ") and out[-1].endswith("x")
     assert any(line.startswith("| router_light | ") for line in out)
+
+
+def test_activations_benchmark_runs(capsys):
+    assert _load("activations").main(["--repeats", "2"]) == 0
+    assert "x faster" in capsys.readouterr().out
