@@ -55,28 +55,10 @@ def layer_flops(spec: ArchSpec, n_tokens, n_keys=None):
     return proj + attn + mlp
 
 
-def attention_map_flops(spec: ArchSpec, n_tokens):
-    """Extra FLOPs of materialising one layer's attention map at a decision: Q and K projections and QK^T."""
-    q_width, k_width = spec.n_heads * spec.head_dim, spec.n_kv_heads * spec.head_dim
-    return 2 * n_tokens * spec.d_model * (q_width + k_width) + 2 * n_tokens * n_tokens * q_width
-
-
-def attention_rows_flops(spec: ArchSpec, n_tokens, n_rows):
-    """Extra FLOPs of the attention of ``n_rows`` query rows over ``n_tokens`` tokens at a decision: the
-    key projection of every token, the query projection of the rows and their R x N scores. Beyond a
-    quarter of the tokens the whole map is built instead (as ``DecisionContext`` does), so that is
-    charged then. Works elementwise on tensors of counts."""
-    q_width, k_width = spec.n_heads * spec.head_dim, spec.n_kv_heads * spec.head_dim
-    rows = 2 * n_tokens * spec.d_model * k_width + 2 * n_rows * spec.d_model * q_width + 2 * n_rows * n_tokens * q_width
-    whole = attention_map_flops(spec, n_tokens)
-    if isinstance(rows, torch.Tensor) or isinstance(whole, torch.Tensor):
-        return torch.where(torch.as_tensor(builds_whole_map(n_rows, n_tokens)), whole, rows)
-    return whole if builds_whole_map(n_rows, n_tokens) else rows
-
-
 def builds_whole_map(n_rows, n_tokens):
     """Whether reading ``n_rows`` attention rows over ``n_tokens`` tokens builds the whole N x N map
-    instead (more than a quarter of the rows: one map is then cheaper than the row-wise path)."""
+    instead (more than a quarter of the rows: one map is then cheaper than the row-wise path). Works
+    elementwise on tensors of counts; :class:`rltr.decisions.DecisionContext` charges by it."""
     return 4 * n_rows > n_tokens
 
 

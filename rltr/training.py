@@ -20,31 +20,38 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from tqdm.auto import tqdm
 
 from rltr.config import ConfigError, TrainConfig, from_dict
-from rltr.envs import make_batched_env, make_env, resolve_device
+from rltr.envs import EpisodeEngine, make_batched_env, make_env, resolve_device
+from rltr.features import FeatureSpec
 from rltr.policies.imitation import behaviour_clone, collect_demonstrations
+from rltr.policies.network import TokenActor
 from rltr.policies.sb3_policy import TokenPolicy
 
 CKPT_PREFIX = "ppo"
 
 
-def env_kwargs(cfg: TrainConfig) -> dict:
-    e = cfg.env
-    return dict(model=e.model, task=e.task, task_kwargs=e.task_kwargs, device=e.device, n_hidden_proj=e.n_hidden_proj,
-                feature_set=e.features,
-                decision_layers=e.decision_layers, compute_weight=e.compute_weight, score=e.score,
-                query_aware=e.query_aware, budget=e.budget, max_tokens=e.max_tokens)
+def policy_flops(cfg: TrainConfig, n_features: int):
+    """The policy network's own cost of one decision on (B,) tokens, charged in the env's reward as a
+    router's is at inference (one formula: :meth:`TokenActor.flops`)."""
+    return TokenActor(n_features, cfg.policy.hidden).flops
 
 
 def make_vec_env(cfg: TrainConfig) -> VecEnv:
     """``cfg.n_envs`` envs sharing one frozen backbone, each seeded differently: by default one
     :class:`~rltr.envs.BatchedTokenReductionEnv` (batched forwards), else (``env.batched: false``) a
     ``DummyVecEnv`` of single envs. Both give the same episodes for the same seed."""
+    n_features = FeatureSpec.named(cfg.env.features, n_hidden_proj=cfg.env.n_hidden_proj).n_features
+    cost = policy_flops(cfg, n_features)
     if cfg.env.batched:
-        envs = make_batched_env(n_envs=cfg.n_envs, dtype=cfg.env.dtype, **env_kwargs(cfg))
+        envs = make_batched_env(cfg.env, n_envs=cfg.n_envs, policy_flops=cost)
     else:
-        envs = DummyVecEnv([lambda: make_env(**env_kwargs(cfg)) for _ in range(cfg.n_envs)])
+        envs = DummyVecEnv([lambda: make_env(cfg.env, policy_flops=cost) for _ in range(cfg.n_envs)])
     envs.seed(cfg.seed)
     return envs
+
+
+def engine_of(vec: VecEnv) -> EpisodeEngine:
+    """The episode engine behind a vec env made by :func:`make_vec_env` (the first row's for single envs)."""
+    return vec.envs[0].engine if isinstance(vec, DummyVecEnv) else vec.engine
 
 
 class EpisodeStats(BaseCallback):
@@ -109,8 +116,8 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
         (run_dir / "command.txt").write_text(command + "\n")
     torch.manual_seed(cfg.seed)
     vec = make_vec_env(cfg)
-    env0 = vec.envs[0] if isinstance(vec, DummyVecEnv) else vec  # the batched env has the same attributes
-    _write_meta(run_dir, cfg, env0)
+    engine = engine_of(vec)
+    _write_meta(run_dir, cfg, engine)
     device = resolve_device(cfg.env.device)  # PPO runs where the backbone runs
     if resume is not None:
         model = PPO.load(ckpt, env=vec, device=device, tensorboard_log=str(run_dir / "tb"))
@@ -120,9 +127,7 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
                     tensorboard_log=str(run_dir / "tb"), verbose=0, **ppo_kwargs)
         if cfg.imitation.enabled:
             im = cfg.imitation
-            demo_env = make_env(**env_kwargs(cfg))
-            obs, acts = collect_demonstrations(demo_env, im.reducer, im.budget, im.n_episodes, seed=cfg.seed + 10_000,
-                                               progress=progress)
+            obs, acts = collect_demonstrations(engine, im.reducer, im.budget, im.n_episodes, seed=cfg.seed, progress=progress)
             stats = behaviour_clone(model.policy.actor, obs, acts, im.epochs, im.lr, im.batch_size, cfg.seed, progress)
             (run_dir / "imitation.json").write_text(json.dumps(stats, indent=2))
     remaining = cfg.total_timesteps - model.num_timesteps
@@ -136,13 +141,13 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
     return run_dir
 
 
-def _write_meta(run_dir: Path, cfg: TrainConfig, env) -> None:
-    bb = env.backbone
+def _write_meta(run_dir: Path, cfg: TrainConfig, engine: EpisodeEngine) -> None:
+    bb = engine.backbone
     meta = {
         "backbone": {"family": bb.family, "config_hash": bb.config_hash, "name": cfg.env.model},
-        "features": env.features.to_dict(),
-        "decision_layers": env.decision_layers,
-        "query_aware": env.query_aware,
+        "features": engine.features.to_dict(),
+        "decision_layers": engine.decision_layers,
+        "query_aware": cfg.env.query_aware,
         "hidden": cfg.policy.hidden,
         "task": cfg.env.task,
         "compute_weight": cfg.env.compute_weight,

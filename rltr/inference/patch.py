@@ -17,7 +17,8 @@ also after an exception) by a dispatcher:
 Deviation from the prefill's own attention: layers *before* a decision saw every prompt token during
 the prompt pass, but their cache keeps only the final token set (the same slots at every layer), so
 generated tokens attend to the reduced prompt at every layer. A merged slot's cache entry at those early
-layers is its destination token's own key/value (with the log(size) bias), not an average.
+layers is the size-weighted mean of its group's keys/values there (with the log(size) bias), i.e. the
+merge applied to that layer's cache.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from transformers.cache_utils import DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from rltr.backbones import adapter_for, wrap
+from rltr.decisions import check_budget
 from rltr.inference.prefill import PrefixInfo, PromptHints, prompt_logits, reduced_prefill
-from rltr.reducers.base import Reducer, check_budget
+from rltr.reducers.base import Reducer
 
 
 class TokenReduction:

@@ -20,8 +20,9 @@ import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from rltr.backbones.base import Backbone
+from rltr.decisions import Decider, RunTrace
 from rltr.ops import TokenState
-from rltr.reducers.base import Reducer, make_decide
+from rltr.reducers.base import Reducer
 
 
 @dataclass
@@ -53,8 +54,8 @@ class PrefixInfo:
     n_columns:     L, prompt columns of the 2D attention mask that ``generate()`` keeps extending.
     next_position: (B,) long, position id of the first generated token (real prompt tokens per row):
                    positions continue from the ORIGINAL prompt length.
-    layer_counts:  (B, n_layers) long, live prompt tokens entering each layer (what the compute model
-                   counts).
+    trace:         the run's :class:`~rltr.decisions.RunTrace`: tokens entering each layer, the
+                   decisions' own FLOPs and slot maps (what the compute model counts).
     """
 
     positions: torch.Tensor
@@ -63,7 +64,12 @@ class PrefixInfo:
     key_bias: torch.Tensor
     n_columns: int
     next_position: torch.Tensor
-    layer_counts: torch.Tensor
+    trace: RunTrace
+
+    @property
+    def layer_counts(self) -> torch.Tensor:
+        """(B, n_layers) long, live prompt tokens entering each layer."""
+        return self.trace.tokens_per_layer
 
     @property
     def n_kept(self) -> torch.Tensor:
@@ -129,16 +135,39 @@ def slot_index(src: TokenState, dst: TokenState) -> torch.Tensor:
     return torch.searchsorted(keys, query).clamp_max(keys.shape[1] - 1)
 
 
-def keep_final_slots(cache: DynamicCache, entering: list[TokenState], final: TokenState) -> None:
-    """Cut every layer's cache to the slots of ``final``; ``entering[i]`` is the state layer i ran on."""
+def keep_final_slots(cache: DynamicCache, entering: list[TokenState], final: TokenState, trace: RunTrace,
+                     decision_layers: list[int]) -> None:
+    """Cut every layer's cache to the slots of ``final``; ``entering[i]`` is the state layer i ran on.
+
+    A layer that ran before a decision cached every token it saw; for each final slot it keeps the
+    size-weighted mean of the keys and values of the tokens that slot now stands for (a kept token
+    alone, or a merge group), so the cache holds at that layer what the merge means there, and decode
+    steps weigh the slot by log(final size) as they do at every layer.
+    """
+    n_final = final.alive.shape[1]
     for i, state in enumerate(entering):
         if state.positions is final.positions:  # no decision since this layer: same slots already
             continue
-        idx = slot_index(state, final)  # (B, N_f)
+        slot = _final_slots(state, trace, decision_layers, i)  # (B, N_i): final slot of each token, -1 if dropped
+        weight = torch.where(slot >= 0, state.sizes, 0.0)  # (B, N_i)
+        idx = slot.clamp_min(0)
+        total = weight.new_zeros(weight.shape[0], n_final).scatter_add_(1, idx, weight).clamp_min(1e-6)  # (B, N_f)
         layer = cache.layers[i]
         for name in ("keys", "values"):
             kv = getattr(layer, name)  # (B, H_kv, N_i, d)
-            setattr(layer, name, kv.gather(2, idx[:, None, :, None].expand(-1, kv.shape[1], -1, kv.shape[3])))
+            w = (weight / torch.gather(total, 1, idx)).to(kv.dtype)[:, None, :, None]  # (B, 1, N_i, 1)
+            index = idx[:, None, :, None].expand(-1, kv.shape[1], -1, kv.shape[3])
+            out = kv.new_zeros(kv.shape[0], kv.shape[1], n_final, kv.shape[3]).scatter_add_(2, index, kv * w)
+            setattr(layer, name, out)
+
+
+def _final_slots(state: TokenState, trace: RunTrace, decision_layers: list[int], layer: int) -> torch.Tensor:
+    """(B, N) long: the final slot each token entering ``layer`` ends up in (through every later decision)."""
+    slot = torch.where(state.alive, torch.arange(state.alive.shape[1], device=state.alive.device), -1)
+    for d, slot_map in zip(decision_layers, trace.slot_maps):
+        if d > layer:
+            slot = torch.where(slot >= 0, torch.gather(slot_map, 1, slot.clamp_min(0)), -1)
+    return slot
 
 
 @torch.no_grad()
@@ -180,21 +209,23 @@ def reduced_prefill(
     tail_start, extra, relevant = _apply_hints(hints, order, alive, n_real - protect_last)
     protected = alive & ((idx < protect_first) | (idx >= tail_start[:, None]) | extra)
     state = backbone.embed(ids, alive, protected=protected)
-    decide = make_decide(
-        reducer, backbone, decision_layers, budget, relevant=relevant, generator=generator,
-        context_len=tail_start, query_aware=query_aware,
-    )
+    decide = Decider(reducer, backbone, decision_layers, budget, relevant=relevant, generator=generator,
+                     context_len=tail_start, query_aware=query_aware)
     entering: list[TokenState] = []
+
+    def on_layer(i: int, s: TokenState) -> None:
+        entering.append(s)
+        decide.on_layer(i, s)
+
     if cache is not None:
         check_fillable(cache, backbone.n_layers)
     with writing_cache(backbone, cache):
-        state = backbone.run(state, decide, decision_layers, on_layer=lambda i, s: entering.append(s))
+        state = backbone.run(state, decide, decision_layers, on_layer=on_layer)
     if cache is not None:
-        keep_final_slots(cache, entering, state)
+        keep_final_slots(cache, entering, state, decide.trace, decide.layers)
     neg = torch.finfo(backbone.dtype).min
     key_bias = torch.where(state.alive, torch.log(state.sizes.clamp_min(1.0)), neg).to(backbone.dtype)
-    counts = torch.stack([s.n_alive for s in entering], dim=1)  # (B, n_layers)
-    info = PrefixInfo(state.positions, state.sizes, state.alive, key_bias, input_ids.shape[1], n_real, counts)
+    info = PrefixInfo(state.positions, state.sizes, state.alive, key_bias, input_ids.shape[1], n_real, decide.trace)
     return state, info, order
 
 

@@ -41,6 +41,11 @@ class TokenActor(nn.Module):
         self.embed = nn.Sequential(nn.Linear(n_features, hidden), Tanh(), nn.Linear(hidden, hidden), Tanh())
         self.head = nn.Sequential(nn.Linear(2 * hidden, hidden), Tanh(), nn.Linear(hidden, N_ACTIONS))
 
+    def flops(self, n_tokens):
+        """Multiply-add FLOPs (x2) of one decision on ``n_tokens`` tokens (a number or a tensor): every
+        linear layer runs once per token."""
+        return 2 * n_tokens * sum(m.in_features * m.out_features for m in self.modules() if isinstance(m, nn.Linear))
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         assert obs.shape[-1] == self.n_features, f"obs has {obs.shape[-1]} features, network expects {self.n_features}"
         valid = obs[..., 0] > 0.5

@@ -73,6 +73,10 @@ class Router(torch.nn.Module):
                 f"got {backbone.family} model {backbone.name!r} (config hash {backbone.config_hash})"
             )
 
+    def network_flops(self, n_tokens):
+        """FLOPs of the network's own decision on ``n_tokens`` tokens (number or tensor)."""
+        return self.actor.flops(n_tokens)
+
     @torch.no_grad()
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
         """(B, N, F) observations -> (B, N, 3) action logits."""
