@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3")  # model types read as Llama-shaped blocks
+
 
 @dataclass(frozen=True)
 class ArchSpec:
@@ -30,18 +32,21 @@ class ArchSpec:
 
     @classmethod
     def from_config(cls, config) -> ArchSpec:
+        """The FLOPs model's view of an HF config. Llama-like families (gated MLP, grouped KV heads, an
+        explicit ``head_dim`` where set) share one reading; biases, q/k norms and sliding windows change
+        no matrix multiply the model counts (a windowed layer's kernel still computes the dense N x N map)."""
         mt = config.model_type
         if mt == "gpt2":
             d = config.n_embd
             return cls(config.n_layer, d, config.n_head, config.n_head, d // config.n_head, config.n_inner or 4 * d, 2, config.vocab_size)
-        if mt == "llama":
+        if mt in LLAMA_LIKE:
             d = config.hidden_size
             head_dim = getattr(config, "head_dim", None) or d // config.num_attention_heads
             return cls(
                 config.num_hidden_layers, d, config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads,
                 head_dim, config.intermediate_size, 3, config.vocab_size,
             )
-        raise ValueError(f"no FLOPs model for model_type {mt!r}; supported: ['gpt2', 'llama']")
+        raise ValueError(f"no FLOPs model for model_type {mt!r}; supported: {sorted(['gpt2', *LLAMA_LIKE])}")
 
 
 def layer_flops(spec: ArchSpec, n_tokens, n_keys=None):
