@@ -253,3 +253,30 @@ def test_prompt_hints_set_per_row_tails_protection_and_relevance(family_model):
             model(ids[:, :1], past_key_values=out.past_key_values, reduction_hints=hints)
         with pytest.raises(ValueError, match="shape"):
             model(ids, reduction_hints=PromptHints(protected=protected[:, :5]))
+
+
+def test_early_layer_cache_holds_size_weighted_merges(family_model):
+    """Decision at layer 1 (the default): layer 0 ran on every token, so its cache slot for a merge group
+    holds the size-weighted mean of the group's layer-0 keys/values (it used to hold the destination's own,
+    read with log(group size): a bias towards one member). Groups are recomputed here with ops' matching."""
+    from rltr.ops import merge_targets
+
+    _, model = family_model
+    ids = _ids(20)
+    with Fixed()(model, budget=None, protect_last=2, decision_layers=[1]) as red:
+        cache = model(ids).past_key_values
+    full = model(ids, use_cache=True).past_key_values.layers[0]  # the plain model's layer 0: every token
+    backbone = wrap(model)
+    pos = torch.arange(20)[None]
+    state = backbone.run_layers(backbone.embed(ids, protected=pos >= 18), 0, 1)  # entering the decision
+    merging = (pos == 2) | (pos == 10) | (pos == 11)
+    kept = ~merging & ~((pos == 3) | (pos == 5) | (pos == 7))
+    dst = merge_targets(state, merging, kept & (pos < 18), causal=True)[0]
+    final = [p for p in range(20) if kept[0, p]]
+    assert red.last.positions[0][red.last.alive[0]].tolist() == final
+    groups = [[p, *(merging[0] & (dst == p)).nonzero()[:, 0].tolist()] for p in final]
+    for name in ("keys", "values"):
+        kv = getattr(full, name)[0]  # (H_kv, N, d)
+        want = torch.stack([kv[:, g].mean(1) for g in groups], dim=1)  # (H_kv, N_f, d): every size is 1 at layer 0
+        torch.testing.assert_close(getattr(cache.layers[0], name)[0], want, atol=1e-5, rtol=1e-5)
+    assert red.last.sizes.max() > 1
