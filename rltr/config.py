@@ -16,7 +16,8 @@ from pathlib import Path
 import yaml
 
 from rltr.envs.engine import AUTOCAST_DTYPES  # float32, bfloat16, float16
-from rltr.features import FEATURE_SETS  # full, light
+from rltr.features import FEATURE_SETS, PROJECTIONS  # full, light; gaussian, orthogonal
+from rltr.policies.network import NETWORKS, network_spec  # mlp, attention
 from rltr.scores import SCORES  # accuracy, loglik
 
 
@@ -42,6 +43,8 @@ class EnvConfig:
     budget: float | None = _f(None, "token keep fraction enforced on the policy, in (0, 1]; null: policy decides")
     max_tokens: int = _f(192, "observation slots (>= the longest example)")
     n_hidden_proj: int = _f(16, "dims of a fixed random projection of hidden states added to token features")
+    projection: str = _f("gaussian", "that projection: gaussian (the original routers'), or orthogonal (orthonormal "
+                                     "columns: with n_hidden_proj = the model width the full hidden state, rotated)")
     features: str = _f("full", "feature set: full, or light (no attention rows, no all-pairs similarity: a cheaper decision)")
     device: str = _f("auto", "device of the frozen backbone and of PPO: auto (cuda if available), cpu, cuda or cuda:N")
     batched: bool = _f(True, "run the n_envs episodes in lockstep with batched forwards (False: a DummyVecEnv of single envs)")
@@ -60,6 +63,8 @@ class EnvConfig:
             bad("device", self.device, "auto, cpu, mps, cuda or cuda:N")
         if self.features not in FEATURE_SETS:
             bad("features", self.features, f"one of {list(FEATURE_SETS)}")
+        if self.projection not in PROJECTIONS:
+            bad("projection", self.projection, f"one of {list(PROJECTIONS)}")
         if self.dtype not in AUTOCAST_DTYPES:
             bad("dtype", self.dtype, f"one of {list(AUTOCAST_DTYPES)}")
         if self.dtype != "float32" and not self.batched:
@@ -79,6 +84,19 @@ class EnvConfig:
 @dataclass
 class PolicyConfig:
     hidden: int = _f(64, "width of the per-token actor and of the critic")
+    network: str = _f("mlp", "actor: mlp (each token from its own features + a pooled summary) or attention (plus one "
+                             "softmax-attention step across tokens: decisions can depend on other tokens)")
+    attn_dim: int = _f(32, "width of the attention step (network: attention)")
+
+    def __post_init__(self) -> None:
+        if self.network not in NETWORKS:
+            raise ConfigError(f"policy.network must be one of {sorted(NETWORKS)}, got {self.network!r}")
+        if self.hidden < 1 or self.attn_dim < 1:
+            raise ConfigError(f"policy.hidden and policy.attn_dim must be >= 1, got {self.hidden}, {self.attn_dim}")
+
+    def spec(self) -> dict:
+        """The actor's description, as stored in a router's config.json."""
+        return network_spec(self.network, self.hidden, self.attn_dim)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from rltr.config import ConfigError, TrainConfig, from_dict
 from rltr.envs import EpisodeEngine, make_batched_env, make_env, resolve_device
 from rltr.features import FeatureSpec
 from rltr.policies.imitation import behaviour_clone, collect_demonstrations
-from rltr.policies.network import TokenActor
+from rltr.policies.network import build_actor
 from rltr.policies.sb3_policy import TokenPolicy
 
 CKPT_PREFIX = "ppo"
@@ -31,15 +31,15 @@ CKPT_PREFIX = "ppo"
 
 def policy_flops(cfg: TrainConfig, n_features: int):
     """The policy network's own cost of one decision on (B,) tokens, charged in the env's reward as a
-    router's is at inference (one formula: :meth:`TokenActor.flops`)."""
-    return TokenActor(n_features, cfg.policy.hidden).flops
+    router's is at inference (one formula: the actor's ``flops``)."""
+    return build_actor(n_features, cfg.policy.spec()).flops
 
 
 def make_vec_env(cfg: TrainConfig) -> VecEnv:
     """``cfg.n_envs`` envs sharing one frozen backbone, each seeded differently: by default one
     :class:`~rltr.envs.BatchedTokenReductionEnv` (batched forwards), else (``env.batched: false``) a
     ``DummyVecEnv`` of single envs. Both give the same episodes for the same seed."""
-    n_features = FeatureSpec.named(cfg.env.features, n_hidden_proj=cfg.env.n_hidden_proj).n_features
+    n_features = FeatureSpec.named(cfg.env.features, n_hidden_proj=cfg.env.n_hidden_proj, projection=cfg.env.projection).n_features
     cost = policy_flops(cfg, n_features)
     if cfg.env.batched:
         envs = make_batched_env(cfg.env, n_envs=cfg.n_envs, policy_flops=cost)
@@ -123,7 +123,8 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
         model = PPO.load(ckpt, env=vec, device=device, tensorboard_log=str(run_dir / "tb"))
     else:
         ppo_kwargs = {"n_steps": 128, "batch_size": 64, "n_epochs": 4, "gamma": 1.0, "learning_rate": 3e-4, **cfg.ppo}
-        model = PPO(TokenPolicy, vec, policy_kwargs={"hidden": cfg.policy.hidden}, seed=cfg.seed, device=device,
+        policy_kwargs = {"hidden": cfg.policy.hidden, "network": cfg.policy.spec()}
+        model = PPO(TokenPolicy, vec, policy_kwargs=policy_kwargs, seed=cfg.seed, device=device,
                     tensorboard_log=str(run_dir / "tb"), verbose=0, **ppo_kwargs)
         if cfg.imitation.enabled:
             im = cfg.imitation
@@ -149,6 +150,7 @@ def _write_meta(run_dir: Path, cfg: TrainConfig, engine: EpisodeEngine) -> None:
         "decision_layers": engine.decision_layers,
         "query_aware": cfg.env.query_aware,
         "hidden": cfg.policy.hidden,
+        "network": cfg.policy.spec(),
         "task": cfg.env.task,
         "compute_weight": cfg.env.compute_weight,
     }
