@@ -41,3 +41,16 @@ def budget(text: str) -> float:
     if value is None:
         raise argparse.ArgumentTypeError("a single numeric budget in (0, 1] is needed here")
     return value
+
+
+def mapping(text: str) -> dict:
+    """A YAML mapping (``'{n_pairs: [1, 6]}'``)."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"expected a YAML mapping, got {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a YAML mapping like '{{key: value}}', got {text!r}")
+    return value
