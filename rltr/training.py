@@ -6,8 +6,10 @@ A run folder ``runs/<task>__<name>__<seed>__<time>/`` holds ``config.yaml``, ``c
 
 from __future__ import annotations
 
+import contextlib
 import json
-import re
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -15,16 +17,18 @@ import numpy as np
 import torch
 import yaml
 from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from tqdm.auto import tqdm
 
+from rltr.checkpoints import CheckpointEvery, ContinueTensorBoard, checkpoints, latest_checkpoint, save_atomically
 from rltr.config import ConfigError, TrainConfig, from_dict
 from rltr.envs import make_batched_env, make_env, resolve_device
 from rltr.policies.imitation import behaviour_clone, collect_demonstrations
 from rltr.policies.sb3_policy import TokenPolicy
+from rltr.reducers import get_reducer
 
-CKPT_PREFIX = "ppo"
+__all__ = ["latest_checkpoint", "load_run_config", "make_vec_env", "train"]
 
 
 def env_kwargs(cfg: TrainConfig) -> dict:
@@ -74,18 +78,9 @@ class EpisodeStats(BaseCallback):
         self.bar.close()
 
 
-def new_run_dir(cfg: TrainConfig) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path(cfg.runs_dir) / f"{cfg.env.task}__{cfg.name}__{cfg.seed}__{stamp}"
-    path.mkdir(parents=True, exist_ok=False)
-    return path
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    ckpts = list((run_dir / "checkpoints").glob(f"{CKPT_PREFIX}_*_steps.zip"))
-    if not ckpts:
-        return None
-    return max(ckpts, key=lambda p: int(re.search(r"_(\d+)_steps", p.name).group(1)))
+def run_dir_path(cfg: TrainConfig) -> Path:
+    """Where a new run goes (created only once its config, model, task and PPO have been checked)."""
+    return Path(cfg.runs_dir) / f"{cfg.env.task}__{cfg.name}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:
@@ -95,6 +90,20 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     return from_dict(TrainConfig, yaml.safe_load(cfg_file.read_text()))
 
 
+@contextlib.contextmanager
+def _removed_if_nothing_saved(run_dir: Path, new: bool):
+    """A new run that fails before its first checkpoint leaves nothing to resume: remove its folder."""
+    try:
+        yield
+    except BaseException:
+        if new and not checkpoints(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            print(f"rltr: training stopped before its first checkpoint; removed {run_dir}", file=sys.stderr)
+        elif new:
+            print(f"rltr: training stopped; continue it with: rltr train --resume {run_dir}", file=sys.stderr)
+        raise
+
+
 def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None, progress: bool = True) -> Path:
     """Train (or, with ``resume``, continue a run with its own config) and return the run folder."""
     if resume is not None:
@@ -102,15 +111,14 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
         cfg = load_run_config(run_dir)
         ckpt = latest_checkpoint(run_dir)
         if ckpt is None:
-            raise ConfigError(f"run {str(run_dir)!r} has no checkpoint to resume from")
+            raise ConfigError(f"run {str(run_dir)!r} has no readable checkpoint to resume from")
+        print(f"rltr: resuming {run_dir} from {ckpt.name}", file=sys.stderr)
     else:
-        run_dir = new_run_dir(cfg)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        (run_dir / "command.txt").write_text(command + "\n")
+        run_dir = run_dir_path(cfg)
+        if cfg.imitation.enabled:
+            get_reducer(cfg.imitation.reducer)  # a bad name fails now, not after the folder exists
     torch.manual_seed(cfg.seed)
-    vec = make_vec_env(cfg)
-    env0 = vec.envs[0] if isinstance(vec, DummyVecEnv) else vec  # the batched env has the same attributes
-    _write_meta(run_dir, cfg, env0)
+    vec = make_vec_env(cfg)  # loads the model and the task: bad names fail here, before any folder exists
     device = resolve_device(cfg.env.device)  # PPO runs where the backbone runs
     if resume is not None:
         model = PPO.load(ckpt, env=vec, device=device, tensorboard_log=str(run_dir / "tb"))
@@ -118,21 +126,28 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
         ppo_kwargs = {"n_steps": 128, "batch_size": 64, "n_epochs": 4, "gamma": 1.0, "learning_rate": 3e-4, **cfg.ppo}
         model = PPO(TokenPolicy, vec, policy_kwargs={"hidden": cfg.policy.hidden}, seed=cfg.seed, device=device,
                     tensorboard_log=str(run_dir / "tb"), verbose=0, **ppo_kwargs)
-        if cfg.imitation.enabled:
+        run_dir.mkdir(parents=True, exist_ok=False)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        (run_dir / "command.txt").write_text(command + "\n")
+    with _removed_if_nothing_saved(run_dir, new=resume is None):
+        env0 = vec.envs[0] if isinstance(vec, DummyVecEnv) else vec  # the batched env has the same attributes
+        _write_meta(run_dir, cfg, env0)
+        if resume is None and cfg.imitation.enabled:
             im = cfg.imitation
             demo_env = make_env(**env_kwargs(cfg))
             obs, acts = collect_demonstrations(demo_env, im.reducer, im.budget, im.n_episodes, seed=cfg.seed + 10_000,
                                                progress=progress)
             stats = behaviour_clone(model.policy.actor, obs, acts, im.epochs, im.lr, im.batch_size, cfg.seed, progress)
             (run_dir / "imitation.json").write_text(json.dumps(stats, indent=2))
-    remaining = cfg.total_timesteps - model.num_timesteps
-    callbacks = CallbackList([
-        CheckpointCallback(max(cfg.checkpoint_every // cfg.n_envs, 1), str(run_dir / "checkpoints"), CKPT_PREFIX),
-        EpisodeStats(cfg.total_timesteps, progress),
-    ])
-    if remaining > 0:
-        model.learn(remaining, callback=callbacks, reset_num_timesteps=resume is None, tb_log_name="ppo")
-    model.save(run_dir / "final_model.zip")
+        remaining = cfg.total_timesteps - model.num_timesteps
+        callbacks = CallbackList([
+            CheckpointEvery(run_dir / "checkpoints", cfg.checkpoint_every),
+            ContinueTensorBoard(),
+            EpisodeStats(cfg.total_timesteps, progress),
+        ])
+        if remaining > 0:
+            model.learn(remaining, callback=callbacks, reset_num_timesteps=resume is None, tb_log_name="ppo")
+        save_atomically(model, run_dir / "final_model.zip")
     return run_dir
 
 
