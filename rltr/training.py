@@ -2,6 +2,9 @@
 
 A run folder ``runs/<task>__<name>__<seed>__<time>/`` holds ``config.yaml``, ``command.txt``,
 ``meta.json`` (what export needs), ``tb/`` (TensorBoard), ``checkpoints/`` and ``final_model.zip``.
+It is created only after the config, the model, the task and PPO are built, and removed again if
+training stops before its first checkpoint (nothing there to resume). A seed fixes the result on one
+machine: the same config trains the same weights (tests/test_training.py checks it bit for bit).
 """
 
 from __future__ import annotations
@@ -78,11 +81,6 @@ class EpisodeStats(BaseCallback):
         self.bar.close()
 
 
-def run_dir_path(cfg: TrainConfig) -> Path:
-    """Where a new run goes (created only once its config, model, task and PPO have been checked)."""
-    return Path(cfg.runs_dir) / f"{cfg.env.task}__{cfg.name}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 def load_run_config(run_dir: Path) -> TrainConfig:
     cfg_file = Path(run_dir) / "config.yaml"
     if not cfg_file.is_file():
@@ -104,19 +102,39 @@ def _removed_if_nothing_saved(run_dir: Path, new: bool):
         raise
 
 
+def _new_run(cfg: TrainConfig) -> Path:
+    """Where a new run goes; the folder is created only once config, model, task and PPO are built."""
+    if cfg.imitation.enabled:
+        try:  # a bad name fails now, not after the folder exists
+            get_reducer(cfg.imitation.reducer)
+        except ValueError as e:
+            raise ConfigError(f"imitation.reducer: {e}") from None
+    return Path(cfg.runs_dir) / f"{cfg.env.task}__{cfg.name}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _resume_point(run_dir: Path) -> tuple[TrainConfig, Path]:
+    """A run's own config and its newest readable checkpoint."""
+    cfg = load_run_config(run_dir)
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise ConfigError(f"run {str(run_dir)!r} has no readable checkpoint to resume from")
+    print(f"rltr: resuming {run_dir} from {ckpt.name}", file=sys.stderr)
+    return cfg, ckpt
+
+
+def _start_run_dir(run_dir: Path, cfg: TrainConfig, command: str) -> None:
+    run_dir.mkdir(parents=True, exist_ok=False)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    (run_dir / "command.txt").write_text(command + "\n")
+
+
 def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None, progress: bool = True) -> Path:
     """Train (or, with ``resume``, continue a run with its own config) and return the run folder."""
     if resume is not None:
         run_dir = Path(resume)
-        cfg = load_run_config(run_dir)
-        ckpt = latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise ConfigError(f"run {str(run_dir)!r} has no readable checkpoint to resume from")
-        print(f"rltr: resuming {run_dir} from {ckpt.name}", file=sys.stderr)
+        cfg, ckpt = _resume_point(run_dir)
     else:
-        run_dir = run_dir_path(cfg)
-        if cfg.imitation.enabled:
-            get_reducer(cfg.imitation.reducer)  # a bad name fails now, not after the folder exists
+        run_dir = _new_run(cfg)
     torch.manual_seed(cfg.seed)
     vec = make_vec_env(cfg)  # loads the model and the task: bad names fail here, before any folder exists
     device = resolve_device(cfg.env.device)  # PPO runs where the backbone runs
@@ -126,9 +144,7 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
         ppo_kwargs = {"n_steps": 128, "batch_size": 64, "n_epochs": 4, "gamma": 1.0, "learning_rate": 3e-4, **cfg.ppo}
         model = PPO(TokenPolicy, vec, policy_kwargs={"hidden": cfg.policy.hidden}, seed=cfg.seed, device=device,
                     tensorboard_log=str(run_dir / "tb"), verbose=0, **ppo_kwargs)
-        run_dir.mkdir(parents=True, exist_ok=False)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        (run_dir / "command.txt").write_text(command + "\n")
+        _start_run_dir(run_dir, cfg, command)
     with _removed_if_nothing_saved(run_dir, new=resume is None):
         env0 = vec.envs[0] if isinstance(vec, DummyVecEnv) else vec  # the batched env has the same attributes
         _write_meta(run_dir, cfg, env0)
