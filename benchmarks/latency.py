@@ -80,8 +80,8 @@ def interleaved(cases: dict, repeats: int, warm_up: bool = True) -> dict:
 @torch.no_grad()
 def router_overhead(backbone, reducer, ids, layer: int, budget: float, protect_last: int, repeats: int) -> dict:
     """Median seconds of the router's decision parts on the state entering ``layer`` (no cached maps)."""
+    from rltr.decisions import decision_context
     from rltr.features import token_features
-    from rltr.reducers.base import decision_context
 
     n = ids.shape[1]
     pos = torch.arange(n)[None]
@@ -91,9 +91,9 @@ def router_overhead(backbone, reducer, ids, layer: int, budget: float, protect_l
     def ctx():
         return decision_context(backbone, state, [layer], 0, n_orig, budget, context_len=torch.tensor([n - protect_last]))
 
-    obs = token_features(ctx(), reducer.router.features, n_orig)
+    obs = token_features(ctx(), reducer.router.features)
     parts = {
-        "features": lambda: token_features(ctx(), reducer.router.features, n_orig),
+        "features": lambda: token_features(ctx(), reducer.router.features),
         "attention rows": lambda: ctx().attention_from_recent(),  # the attention slice the features read
         "network": lambda: reducer.router.logits(obs),
         "decision": lambda: reducer.decide(ctx()),
@@ -107,7 +107,7 @@ def decision_times(backbone, reducers: dict, ids, layer: int, budget: float, pro
     the state entering ``layer``. At the same budget the layers after it run on the same number of tokens
     for every method, so this is where methods differ in cost; it is timed alone, free of the run-to-run
     noise of whole prefills."""
-    from rltr.reducers.base import make_decide
+    from rltr.decisions import make_decide
 
     n = ids.shape[1]
     pos = torch.arange(n)[None]

@@ -5,8 +5,10 @@ random actions (uniform KEEP/MERGE/DROP, the same for both) on the built-in defa
 retrieval: SB3 ``DummyVecEnv`` of one ``TokenReductionEnv`` vs ``BatchedTokenReductionEnv`` at each B,
 each after a warm-up, all in this one run (interleaved repeats, the best of each kept). Table 2: PPO
 ``learn()`` steps/s with ``DummyVecEnv`` of 4 single envs vs the batched env (B=64), the same rollout
-size (512 steps) and updates, with the share of wall time spent inside the env. The last line prints
-the B=64 episodes/s ratio.
+size (512 steps) and updates, with the share of wall time spent inside the env. Table 3: the engine's
+own overhead: whole batched episodes (every token kept, so the model does the full work) against the
+bare batched forward of the same examples (embed, every layer, the answer logits: no env), interleaved
+in one run. The last line prints the B=64 episodes/s ratio.
 
     OMP_NUM_THREADS=1 python benchmarks/rollout_throughput.py [--quick] [--device auto|cpu|cuda]
 """
@@ -78,6 +80,35 @@ class EnvTimer(VecEnvWrapper):
         return out
 
 
+@torch.no_grad()
+def engine_overhead(kw: dict, n_envs: int, repeats: int) -> tuple[float, float]:
+    """(ms per batch of ``n_envs`` episodes with every token kept, ms of the bare forward of the same
+    examples): medians over ``repeats`` interleaved pairs. One env step is a whole episode here (one
+    decision layer) plus the auto-reset that samples, embeds and runs the next batch to its decision."""
+    from rltr.scores import episode_score
+
+    env = make_batched_env(n_envs=n_envs, **kw)
+    engine, bb = env.engine, env.engine.backbone
+    keep_all = np.zeros((n_envs, engine.settings.max_tokens), dtype=np.int64)  # Action.KEEP everywhere
+    env.seed(0)
+    env.reset()
+    batch = engine.batch
+
+    def bare():
+        state = bb.embed(batch.input_ids, batch.attention_mask, protected=batch.protected)
+        episode_score(bb, batch, bb.run(state), engine.settings.score)
+
+    episode, forward = [], []
+    for _ in range(repeats + 1):  # the first pair warms up
+        t0 = time.perf_counter()
+        env.step(keep_all)
+        episode.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        bare()
+        forward.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(episode[1:])), 1000 * float(np.median(forward[1:]))
+
+
 def ppo_rate(vec: VecEnv, total_steps: int, device: str) -> tuple[float, float]:
     """(steps/s, env share of wall time) of PPO ``learn(total_steps)`` on ``vec``."""
     from stable_baselines3 import PPO
@@ -111,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{'quick' if args.quick else 'full'} run, {seconds:.1f} s per row in {repeats} interleaved repeat(s) (best kept), "
           "random actions")
 
-    n_decisions = len(make_env(**kw).decision_layers)
+    n_decisions = len(make_env(**kw).engine.decision_layers)
     runs = {0: Rollouts(DummyVecEnv([lambda: make_env(**kw)]), n_decisions)}  # B=0: the single env
     runs.update({b: Rollouts(make_batched_env(n_envs=b, **kw), n_decisions) for b in sizes})
     best: dict[int, tuple[float, float]] = {}
@@ -133,6 +164,14 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---:|---:|---:|")
     print(f"| single (DummyVecEnv, 4 envs) | {ppo_single:,.1f} | {share_single:.0%} | 1.00x |")
     print(f"| batched (B=64) | {ppo_batched:,.1f} | {share_batched:.0%} | {ppo_batched / ppo_single:.2f}x |")
+
+    print("\nEngine overhead: whole batched episodes, every token kept, vs the bare batched forward of the same examples")
+    print("| B | episodes (ms per batch) | bare forward (ms) | overhead |")
+    print("|---:|---:|---:|---:|")
+    for b in sizes:
+        if b >= 16:
+            ep_ms, fw_ms = engine_overhead(kw, b, 5 if args.quick else 15)
+            print(f"| {b} | {ep_ms:,.1f} | {fw_ms:,.1f} | {ep_ms / fw_ms - 1:+.0%} |")
 
     ratio = f"{best[64][0] / single:.1f}x" if 64 in best else "not measured (add 64 to --batch-sizes)"
     print(f"\nB=64 batched/single episodes/s ratio: {ratio}")

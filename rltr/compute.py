@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3")  # model types read as Llama-shaped blocks
+
 
 @dataclass(frozen=True)
 class ArchSpec:
@@ -30,18 +32,21 @@ class ArchSpec:
 
     @classmethod
     def from_config(cls, config) -> ArchSpec:
+        """The FLOPs model's view of an HF config. Llama-like families (gated MLP, grouped KV heads, an
+        explicit ``head_dim`` where set) share one reading; biases, q/k norms and sliding windows change
+        no matrix multiply the model counts (a windowed layer's kernel still computes the dense N x N map)."""
         mt = config.model_type
         if mt == "gpt2":
             d = config.n_embd
             return cls(config.n_layer, d, config.n_head, config.n_head, d // config.n_head, config.n_inner or 4 * d, 2, config.vocab_size)
-        if mt == "llama":
+        if mt in LLAMA_LIKE:
             d = config.hidden_size
             head_dim = getattr(config, "head_dim", None) or d // config.num_attention_heads
             return cls(
                 config.num_hidden_layers, d, config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads,
                 head_dim, config.intermediate_size, 3, config.vocab_size,
             )
-        raise ValueError(f"no FLOPs model for model_type {mt!r}; supported: ['gpt2', 'llama']")
+        raise ValueError(f"no FLOPs model for model_type {mt!r}; supported: {sorted(['gpt2', *LLAMA_LIKE])}")
 
 
 def layer_flops(spec: ArchSpec, n_tokens, n_keys=None):
@@ -55,28 +60,10 @@ def layer_flops(spec: ArchSpec, n_tokens, n_keys=None):
     return proj + attn + mlp
 
 
-def attention_map_flops(spec: ArchSpec, n_tokens):
-    """Extra FLOPs of materialising one layer's attention map at a decision: Q and K projections and QK^T."""
-    q_width, k_width = spec.n_heads * spec.head_dim, spec.n_kv_heads * spec.head_dim
-    return 2 * n_tokens * spec.d_model * (q_width + k_width) + 2 * n_tokens * n_tokens * q_width
-
-
-def attention_rows_flops(spec: ArchSpec, n_tokens, n_rows):
-    """Extra FLOPs of the attention of ``n_rows`` query rows over ``n_tokens`` tokens at a decision: the
-    key projection of every token, the query projection of the rows and their R x N scores. Beyond a
-    quarter of the tokens the whole map is built instead (as ``DecisionContext`` does), so that is
-    charged then. Works elementwise on tensors of counts."""
-    q_width, k_width = spec.n_heads * spec.head_dim, spec.n_kv_heads * spec.head_dim
-    rows = 2 * n_tokens * spec.d_model * k_width + 2 * n_rows * spec.d_model * q_width + 2 * n_rows * n_tokens * q_width
-    whole = attention_map_flops(spec, n_tokens)
-    if isinstance(rows, torch.Tensor) or isinstance(whole, torch.Tensor):
-        return torch.where(torch.as_tensor(builds_whole_map(n_rows, n_tokens)), whole, rows)
-    return whole if builds_whole_map(n_rows, n_tokens) else rows
-
-
 def builds_whole_map(n_rows, n_tokens):
     """Whether reading ``n_rows`` attention rows over ``n_tokens`` tokens builds the whole N x N map
-    instead (more than a quarter of the rows: one map is then cheaper than the row-wise path)."""
+    instead (more than a quarter of the rows: one map is then cheaper than the row-wise path). Works
+    elementwise on tensors of counts; :class:`rltr.decisions.DecisionContext` charges by it."""
     return 4 * n_rows > n_tokens
 
 

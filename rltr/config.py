@@ -16,8 +16,11 @@ from pathlib import Path
 
 import yaml
 
-DTYPES = ("float32", "bfloat16", "float16")
-FEATURE_SETS = ("full", "light")  # rltr.features.FeatureSpec.named: light = no attention rows, no all-pairs similarity
+from rltr.envs.engine import AUTOCAST_DTYPES  # float32, bfloat16, float16
+from rltr.features import FEATURE_SETS, PROJECTIONS  # full, light; gaussian, orthogonal
+from rltr.policies.network import NETWORKS, network_spec  # mlp, attention
+from rltr.scores import SCORES  # accuracy, loglik
+
 # PPO keyword arguments that rltr.training passes itself, and the config key each comes from.
 PPO_SET_BY_RLTR = {"policy": "TokenPolicy", "env": "env.*", "policy_kwargs": "policy.*", "seed": "seed",
                    "device": "env.device", "tensorboard_log": "the run folder's tb/", "verbose": "0",
@@ -46,18 +49,60 @@ class EnvConfig:
     budget: float | None = _f(None, "token keep fraction enforced on the policy, in (0, 1]; null: policy decides")
     max_tokens: int = _f(192, "observation slots (>= the longest example)")
     n_hidden_proj: int = _f(16, "dims of a fixed random projection of hidden states added to token features")
+    projection: str = _f("gaussian", "that projection: gaussian (the original routers'), or orthogonal (orthonormal "
+                                     "columns: with n_hidden_proj = the model width the full hidden state, rotated)")
     features: str = _f("full", "feature set: full, or light (no attention rows, no all-pairs similarity: a cheaper decision)")
     device: str = _f("auto", "device of the frozen backbone and of PPO: auto (cuda if available), cpu, cuda or cuda:N")
     batched: bool = _f(True, "run the n_envs episodes in lockstep with batched forwards (False: a DummyVecEnv of single envs)")
     dtype: str = _f("float32", "backbone autocast precision: float32, or bfloat16/float16 (CUDA and batched only)")
 
+    def __post_init__(self) -> None:
+        """Every env setting is checked here, once: the env, the batched env and the config loader use it."""
+        def bad(key, value, want):
+            raise ConfigError(f"env.{key} must be {want}, got {value!r}")
+
+        if self.budget is not None and not 0 < self.budget <= 1:
+            bad("budget", self.budget, "in (0, 1] or null")
+        if self.score not in SCORES:
+            bad("score", self.score, f"one of {sorted(SCORES)}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            bad("device", self.device, "auto, cpu, mps, cuda or cuda:N")
+        if self.features not in FEATURE_SETS:
+            bad("features", self.features, f"one of {list(FEATURE_SETS)}")
+        if self.projection not in PROJECTIONS:
+            bad("projection", self.projection, f"one of {list(PROJECTIONS)}")
+        if self.dtype not in AUTOCAST_DTYPES:
+            bad("dtype", self.dtype, f"one of {list(AUTOCAST_DTYPES)}")
+        if self.dtype != "float32" and not self.batched:
+            bad("dtype", self.dtype, "float32 when env.batched is false (single envs run in float32)")
+        layers = list(self.decision_layers)
+        if not layers or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in layers):
+            bad("decision_layers", self.decision_layers, "a non-empty list of layer indices >= 0")
+        self.decision_layers = sorted(set(layers))
+        if self.compute_weight < 0:
+            bad("compute_weight", self.compute_weight, ">= 0")
+        if self.max_tokens < 1:
+            bad("max_tokens", self.max_tokens, ">= 1")
+        if self.n_hidden_proj < 0:
+            bad("n_hidden_proj", self.n_hidden_proj, ">= 0")
+
 
 @dataclass
 class PolicyConfig:
     hidden: int = _f(64, "width of the per-token actor and of the critic")
+    network: str = _f("mlp", "actor: mlp (each token from its own features + a pooled summary) or attention (plus one "
+                             "softmax-attention step across tokens: decisions can depend on other tokens)")
+    attn_dim: int = _f(32, "width of the attention step (network: attention)")
 
-    def __post_init__(self):
-        _at_least("policy.hidden", self.hidden, 1)
+    def __post_init__(self) -> None:
+        if self.network not in NETWORKS:
+            raise ConfigError(f"policy.network must be one of {sorted(NETWORKS)}, got {self.network!r}")
+        if self.hidden < 1 or self.attn_dim < 1:
+            raise ConfigError(f"policy.hidden and policy.attn_dim must be >= 1, got {self.hidden}, {self.attn_dim}")
+
+    def spec(self) -> dict:
+        """The actor's description, as stored in a router's config.json."""
+        return network_spec(self.network, self.hidden, self.attn_dim)
 
 
 @dataclass
@@ -187,17 +232,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
         data = yaml.safe_load(path.read_text()) or {}
     for o in overrides:
         apply_override(data, o)
-    cfg = from_dict(TrainConfig, data)
-    if cfg.env.budget is not None and not 0 < cfg.env.budget <= 1:
-        raise ConfigError(f"env.budget must be in (0, 1], got {cfg.env.budget}")
-    if cfg.env.score not in ("accuracy", "loglik"):
-        raise ConfigError(f"env.score must be accuracy or loglik, got {cfg.env.score!r}")
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", cfg.env.device):
-        raise ConfigError(f"env.device must be auto, cpu, mps, cuda or cuda:N, got {cfg.env.device!r}")
-    if cfg.env.features not in FEATURE_SETS:
-        raise ConfigError(f"env.features must be one of {list(FEATURE_SETS)}, got {cfg.env.features!r}")
-    if cfg.env.dtype not in DTYPES:
-        raise ConfigError(f"env.dtype must be one of {list(DTYPES)}, got {cfg.env.dtype!r}")
-    if cfg.env.dtype != "float32" and not cfg.env.batched:
-        raise ConfigError(f"env.dtype={cfg.env.dtype} needs env.batched=true (single envs run in float32)")
-    return cfg
+    return from_dict(TrainConfig, data)

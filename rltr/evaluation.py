@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rltr.backbones import Backbone
-from rltr.compute import ArchSpec, compute_fraction
+from rltr.compute import ArchSpec
 from rltr.inference import PromptHints
 from rltr.reducers import Reducer, check_budget, get_reducer
 from rltr.tasks import Task, collate, exact_match
@@ -82,7 +82,7 @@ def run_method(
             inputs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long(), use_cache=False,
                           logits_to_keep=columns)
             if not full:
-                inputs["reduction_hints"] = PromptHints(batch.context_len, batch.protected, batch.relevant)
+                inputs["reduction_hints"] = PromptHints(batch.context_len, batch.protected, batch.relevant_for(query_aware))
             if start == 0:
                 model(**inputs)  # warm-up, untimed: first-call allocations would land on one method only
             t0 = time.perf_counter()
@@ -94,11 +94,9 @@ def run_method(
             correct.append(exact_match(logits, batch).cpu())
             lengths = batch.lengths.cpu()
             if full:
-                counts, n_alive = lengths[:, None].expand(-1, backbone.n_layers), lengths
+                frac, n_alive = torch.ones(len(lengths), dtype=torch.float64), lengths
             else:
-                counts, n_alive = reduction.last.layer_counts.cpu(), reduction.last.n_kept.cpu()
-            extra = decision_overhead(reducer, spec, counts, lengths, lengths - batch.context_len.cpu(), decision_layers)
-            frac = compute_fraction(spec, list(counts.T), lengths, n_head_tokens=batch.n_answer.cpu(), extra_flops=extra)
+                frac, n_alive = reduction.last.trace.compute_fraction(spec, batch.n_answer).cpu(), reduction.last.n_kept.cpu()
             fractions.append(frac.float())
             kept.append(n_alive.float() / lengths.float())
     n = len(examples)
@@ -121,14 +119,6 @@ def method_label(spec: str) -> str:
     if name == "router" and arg:
         return f"router:{Path(arg).name}"
     return spec
-
-
-def decision_overhead(reducer: Reducer, spec: ArchSpec, counts: torch.Tensor, lengths: torch.Tensor, n_tail: torch.Tensor,
-                      decision_layers):
-    """(B,) extra FLOPs a reducer spends deciding at each decision layer, on the tokens present before
-    that decision (``Reducer.decision_flops``)."""
-    before = torch.cat([lengths[:, None], counts[:, :-1]], dim=1)  # tokens entering the previous layer
-    return sum(reducer.decision_flops(spec, before[:, i], n_tail) for i in decision_layers)
 
 
 def evaluate(

@@ -1,49 +1,33 @@
 """Per-token observations at a decision layer, shared by the env (training) and routers (inference).
 
-One function computes them from a :class:`~rltr.reducers.base.DecisionContext`, so a router sees at
+One function computes them from a :class:`~rltr.decisions.DecisionContext`, so a router sees at
 inference exactly what its policy saw in training. Shapes: B rows, N token slots, F features.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
-from rltr.compute import attention_rows_flops
-from rltr.config import FEATURE_SETS  # full, light
+from rltr.decisions import DecisionContext
 
-if TYPE_CHECKING:  # features are computed from a context; importing it here would be circular
-    from rltr.reducers.base import DecisionContext
+FEATURE_SETS = ("full", "light")  # FeatureSpec.named: light = no attention rows, no all-pairs similarity
+PROJECTIONS = ("gaussian", "orthogonal")  # FeatureSpec.projection
 
 TOKEN_FEATURES = (
-    "valid",  # 1 on live slots (the rest is padding)
+    "valid",  # 1 on slots the policy may read: live ones (query-agnostic: live context ones); the rest is 0
     "attn_from_query",  # attention received from the query (x N: uniform = 1)
     "attn_recent",  # mean attention received from the last N_RECENT_ROWS visible rows (x N)
     "hidden_norm",  # hidden-state L2 norm / the row's mean norm
     "nearest_sim",  # cosine similarity to the most similar other visible token (in the hidden projection)
-    "rel_position",  # original position / original length
+    "rel_position",  # original position / original length (query-agnostic: the context's length)
     "log_size",  # log of how many originals the token stands for
     "protected",  # 1 if the token can never be removed
 )
 GLOBAL_FEATURES = ("layer_frac", "tokens_left", "step_frac", "budget")
 N_RECENT_ROWS = 16  # query rows behind "attn_recent": an R x N slice of the attention map, never N x N
-
-
-
-def feature_flops(arch, n_tokens, n_query_rows, spec: FeatureSpec):
-    """FLOPs the features ``spec`` costs at one decision on ``n_tokens`` tokens: with attention, the key
-    projection of every token, queries for the query rows and the recent rows and their attention
-    scores; the hidden projection to ``n_hidden_proj`` dims; with similarity, all-pairs similarity in
-    it. (The network itself is ~0.1% of a forward pass and not counted.)"""
-    p = spec.n_hidden_proj
-    flops = 2 * n_tokens * arch.d_model * p
-    if spec.attention:
-        flops = flops + attention_rows_flops(arch, n_tokens, n_query_rows + N_RECENT_ROWS)
-    if spec.similarity:
-        flops = flops + 2 * n_tokens * n_tokens * max(p, 1)
-    return flops
 
 
 @dataclass(frozen=True)
@@ -58,6 +42,11 @@ class FeatureSpec:
     proj_seed: int = 0
     attention: bool = True
     similarity: bool = True
+    projection: str = "gaussian"  # or "orthogonal": orthonormal columns (n_hidden_proj <= d_model)
+
+    def __post_init__(self) -> None:
+        if self.projection not in PROJECTIONS:
+            raise ValueError(f"projection must be one of {list(PROJECTIONS)}, got {self.projection!r}")
 
     @classmethod
     def named(cls, feature_set: str, **kw) -> FeatureSpec:
@@ -71,7 +60,7 @@ class FeatureSpec:
     def from_dict(cls, d: dict) -> FeatureSpec:
         """From a router's ``config.json`` (routers saved before the attention/similarity switches see
         every feature)."""
-        return cls(**{f: d[f] for f in ("n_hidden_proj", "proj_seed", "attention", "similarity") if f in d})
+        return cls(**{f: d[f] for f in ("n_hidden_proj", "proj_seed", "attention", "similarity", "projection") if f in d})
 
     @property
     def n_features(self) -> int:
@@ -80,66 +69,89 @@ class FeatureSpec:
     def to_dict(self) -> dict:
         return {**asdict(self), "token_features": list(TOKEN_FEATURES), "global_features": list(GLOBAL_FEATURES)}
 
-    def projection(self, d_model: int, device) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.proj_seed)
-        return (torch.randn(d_model, self.n_hidden_proj, generator=g) / d_model**0.5).to(device)
+    def projection_matrix(self, d_model: int, device) -> torch.Tensor:
+        """(d_model, n_hidden_proj) the fixed random projection (seeded; made once per device)."""
+        if self.projection == "orthogonal" and self.n_hidden_proj > d_model:
+            raise ValueError(f"an orthogonal projection has at most d_model={d_model} columns, got n_hidden_proj={self.n_hidden_proj}")
+        return _projection(self.proj_seed, d_model, self.n_hidden_proj, self.projection, str(device))
+
+
+@functools.lru_cache(maxsize=32)
+def _projection(seed: int, d_model: int, n_proj: int, kind: str, device: str) -> torch.Tensor:
+    """Gaussian columns N(0, 1/d), or the same made orthonormal (unit columns: a unit hidden state has
+    coordinates of size ~1/sqrt(d) either way, so features keep their scale)."""
+    g = torch.Generator().manual_seed(seed)
+    m = torch.randn(d_model, n_proj, generator=g) / d_model**0.5
+    if kind == "orthogonal":
+        m = torch.linalg.qr(m).Q
+    return m.to(device)
+
+
+def hidden_projection(ctx: DecisionContext, spec: FeatureSpec) -> torch.Tensor:
+    """(B, N, P) unit hidden states in the spec's random projection (computed once per decision, charged)."""
+    if "hidden_proj" not in ctx._cache:
+        h = ctx.state.hidden.float()
+        ctx._cache["hidden_proj"] = torch.nn.functional.normalize(h, dim=-1) @ spec.projection_matrix(h.shape[-1], h.device)
+        if ctx.arch is not None:
+            ctx.charge(2 * ctx.n_live * h.shape[-1] * spec.n_hidden_proj)
+    return ctx._cache["hidden_proj"]
 
 
 @torch.no_grad()
-def token_features(ctx: DecisionContext, spec: FeatureSpec, n_original: torch.Tensor) -> torch.Tensor:
-    """(B, N, F) float32 observations for every slot of ``ctx.state`` (zeros on dead slots).
+def token_features(ctx: DecisionContext, spec: FeatureSpec) -> torch.Tensor:
+    """(B, N, F) float32 observations for every slot of ``ctx.state`` (zeros on dead slots); what they
+    compute is charged to ``ctx``.
 
-    ``n_original`` (B,) is each row's original token count. Tail slots are marked protected; in
-    query-agnostic mode nothing here reads the tail (the attention helpers hide its rows).
+    Tail slots are marked protected. Query-agnostic, nothing here depends on the tail: its slots are
+    all-zero rows (invalid, so a policy neither reads nor pools them), attention rows come from the
+    context, and relative positions, token counts and norms are measured against the context alone.
     """
     st = ctx.state
-    alive = st.alive
     visible = ctx.observers()  # all live slots, or the context only when query-agnostic
     n = visible.sum(1, keepdim=True).clamp_min(1).float()  # (B, 1)
+    n_base = (ctx.n_original if ctx.query_aware else ctx.n_context).float()[:, None]  # (B, 1)
     h = st.hidden.float()
     norm = h.norm(dim=-1)
     mean_norm = (norm * visible).sum(1, keepdim=True) / n
-    unit = torch.nn.functional.normalize(h, dim=-1)
-    # Similarities in a low-dim random projection (cosines are nearly preserved; identical tokens stay
-    # at 1): N x N x P instead of N x N x D.
-    proj = unit @ spec.projection(h.shape[-1], h.device) if spec.n_hidden_proj else unit  # (B, N, P)
     zeros = torch.zeros_like(norm)
+    proj = hidden_projection(ctx, spec) if spec.n_hidden_proj else torch.nn.functional.normalize(h, dim=-1)  # (B, N, P)
     nearest_sim = zeros
     if spec.similarity:
+        # Similarities in the low-dim random projection (cosines nearly preserved; identical tokens stay at 1):
+        # N x N x P instead of N x N x D.
         p_unit = torch.nn.functional.normalize(proj, dim=-1)
         sim = p_unit @ p_unit.transpose(1, 2)  # (B, N, N)
         sim.diagonal(dim1=1, dim2=2).fill_(-1.0)  # not itself
         if not bool(visible.all()):
             sim.masked_fill_(~visible[:, None, :], -1.0)
         nearest_sim = sim.max(-1).values
-    protected = st.protected | (ctx.tail if ctx.tail is not None else torch.zeros_like(alive))
+        if ctx.arch is not None:
+            ctx.charge(2 * ctx.n_live**2 * proj.shape[-1])
+    protected = st.protected | (ctx.tail if ctx.tail is not None else torch.zeros_like(visible))
     cols = [
-        alive.float(),
+        visible.float(),
         ctx.attention_from_query() * n if spec.attention else zeros,
         ctx.attention_from_recent(N_RECENT_ROWS) * n if spec.attention else zeros,
         norm / mean_norm.clamp_min(1e-6),
         nearest_sim,
-        st.positions.float() / n_original[:, None].float(),
+        st.positions.float() / n_base,
         torch.log(st.sizes.clamp_min(1.0)),
         protected.float(),
     ]
-    b, slots = alive.shape
+    b, slots = visible.shape
     glob = torch.tensor(
-        [(ctx.layer + 1) / ctx.backbone.n_layers, 0.0, (ctx.step + 1) / ctx.n_steps, ctx.budget or 1.0], device=alive.device
+        [(ctx.layer + 1) / ctx.backbone.n_layers, 0.0, (ctx.step + 1) / ctx.n_steps, ctx.budget or 1.0], device=visible.device
     ).expand(b, slots, -1).clone()
-    glob[..., 1] = (n / n_original[:, None].float()).expand(b, slots)
+    glob[..., 1] = (n / n_base).expand(b, slots)
     feats = [torch.stack(cols, dim=-1), glob]
     if spec.n_hidden_proj:
         feats.append(proj * h.shape[-1] ** 0.5)
     out = torch.cat(feats, dim=-1)
-    return out * alive[..., None]
+    return out * visible[..., None]
 
 
 def merge_match(ctx: DecisionContext, spec: FeatureSpec) -> torch.Tensor | None:
     """(B, N, P) what a policy's MERGE actions are matched on: hidden states in the features' random
     projection (cosines nearly preserved at P/D of the cost). Env and router both use it, so merges
     at inference go where they went in training. None (match on hidden states) without a projection."""
-    if not spec.n_hidden_proj:
-        return None
-    h = ctx.state.hidden.float()
-    return torch.nn.functional.normalize(h, dim=-1) @ spec.projection(h.shape[-1], h.device)
+    return hidden_projection(ctx, spec) if spec.n_hidden_proj else None

@@ -182,20 +182,24 @@ def apply_actions(
     match: torch.Tensor | None = None,
     merge_dst: torch.Tensor | None = None,
     dst_allowed: torch.Tensor | None = None,
-) -> TokenState:
+    return_slot_map: bool = False,
+) -> TokenState | tuple[TokenState, torch.Tensor]:
     """Apply one KEEP/MERGE/DROP per token (B, N long) and compact.
 
     Protected and padded slots are always kept. Merge destinations come from ``merge_dst`` (B, N long,
     -1 = none) when a reducer chose them (e.g. ToMe's matching), else from :func:`merge_targets` on
     ``match`` features; either way only kept slots in ``dst_allowed`` (B, N bool; default all) may
     receive a merge (e.g. not the question tail). A merging token with no admissible destination is
-    kept, never lost silently.
+    kept, never lost silently (callers that hold a budget resolve such tokens first:
+    :func:`rltr.decisions.resolve_actions`). With ``return_slot_map`` also returns (B, N) long: the slot
+    each token occupies in the new state (a merged token: its destination's; dropped or dead: -1).
     """
     actions = sanitize_actions(state, actions)
     merging = state.alive & (actions == Action.MERGE)
     dropping = state.alive & (actions == Action.DROP)
     kept = state.alive & (actions == Action.KEEP)
     kept_as_dst = kept if dst_allowed is None else kept & dst_allowed
+    dst = torch.full_like(state.positions, -1)
     if merging.any():
         if merge_dst is None:
             dst = merge_targets(state, merging, kept_as_dst, match=match, causal=causal)
@@ -203,7 +207,13 @@ def apply_actions(
             dst = _validate_dst(state, merging, kept_as_dst, merge_dst.to(state.alive.device, torch.long), causal)
         merging = merging & (dst >= 0)
         state = merge(state, merging, dst)
-    return compact(drop(state, dropping))
+    reduced = drop(state, dropping)
+    out = compact(reduced)
+    if not return_slot_map:
+        return out
+    new_slot = torch.where(reduced.alive, reduced.alive.long().cumsum(1) - 1, -1)  # compact keeps live order
+    slot_map = torch.where(merging, torch.gather(new_slot, 1, dst.clamp_min(0)), new_slot)
+    return out, slot_map
 
 
 def _validate_dst(

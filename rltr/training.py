@@ -26,32 +26,39 @@ from tqdm.auto import tqdm
 
 from rltr.checkpoints import CheckpointEvery, ContinueTensorBoard, checkpoints, latest_checkpoint, save_atomically
 from rltr.config import ConfigError, TrainConfig, from_dict
-from rltr.envs import make_batched_env, make_env, resolve_device
+from rltr.envs import EpisodeEngine, make_batched_env, make_env, resolve_device
+from rltr.features import FeatureSpec
 from rltr.policies.imitation import behaviour_clone, collect_demonstrations
+from rltr.policies.network import build_actor
 from rltr.policies.sb3_policy import TokenPolicy
 from rltr.reducers import get_reducer
 
 __all__ = ["latest_checkpoint", "load_run_config", "make_vec_env", "train"]
 
 
-def env_kwargs(cfg: TrainConfig) -> dict:
-    e = cfg.env
-    return dict(model=e.model, task=e.task, task_kwargs=e.task_kwargs, device=e.device, n_hidden_proj=e.n_hidden_proj,
-                feature_set=e.features,
-                decision_layers=e.decision_layers, compute_weight=e.compute_weight, score=e.score,
-                query_aware=e.query_aware, budget=e.budget, max_tokens=e.max_tokens)
+def policy_flops(cfg: TrainConfig, n_features: int):
+    """The policy network's own cost of one decision on (B,) tokens, charged in the env's reward as a
+    router's is at inference (one formula: the actor's ``flops``)."""
+    return build_actor(n_features, cfg.policy.spec()).flops
 
 
 def make_vec_env(cfg: TrainConfig) -> VecEnv:
     """``cfg.n_envs`` envs sharing one frozen backbone, each seeded differently: by default one
     :class:`~rltr.envs.BatchedTokenReductionEnv` (batched forwards), else (``env.batched: false``) a
     ``DummyVecEnv`` of single envs. Both give the same episodes for the same seed."""
+    n_features = FeatureSpec.named(cfg.env.features, n_hidden_proj=cfg.env.n_hidden_proj, projection=cfg.env.projection).n_features
+    cost = policy_flops(cfg, n_features)
     if cfg.env.batched:
-        envs = make_batched_env(n_envs=cfg.n_envs, dtype=cfg.env.dtype, **env_kwargs(cfg))
+        envs = make_batched_env(cfg.env, n_envs=cfg.n_envs, policy_flops=cost)
     else:
-        envs = DummyVecEnv([lambda: make_env(**env_kwargs(cfg)) for _ in range(cfg.n_envs)])
+        envs = DummyVecEnv([lambda: make_env(cfg.env, policy_flops=cost) for _ in range(cfg.n_envs)])
     envs.seed(cfg.seed)
     return envs
+
+
+def engine_of(vec: VecEnv) -> EpisodeEngine:
+    """The episode engine behind a vec env made by :func:`make_vec_env` (the first row's for single envs)."""
+    return vec.envs[0].engine if isinstance(vec, DummyVecEnv) else vec.engine
 
 
 class EpisodeStats(BaseCallback):
@@ -137,22 +144,21 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
         run_dir = _new_run(cfg)
     torch.manual_seed(cfg.seed)
     vec = make_vec_env(cfg)  # loads the model and the task: bad names fail here, before any folder exists
+    engine = engine_of(vec)
     device = resolve_device(cfg.env.device)  # PPO runs where the backbone runs
     if resume is not None:
         model = PPO.load(ckpt, env=vec, device=device, tensorboard_log=str(run_dir / "tb"))
     else:
         ppo_kwargs = {"n_steps": 128, "batch_size": 64, "n_epochs": 4, "gamma": 1.0, "learning_rate": 3e-4, **cfg.ppo}
-        model = PPO(TokenPolicy, vec, policy_kwargs={"hidden": cfg.policy.hidden}, seed=cfg.seed, device=device,
+        policy_kwargs = {"hidden": cfg.policy.hidden, "network": cfg.policy.spec()}
+        model = PPO(TokenPolicy, vec, policy_kwargs=policy_kwargs, seed=cfg.seed, device=device,
                     tensorboard_log=str(run_dir / "tb"), verbose=0, **ppo_kwargs)
         _start_run_dir(run_dir, cfg, command)
     with _removed_if_nothing_saved(run_dir, new=resume is None):
-        env0 = vec.envs[0] if isinstance(vec, DummyVecEnv) else vec  # the batched env has the same attributes
-        _write_meta(run_dir, cfg, env0)
+        _write_meta(run_dir, cfg, engine)
         if resume is None and cfg.imitation.enabled:
             im = cfg.imitation
-            demo_env = make_env(**env_kwargs(cfg))
-            obs, acts = collect_demonstrations(demo_env, im.reducer, im.budget, im.n_episodes, seed=cfg.seed + 10_000,
-                                               progress=progress)
+            obs, acts = collect_demonstrations(engine, im.reducer, im.budget, im.n_episodes, seed=cfg.seed, progress=progress)
             stats = behaviour_clone(model.policy.actor, obs, acts, im.epochs, im.lr, im.batch_size, cfg.seed, progress)
             (run_dir / "imitation.json").write_text(json.dumps(stats, indent=2))
         remaining = cfg.total_timesteps - model.num_timesteps
@@ -167,14 +173,15 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
     return run_dir
 
 
-def _write_meta(run_dir: Path, cfg: TrainConfig, env) -> None:
-    bb = env.backbone
+def _write_meta(run_dir: Path, cfg: TrainConfig, engine: EpisodeEngine) -> None:
+    bb = engine.backbone
     meta = {
         "backbone": {"family": bb.family, "config_hash": bb.config_hash, "name": cfg.env.model},
-        "features": env.features.to_dict(),
-        "decision_layers": env.decision_layers,
-        "query_aware": env.query_aware,
+        "features": engine.features.to_dict(),
+        "decision_layers": engine.decision_layers,
+        "query_aware": cfg.env.query_aware,
         "hidden": cfg.policy.hidden,
+        "network": cfg.policy.spec(),
         "task": cfg.env.task,
         "compute_weight": cfg.env.compute_weight,
     }

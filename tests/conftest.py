@@ -1,4 +1,8 @@
-"""Shared fixtures: tiny models built from configs (no network), one thread for stable timings."""
+"""Shared fixtures: tiny models built from configs (no network), one thread for stable timings.
+
+Every factory takes ``attn="sdpa"`` or ``"eager"`` (the attention implementation) and ``**config``
+overrides of its config (e.g. ``sliding_window=8``).
+"""
 
 import os
 
@@ -8,13 +12,16 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 
-def tiny_gpt2(n_layer: int = 3, vocab: int = 101, seed: int = 0, n_positions: int = 128):
+
+def tiny_gpt2(n_layer: int = 3, vocab: int = 101, seed: int = 0, n_positions: int = 128, attn: str = "sdpa", **config):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
     cfg = GPT2Config(
-        n_layer=n_layer, n_embd=64, n_head=4, vocab_size=vocab, n_positions=n_positions, bos_token_id=0, eos_token_id=0
+        n_layer=n_layer, n_embd=64, n_head=4, vocab_size=vocab, n_positions=n_positions, bos_token_id=0, eos_token_id=0,
+        attn_implementation=attn, **config,
     )
     return GPT2LMHeadModel(cfg).eval()
 
@@ -26,18 +33,51 @@ def tiny_task_gpt2(n_layer: int = 2, seed: int = 0):
     return tiny_gpt2(n_layer=n_layer, vocab=VOCAB_SIZE, seed=seed, n_positions=256)
 
 
-def tiny_llama(n_layer: int = 3, vocab: int = 101, seed: int = 0):
+def _llama_like(config_cls, model_cls, n_layer: int, vocab: int, seed: int, attn: str, config: dict):
+    """A tiny Llama-shaped model: 64 wide, 4 query heads of 16 over 2 key/value heads."""
+    torch.manual_seed(seed)
+    cfg = config_cls(**{
+        "num_hidden_layers": n_layer, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "head_dim": 16,
+        "num_key_value_heads": 2, "vocab_size": vocab, "max_position_embeddings": 128, "bos_token_id": 0, "eos_token_id": 0,
+        "attn_implementation": attn, **config,
+    })
+    model = model_cls(cfg).eval()
+    with torch.no_grad():  # random biases / norm weights, so a family's extra parameters matter in every test
+        for name, p in model.named_parameters():
+            if name.endswith(("proj.bias", "q_norm.weight", "k_norm.weight")):
+                p.normal_(0.0 if name.endswith("bias") else 1.0, 0.5)
+    return model
+
+
+def tiny_llama(n_layer: int = 3, vocab: int = 101, seed: int = 0, attn: str = "sdpa", **config):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        num_hidden_layers=n_layer, hidden_size=64, intermediate_size=128, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=vocab, max_position_embeddings=128, bos_token_id=0, eos_token_id=0,
-    )
-    return LlamaForCausalLM(cfg).eval()
+    return _llama_like(LlamaConfig, LlamaForCausalLM, n_layer, vocab, seed, attn, config)
 
 
-FAMILIES = {"gpt2": tiny_gpt2, "llama": tiny_llama}
+def tiny_qwen2(n_layer: int = 3, vocab: int = 101, seed: int = 0, attn: str = "sdpa", **config):
+    """Qwen2: biases on q/k/v (randomised)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    return _llama_like(Qwen2Config, Qwen2ForCausalLM, n_layer, vocab, seed, attn, config)
+
+
+def tiny_qwen3(n_layer: int = 3, vocab: int = 101, seed: int = 0, attn: str = "sdpa", **config):
+    """Qwen3: q/k RMSNorm per head (weights randomised)."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    return _llama_like(Qwen3Config, Qwen3ForCausalLM, n_layer, vocab, seed, attn, config)
+
+
+def tiny_mistral(n_layer: int = 3, vocab: int = 101, seed: int = 0, attn: str = "sdpa", **config):
+    """Mistral with a 64-token sliding window: its cache layers are sliding ones; the shared tests' prompts
+    plus generated tokens stay inside the window (window semantics have their own tests)."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    return _llama_like(MistralConfig, MistralForCausalLM, n_layer, vocab, seed, attn, {"sliding_window": 64, **config})
+
+
+FAMILIES = {"gpt2": tiny_gpt2, "llama": tiny_llama, "mistral": tiny_mistral, "qwen2": tiny_qwen2, "qwen3": tiny_qwen3}
 
 
 @pytest.fixture(params=sorted(FAMILIES))

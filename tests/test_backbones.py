@@ -1,8 +1,12 @@
+import sys
+from unittest import mock
+
 import pytest
 import torch
 
-from rltr.backbones import ModelLoadError, load_backbone, wrap
+from rltr.backbones import ADAPTERS, ModelLoadError, load_backbone, wrap
 from rltr.ops import Action, apply_actions
+from tests.conftest import ATTN_IMPLEMENTATIONS, FAMILIES, tiny_llama, tiny_mistral, tiny_qwen2, tiny_qwen3
 
 
 def _padded_batch(vocab=101, n=24):
@@ -15,13 +19,61 @@ def _padded_batch(vocab=101, n=24):
     return ids, mask
 
 
-def test_identity_reproduces_hf_logits_with_padding(family_model):
-    _, model = family_model
-    ids, mask = _padded_batch()
+def _identity_error(model, ids, mask=None) -> float:
+    """max |logits| difference at real tokens between the HF model and its adapter's identity run."""
     ref = model(input_ids=ids, attention_mask=mask).logits
     out = wrap(model).forward_logits(ids, mask)
-    real = mask.bool()
-    assert (ref - out)[real].abs().max().item() <= 1e-4
+    real = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask.bool()
+    return (ref - out)[real].abs().max().item()
+
+
+@pytest.mark.parametrize("attn", ATTN_IMPLEMENTATIONS)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_identity_reproduces_hf_logits(family, attn):
+    """Batched, padded and unpadded, under sdpa and eager attention (eager applies no causal mask by itself)."""
+    model = FAMILIES[family](attn=attn)
+    ids, mask = _padded_batch()
+    assert _identity_error(model, ids, mask) <= 1e-4
+    assert _identity_error(model, ids) <= 1e-4
+
+
+@pytest.mark.parametrize("attn", ATTN_IMPLEMENTATIONS)
+@pytest.mark.parametrize("factory, config", [
+    (tiny_mistral, {"sliding_window": 8}),
+    (tiny_qwen2, {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 1}),  # layer 0 full, 1-2 sliding
+    (tiny_qwen3, {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 1}),
+], ids=["mistral", "qwen2", "qwen3"])
+def test_identity_with_a_sliding_window_shorter_than_the_prompt(factory, config, attn):
+    model = factory(attn=attn, **config)
+    ids, mask = _padded_batch()
+    assert _identity_error(model, ids, mask) <= 1e-4
+    assert _identity_error(model, ids) <= 1e-4
+    unwindowed = factory(attn=attn)(input_ids=ids).logits
+    assert (unwindowed - model(input_ids=ids).logits).abs().max() > 1e-3  # the window does change this model
+
+
+def test_left_padding_gives_the_logits_of_right_padding_and_of_single_prompts(family_model):
+    """Either padding side into embed / forward_logits: real tokens first, positions over real tokens,
+    results back at the caller's columns."""
+    _, model = family_model
+    bb = wrap(model)
+    ids, right_mask = _padded_batch()
+    lengths = right_mask.sum(1)
+    left_ids, left_mask = torch.zeros_like(ids), torch.zeros_like(right_mask)
+    for r, n in enumerate(lengths.tolist()):
+        left_ids[r, ids.shape[1] - n :], left_mask[r, ids.shape[1] - n :] = ids[r, :n], 1
+    right = bb.forward_logits(ids, right_mask)
+    left = bb.forward_logits(left_ids, left_mask)
+    assert (left[~left_mask.bool()] == 0).all()
+    for r, n in enumerate(lengths.tolist()):
+        single = bb.forward_logits(ids[r : r + 1, :n])[0]
+        torch.testing.assert_close(left[r, ids.shape[1] - n :], right[r, :n], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(left[r, ids.shape[1] - n :], single, atol=1e-5, rtol=1e-5)
+    last_column = torch.arange(ids.shape[1]) == ids.shape[1] - 1
+    state = bb.embed(left_ids, left_mask, protected=last_column.expand_as(left_mask))
+    assert torch.equal(state.alive, right_mask.bool())
+    assert torch.equal(state.positions[state.alive], torch.arange(24).expand(4, 24)[state.alive])  # counted over real tokens
+    assert state.protected.sum(1).tolist() == [1, 1, 1, 1] and torch.equal(state.protected.float().argmax(1), lengths - 1)
 
 
 def test_all_keep_decisions_are_identity(family_model):
@@ -58,8 +110,6 @@ def test_dropping_a_token_changes_later_logits_and_shrinks_state(family_model):
 
 
 def test_rotary_positions_survive_reduction():
-    from tests.conftest import tiny_llama
-
     bb = wrap(tiny_llama())
     ids = torch.randint(0, 101, (1, 12))
 
@@ -107,11 +157,16 @@ def test_unknown_model_is_a_clear_error():
 
 
 def test_unsupported_family_is_a_clear_error(tmp_path):
-    from transformers import BertConfig
+    from transformers import BertConfig, OPTConfig, OPTForCausalLM
 
     BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path)
     with pytest.raises(ModelLoadError, match="'bert'"):
         load_backbone(str(tmp_path))
+    opt = OPTForCausalLM(OPTConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, ffn_dim=64, word_embed_proj_dim=32))
+    supported = r"\['gpt2', 'llama', 'mistral', 'qwen2', 'qwen3'\]"
+    with pytest.raises(ModelLoadError, match=r"'opt' \(OPTForCausalLM\) has no adapter; supported: " + supported):
+        wrap(opt)
+    assert sorted(ADAPTERS) == sorted(FAMILIES)  # every registered family has a tiny model in the shared tests
 
 
 def test_attention_rows_equal_the_full_map_with_reductions(family_model):
@@ -133,24 +188,35 @@ def test_attention_rows_equal_the_full_map_with_reductions(family_model):
     assert torch.allclose(part, expected, atol=1e-6)
 
 
-def _reference_query_key(model, i, state):
-    """Layer ``i``'s queries and keys as the HF attention module computes them (fused c_attn for GPT-2;
-    q_proj/k_proj + rotary for Llama), for every slot of ``state``."""
-    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
+def _reference_query_key(model, i, hidden, positions):
+    """Layer ``i``'s queries and keys (B, H, N, d_head) on ``hidden`` (B, N, D) at ``positions`` (B, N) as the
+    HF attention module itself computes them: the module runs (eager dispatch) on its block's normed input,
+    with the model's rotary module at ``positions`` (Llama-like), and hands its q / k to a capturing
+    attention function. Keys are repeated to the query heads."""
+    from transformers.models.llama.modeling_llama import repeat_kv
 
-    b, n = state.alive.shape
+    captured = {}
+
+    def capture(module, query, key, value, attention_mask, **kwargs):
+        captured.update(q=query, k=repeat_kv(key, query.shape[1] // key.shape[1]))
+        return torch.zeros_like(query).transpose(1, 2), None
+
     if model.config.model_type == "gpt2":
         block = model.transformer.h[i]
-        q, k, _ = block.attn.c_attn(block.ln_1(state.hidden)).split(block.attn.split_size, dim=2)
-        shape = (b, n, -1, block.attn.head_dim)
-        return q.view(shape).transpose(1, 2), k.view(shape).transpose(1, 2)
-    layer = model.model.layers[i]
-    x = layer.input_layernorm(state.hidden)
-    shape = (b, n, -1, layer.self_attn.head_dim)
-    q, k = layer.self_attn.q_proj(x).view(shape).transpose(1, 2), layer.self_attn.k_proj(x).view(shape).transpose(1, 2)
-    cos, sin = model.model.rotary_emb(x, position_ids=state.positions)
-    q, k = apply_rotary_pos_emb(q, k, cos, sin)
-    return q, repeat_kv(k, layer.self_attn.num_key_value_groups)
+        attn, kwargs = block.attn, {"hidden_states": block.ln_1(hidden)}
+    else:
+        block = model.model.layers[i]
+        attn = block.self_attn
+        kwargs = {"hidden_states": block.input_layernorm(hidden), "attention_mask": None,
+                  "position_embeddings": model.model.rotary_emb(hidden, position_ids=positions)}
+    saved = model.config._attn_implementation
+    model.config._attn_implementation = "eager"
+    try:
+        with mock.patch.object(sys.modules[type(attn).__module__], "eager_attention_forward", capture):
+            attn(**kwargs)
+    finally:
+        model.config._attn_implementation = saved
+    return captured["q"], captured["k"]
 
 
 def test_key_and_row_query_projections_match_the_attention_module(family_model):
@@ -162,9 +228,43 @@ def test_key_and_row_query_projections_match_the_attention_module(family_model):
     actions = torch.full_like(ids, Action.KEEP)
     actions[:, 1:4] = Action.DROP
     state = apply_actions(bb.embed(ids, mask), actions, causal=True)
-    q, k = _reference_query_key(model, 1, state)
+    q, k = _reference_query_key(model, 1, state.hidden, state.positions)
     rows = torch.tensor([[0, 3, 5], [1, 1, 2], [4, 0, 2], [6, 5, 1]])
     expected_q = torch.gather(q, 2, rows[:, None, :, None].expand(-1, q.shape[1], -1, q.shape[-1]))
     torch.testing.assert_close(bb.key_states(1, state), k, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(bb.query_states(1, state, rows), expected_q, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(bb.attention_rows(1, state, rows, keys=k), bb.attention_rows(1, state, rows), atol=1e-6, rtol=1e-5)
+
+
+def _dynamic_rope_llama(**config):
+    """A tiny Llama with dynamic NTK rope trained for 16 positions: longer calls rescale every frequency."""
+    return tiny_llama(max_position_embeddings=16, rope_parameters={"rope_type": "dynamic", "factor": 4.0, "rope_theta": 10000.0}, **config)
+
+
+@pytest.mark.parametrize("attn", ATTN_IMPLEMENTATIONS)
+def test_dynamic_rope_identity_is_exact(attn):
+    model = _dynamic_rope_llama(attn=attn)
+    ids, mask = _padded_batch()  # 24 columns > 16 positions: scaled frequencies
+    assert _identity_error(model, ids, mask) <= 1e-4
+    assert _identity_error(model, ids) <= 1e-4
+
+
+def test_dynamic_rope_phases_of_a_reduced_state_are_those_of_the_full_prompt():
+    """Rotary phases come from the whole prompt (its longest position sets dynamic-rope frequencies),
+    not from the rows a reduced state still holds: keys and queries at the kept positions equal the
+    full sequence's."""
+    model = _dynamic_rope_llama()
+    bb = wrap(model)
+    ids, mask = _padded_batch()
+    full = bb.run_layers(bb.embed(ids, mask), 0, 1)
+    actions = torch.full_like(ids, Action.KEEP)
+    actions[:, 10:] = Action.DROP  # the kept rows end before position 16: on their own they would look unscaled
+    actions[:, 3] = Action.DROP
+    reduced = apply_actions(full, actions, causal=True)
+    q, k = _reference_query_key(model, 1, full.hidden, full.positions)
+    kept = reduced.positions  # (B, 9): the full state's slot of each kept token is its position
+    expected_k = torch.gather(k, 2, kept[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[-1]))
+    torch.testing.assert_close(bb.key_states(1, reduced), expected_k, atol=1e-5, rtol=1e-5)
+    rows = torch.tensor([[0, 2, 4]]).expand(4, 3)
+    expected_q = torch.gather(q, 2, torch.gather(kept, 1, rows)[:, None, :, None].expand(-1, q.shape[1], -1, q.shape[-1]))
+    torch.testing.assert_close(bb.query_states(1, reduced, rows), expected_q, atol=1e-5, rtol=1e-5)

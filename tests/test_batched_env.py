@@ -84,7 +84,7 @@ def test_reset_and_step_follow_the_vecenv_contract(backbone):
     env = BatchedTokenReductionEnv(backbone, VariableRetrieval(), n_envs=4, max_tokens=MAX_TOKENS, decision_layers=[1, 2])
     assert env.seed(5) == [5, 6, 7, 8]
     obs = env.reset()
-    assert obs.shape == (4, MAX_TOKENS, env.features.n_features) and obs.dtype == np.float32
+    assert obs.shape == (4, MAX_TOKENS, env.engine.n_features) and obs.dtype == np.float32
     assert all(env.observation_space.contains(o) for o in obs)
     rng = np.random.default_rng(1)
     env.step_async(random_actions(rng, 4))
@@ -92,7 +92,7 @@ def test_reset_and_step_follow_the_vecenv_contract(backbone):
     assert not done.any() and (rew == 0).all() and len(infos) == 4
     assert all(i == {"TimeLimit.truncated": False} for i in infos)
     obs, rew, done, infos = env.step(random_actions(rng, 4))
-    assert done.all() and obs.shape == (4, MAX_TOKENS, env.features.n_features)
+    assert done.all() and obs.shape == (4, MAX_TOKENS, env.engine.n_features)
     for info in infos:
         assert info["terminal_observation"].shape == env.observation_space.shape
         assert 0 < info["compute_fraction"] < 1.2 and len(info["tokens_per_layer"]) == backbone.n_layers

@@ -2,6 +2,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from rltr.backbones import wrap
 from rltr.envs import TokenReductionEnv
@@ -63,7 +64,7 @@ def test_episode_reward_parts_and_kept_tokens(backbone):
     obs, r, term, trunc, info = env.step(drop_all)
     assert term and not trunc
     assert r == pytest.approx(info["score"] - 0.3 * info["compute_fraction"])
-    n_tail = int(env.batch.protected[0].sum())
+    n_tail = int(env.engine.batch.protected[0].sum())
     assert info["tokens_per_layer"] == [n_live, n_tail, n_tail]  # only protected tokens survive
     assert 0 < info["compute_fraction"] < 1
 
@@ -84,18 +85,21 @@ def test_budget_is_enforced_on_the_policy(backbone):
 
 
 def test_query_agnostic_observation_ignores_the_question(backbone):
+    """Query-agnostic: the whole observation (not only the context rows: pooled summaries read every valid
+    row) is identical when the question changes, and the tail rows are invalid (all zero)."""
     env = make(backbone, query_aware=False)
     obs, _ = env.reset(seed=3)
-    ids = env.batch.input_ids.clone()
-    ctx_len = int(env.batch.context_len[0])
-    n_ctx = ctx_len
-    other = make(backbone, query_aware=False)
-    other.reset(seed=3)
+    batch = env.engine.batch
+    ctx_len = int(batch.context_len[0])
+    ids = batch.input_ids.clone()
     ids[0, ctx_len + 1] = (ids[0, ctx_len + 1] + 1) % VOCAB_SIZE  # a different question token
-    state = backbone.embed(ids, env.batch.attention_mask, protected=env.batch.protected)
-    other.state = backbone.run_layers(state, 0, 1)
-    other._ctx = other._context()
-    assert np.allclose(other._observation()[:n_ctx], obs[:n_ctx], atol=1e-5)
+    engine = env.engine
+    state = backbone.embed(ids, batch.attention_mask, protected=batch.protected)
+    engine.state = backbone.run_layers(state, 0, 1)
+    engine.ctx = engine._context()
+    other = engine.observation()[0].cpu().numpy()
+    assert np.array_equal(other, obs)
+    assert not obs[ctx_len:].any() and obs[:ctx_len, 0].all()
 
 
 def test_bad_env_settings_are_clear_errors(backbone):
@@ -110,20 +114,50 @@ def test_bad_env_settings_are_clear_errors(backbone):
 def test_light_features_read_no_attention_and_cost_less(backbone):
     """The light feature set: same observation shape, attention and similarity columns at 0, the
     attention map never touched, other columns identical to the full set's, fewer FLOPs charged."""
-    from rltr.compute import ArchSpec
-    from rltr.features import TOKEN_FEATURES, FeatureSpec, feature_flops
+    from rltr.features import TOKEN_FEATURES, FeatureSpec
 
-    full, light = make(backbone), make(backbone, features=FeatureSpec.named("light"))
+    full, light = make(backbone), make(backbone, features="light")
     obs_full, _ = full.reset(seed=4)
     obs_light, _ = light.reset(seed=4)
-    assert obs_light.shape == obs_full.shape and not light._ctx._cache  # no keys, no attention rows computed
+    assert obs_light.shape == obs_full.shape and "keys" not in light.engine.ctx._cache  # no keys, no attention rows
     cols = {name: i for i, name in enumerate(TOKEN_FEATURES)}
     off = [cols["attn_from_query"], cols["attn_recent"], cols["nearest_sim"]]
     assert np.all(obs_light[:, off] == 0) and np.any(obs_full[:, off] != 0)
     same = [i for i in range(obs_full.shape[1]) if i not in off]
     assert np.allclose(obs_light[:, same], obs_full[:, same])
-    arch = ArchSpec.from_config(backbone.config)
-    assert feature_flops(arch, 130, 3, FeatureSpec.named("light")) < feature_flops(arch, 130, 3, FeatureSpec()) / 5
+    assert float(light.engine.ctx.flops[0]) < float(full.engine.ctx.flops[0]) / 5
     with pytest.raises(ValueError, match="'heavy'"):
         FeatureSpec.named("heavy")
     assert FeatureSpec.from_dict({"n_hidden_proj": 8, "proj_seed": 1}) == FeatureSpec(8, 1)  # older routers: full
+
+
+def test_merge_cannot_bypass_the_budget(backbone):
+    """All-MERGE at budget 0.25: merges that have no admissible destination are drops, never kept."""
+    env = make(backbone, budget=0.25)
+    obs, _ = env.reset(seed=2)
+    n = int(obs[:, 0].sum())
+    for action in Action:
+        env.reset(seed=2)
+        _, _, _, _, info = env.step(np.full(160, action))
+        assert info["tokens_per_layer"][-1] <= int(np.ceil(n * 0.25)), (action.name, info["tokens_per_layer"])
+
+
+def test_query_agnostic_budget_counts_the_context_only(backbone):
+    """Query-agnostic budgets are a fraction of the context (the tail is appended afterwards)."""
+    env = make(backbone, query_aware=False, budget=0.25)
+    env.reset(seed=2)
+    batch = env.engine.batch
+    n_ctx, n_tail = int(batch.context_len[0]), int(batch.lengths[0] - batch.context_len[0])
+    _, _, _, _, info = env.step(np.full(160, Action.KEEP))
+    assert info["tokens_per_layer"][-1] == int(np.ceil(n_ctx * 0.25)) + n_tail
+
+
+def test_env_draws_examples_from_np_random(backbone):
+    env = make(backbone)
+    env.reset(seed=7)
+    first = env.engine.batch.input_ids.clone()
+    env.reset(seed=7)
+    assert torch.equal(env.engine.batch.input_ids, first)
+    state = env.np_random.bit_generator.state
+    env.reset()
+    assert env.np_random.bit_generator.state != state  # the next example came from np_random

@@ -9,7 +9,7 @@ from rltr.backbones import adapter_for, config_hash, wrap
 from rltr.ops import Action
 from rltr.reducers import get_reducer, make_decide
 from rltr.reducers.base import Decision, Reducer
-from tests.conftest import FAMILIES, tiny_gpt2, tiny_task_gpt2
+from tests.conftest import ATTN_IMPLEMENTATIONS, FAMILIES, tiny_gpt2, tiny_mistral, tiny_task_gpt2
 
 HEURISTICS = ["tome", "attn_topk", "h2o", "norm", "window", "random"]
 GEN = dict(do_sample=False, max_new_tokens=6, min_new_tokens=6, pad_token_id=0)
@@ -72,9 +72,11 @@ def test_patch_is_undone_also_after_an_exception(family_model):
     assert not torch.allclose(reduced, before)  # the patch did act
 
 
-def test_identity_generate_matches_the_plain_model(family_model, tmp_path):
+@pytest.mark.parametrize("attn", ATTN_IMPLEMENTATIONS)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_identity_generate_matches_the_plain_model(family, attn, tmp_path):
     """The identity reducer, and a router at budget 1.0 (it keeps every token), give the plain model's tokens."""
-    _, model = family_model
+    model = FAMILIES[family](attn=attn)
     ids = _ids(30)
     plain = model.generate(ids, **GEN)
     router = get_reducer(f"router:{_router_dir(model, tmp_path)}")
@@ -134,6 +136,29 @@ def test_left_padded_batch_matches_single_prompts(family_model):
         assert red.last.n_kept.tolist() == [15, 11]
         one, two = model.generate(a, **GEN), model.generate(b, **GEN)
     assert torch.equal(both[0, 30:], one[0, 30:]) and torch.equal(both[1, 30:], two[0, 22:])
+
+
+def test_sliding_window_generate_inside_the_window_and_a_clear_error_past_it():
+    """Mistral's sliding-window cache layers are filled while prompt + generated tokens stay shorter than
+    the window (it then masks nothing); past it a reduced cache cut by slot cannot give sliding semantics,
+    so that is refused naming the window. Without a cache the adapter applies the window itself."""
+    model = tiny_mistral(sliding_window=40)
+    ids = _ids(30)
+    plain = model.generate(ids, **GEN)
+    with get_reducer("identity")(model, budget=None, protect_last=4):
+        out = model.generate(ids, return_dict_in_generate=True, **GEN)
+    assert torch.equal(plain, out.sequences)
+    assert {type(layer).__name__ for layer in out.past_key_values.layers} == {"DynamicSlidingWindowLayer"}
+    long = _ids(48)
+    with torch.no_grad():
+        full = model(long).logits
+    with get_reducer("window")(model, budget=0.5, protect_last=4):
+        with pytest.raises(ValueError, match=r"40 tokens \(prompt \+ generated\) reach the model.s sliding window of 40 tokens"):
+            model.generate(ids, **{**GEN, "max_new_tokens": 12, "min_new_tokens": 12})
+        with pytest.raises(ValueError, match="48 tokens .* sliding window of 40 tokens"):
+            model(long)
+    with get_reducer("identity")(model, budget=None, protect_last=4):
+        torch.testing.assert_close(model(long, use_cache=False).logits, full, atol=1e-5, rtol=1e-5)
 
 
 def test_bad_inputs_raise_clear_value_errors(tmp_path):
@@ -228,3 +253,30 @@ def test_prompt_hints_set_per_row_tails_protection_and_relevance(family_model):
             model(ids[:, :1], past_key_values=out.past_key_values, reduction_hints=hints)
         with pytest.raises(ValueError, match="shape"):
             model(ids, reduction_hints=PromptHints(protected=protected[:, :5]))
+
+
+def test_early_layer_cache_holds_size_weighted_merges(family_model):
+    """Decision at layer 1 (the default): layer 0 ran on every token, so its cache slot for a merge group
+    holds the size-weighted mean of the group's layer-0 keys/values (it used to hold the destination's own,
+    read with log(group size): a bias towards one member). Groups are recomputed here with ops' matching."""
+    from rltr.ops import merge_targets
+
+    _, model = family_model
+    ids = _ids(20)
+    with Fixed()(model, budget=None, protect_last=2, decision_layers=[1]) as red:
+        cache = model(ids).past_key_values
+    full = model(ids, use_cache=True).past_key_values.layers[0]  # the plain model's layer 0: every token
+    backbone = wrap(model)
+    pos = torch.arange(20)[None]
+    state = backbone.run_layers(backbone.embed(ids, protected=pos >= 18), 0, 1)  # entering the decision
+    merging = (pos == 2) | (pos == 10) | (pos == 11)
+    kept = ~merging & ~((pos == 3) | (pos == 5) | (pos == 7))
+    dst = merge_targets(state, merging, kept & (pos < 18), causal=True)[0]
+    final = [p for p in range(20) if kept[0, p]]
+    assert red.last.positions[0][red.last.alive[0]].tolist() == final
+    groups = [[p, *(merging[0] & (dst == p)).nonzero()[:, 0].tolist()] for p in final]
+    for name in ("keys", "values"):
+        kv = getattr(full, name)[0]  # (H_kv, N, d)
+        want = torch.stack([kv[:, g].mean(1) for g in groups], dim=1)  # (H_kv, N_f, d): every size is 1 at layer 0
+        torch.testing.assert_close(getattr(cache.layers[0], name)[0], want, atol=1e-5, rtol=1e-5)
+    assert red.last.sizes.max() > 1

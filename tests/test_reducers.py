@@ -45,7 +45,7 @@ class Recording(Reducer):
     """Wraps a reducer and keeps each Decision and the state it was made on."""
 
     def __init__(self, inner: Reducer):
-        self.inner, self.name, self.needs_attention, self.seen = inner, inner.name, inner.needs_attention, []
+        self.inner, self.name, self.seen = inner, inner.name, []
 
     def decide(self, ctx: DecisionContext) -> Decision:
         d = self.inner.decide(ctx)
@@ -271,3 +271,24 @@ def test_unprotected_tail_is_never_reduced():
 def test_bad_options_are_value_errors(spec):
     with pytest.raises(ValueError, match=re.escape(repr(spec.partition(":")[2]))):
         get_reducer(spec)
+
+
+@pytest.mark.parametrize("budget", [None, 0.25])
+def test_query_agnostic_router_ignores_the_tail(backbone, budget, tmp_path):
+    """A router's pooled summary and global features read the context only: a different question gives
+    identical actions (it used to move the context logits by ~1e-3 through the pooled tail rows)."""
+    from tests.routers import random_router
+
+    path = random_router(backbone, tmp_path, query_aware=False)
+    examples, batch = mixed_batch(seed=4)
+    ids = batch.input_ids.clone()
+    for i, e in enumerate(examples):  # another question token, and a longer tail on the retrieval rows
+        ids[i, e.context_len + 1] = (ids[i, e.context_len + 1] + 1) % VOCAB_SIZE
+    changed = collate(examples, PAD_ID)
+    changed.input_ids = ids
+    outs = []
+    for b in (batch, changed):
+        state, rec = run_decisions(backbone, b, f"router:{path}", budget, query_aware=False)
+        ctx_state, d = rec.seen[0]
+        outs.append(torch.where(ctx_state.positions < b.context_len[:, None], d.actions, -1))
+    assert torch.equal(outs[0], outs[1])

@@ -10,8 +10,13 @@ import torch
 from rltr.backbones.base import Backbone, attention_bias, config_hash
 from rltr.backbones.gpt2 import GPT2Backbone
 from rltr.backbones.llama import LlamaBackbone
+from rltr.backbones.mistral import MistralBackbone
+from rltr.backbones.qwen2 import Qwen2Backbone
+from rltr.backbones.qwen3 import Qwen3Backbone
 
-ADAPTERS: dict[str, type[Backbone]] = {t: cls for cls in (GPT2Backbone, LlamaBackbone) for t in cls.model_types}
+ADAPTERS: dict[str, type[Backbone]] = {
+    t: cls for cls in (GPT2Backbone, LlamaBackbone, MistralBackbone, Qwen2Backbone, Qwen3Backbone) for t in cls.model_types
+}
 
 
 class ModelLoadError(ValueError):
@@ -79,7 +84,10 @@ __all__ = [
     "Backbone",
     "GPT2Backbone",
     "LlamaBackbone",
+    "MistralBackbone",
     "ModelLoadError",
+    "Qwen2Backbone",
+    "Qwen3Backbone",
     "attention_bias",
     "config_hash",
     "load_backbone",

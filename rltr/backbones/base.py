@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from rltr.backbones.padding import aligned, right_aligned, to_columns
 from rltr.ops import TokenState, scatter_to_positions
 
 # decide(layer_index, state) -> new state, called before each decision layer runs.
@@ -22,14 +23,17 @@ Decide = Callable[[int, TokenState], TokenState]
 _VOLATILE_CONFIG_KEYS = {"transformers_version", "_name_or_path", "torch_dtype", "dtype", "_attn_implementation"}
 
 
-def attention_bias(state: TokenState, causal: bool, dtype: torch.dtype, rows: torch.Tensor | None = None) -> torch.Tensor:
+def attention_bias(
+    state: TokenState, causal: bool, dtype: torch.dtype, rows: torch.Tensor | None = None, window: int | None = None
+) -> torch.Tensor:
     """(B, 1, Nq, N) additive attention bias for the current tokens; queries are all slots, or the
     slots ``rows`` (B, R long) only (then Nq = R).
 
     Dead keys are masked; in causal models a query at position p sees keys at positions <= p (by
-    *original* position). Proportional attention: live keys get ``log(size)``, so a token standing
-    for s originals weighs as much as s copies of itself (0 for unmerged tokens: identity is exact).
-    Dead query rows attend to themselves only, so no row is all-masked (no NaNs).
+    *original* position), and with a sliding ``window`` W only those at positions > p - W (HF's
+    sliding-window mask, on original positions). Proportional attention: live keys get ``log(size)``,
+    so a token standing for s originals weighs as much as s copies of itself (0 for unmerged tokens:
+    identity is exact). Dead query rows attend to themselves only, so no row is all-masked (no NaNs).
     """
     neg = torch.finfo(dtype).min
     n = state.alive.shape[1]
@@ -38,11 +42,17 @@ def attention_bias(state: TokenState, causal: bool, dtype: torch.dtype, rows: to
     allowed = state.alive[:, None, :].expand(-1, q_idx.shape[1], -1)  # (B, Nq, N)
     if causal:
         allowed = allowed & (state.positions[:, None, :] <= q_pos[:, :, None])
+    if window is not None:
+        allowed = allowed & (state.positions[:, None, :] > q_pos[:, :, None] - window)
     self_slot = q_idx[:, :, None] == torch.arange(n, device=q_idx.device)  # (B, Nq, N)
     allowed = allowed | (self_slot & ~q_alive[:, :, None])
     log_size = torch.log(state.sizes.clamp_min(1.0)).to(dtype)[:, None, :]  # (B, 1, N)
     bias = torch.where(allowed, log_size, torch.full_like(log_size, neg).expand_as(allowed))
     return bias[:, None]
+
+
+# attention implementations whose kernels mask causally by themselves when given no mask (eager does not)
+_CAUSAL_KERNELS = ("sdpa", "flash_attention_2", "flash_attention_3")
 
 
 def _is_plain(state: TokenState) -> bool:
@@ -102,6 +112,14 @@ class Backbone:
         """Final norm: (B, N, D) -> (B, N, D)."""
         raise NotImplementedError
 
+    def sliding_window(self, i: int) -> int | None:
+        """Layer ``i``'s sliding attention window in tokens (None: full attention)."""
+        return None
+
+    def _start_prompt(self, hidden: torch.Tensor, positions: torch.Tensor) -> None:
+        """Called once per embedded prompt with its full positions (B, N), before any reduction
+        (e.g. to compute rotary phases for the whole prompt)."""
+
     @property
     def lm_head(self) -> nn.Module:
         raise NotImplementedError
@@ -138,23 +156,46 @@ class Backbone:
         protected: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
     ) -> TokenState:
-        """Token state entering layer 0. Right padding expected (``attention_mask`` (B, N), 1 = real)."""
+        """Token state entering layer 0 for (B, N) ids; ``attention_mask`` (B, N), 1 = real token.
+
+        Either padding side: each row's real tokens are moved to its front (the state's layout),
+        positions count real tokens (0, 1, ...); ``protected`` / ``position_ids`` are given in the
+        caller's columns and move with their tokens. :meth:`forward_logits` maps results back.
+        """
+        return self._embed(input_ids, attention_mask, protected, position_ids)[0]
+
+    def _embed(self, input_ids, attention_mask, protected, position_ids) -> tuple[TokenState, torch.Tensor]:
+        """(state, order (B, N) long: the caller's column of each slot)."""
         input_ids = input_ids.to(self.device)
         if input_ids.ndim != 2 or input_ids.numel() == 0:
             raise ValueError(f"input must be a non-empty (batch, tokens) tensor, got shape {tuple(input_ids.shape)}")
         b, n = input_ids.shape
         if self.max_positions is not None and n > self.max_positions:
             raise ValueError(f"input of {n} tokens is longer than {self.name or self.family}'s {self.max_positions} positions")
-        alive = torch.ones(b, n, dtype=torch.bool, device=self.device) if attention_mask is None else attention_mask.to(self.device).bool()
-        positions = torch.arange(n, device=self.device).expand(b, n) if position_ids is None else position_ids.to(self.device)
-        hidden = self.embed_tokens(input_ids, positions)
-        return TokenState.from_hidden(hidden, alive=alive, positions=positions, protected=protected)
+        ids, alive, order = right_aligned(input_ids, attention_mask)
+        if protected is not None:
+            protected = aligned(protected.to(self.device).expand(b, n), order)
+        if position_ids is None:
+            positions = torch.arange(n, device=self.device).expand(b, n)
+        else:
+            positions = aligned(position_ids.to(self.device).expand(b, n), order)
+        hidden = self.embed_tokens(ids, positions)
+        self._start_prompt(hidden, positions)
+        return TokenState.from_hidden(hidden, alive=alive, positions=positions, protected=protected), order
 
     @torch.no_grad()
     def run_layer(self, i: int, state: TokenState) -> TokenState:
-        # An unreduced, unpadded row set needs no explicit mask: the kernels' own causal path is faster.
-        bias = None if self.causal and _is_plain(state) else attention_bias(state, self.causal, self.dtype)
-        return state.with_hidden(self._layer_forward(i, state, bias))
+        return state.with_hidden(self._layer_forward(i, state, self._layer_bias(i, state)))
+
+    def _layer_bias(self, i: int, state: TokenState) -> torch.Tensor | None:
+        """Layer ``i``'s additive attention bias on ``state`` (with the layer's window), or None where the
+        attention kernel's own causal path is exact and faster: an unreduced, unpadded state within the
+        window, under an implementation that masks causally by itself (sdpa; eager applies no mask at all)."""
+        window = self.sliding_window(i)
+        kernel_causal = self.causal and self.config._attn_implementation in _CAUSAL_KERNELS
+        if kernel_causal and (window is None or state.alive.shape[1] <= window) and _is_plain(state):
+            return None
+        return attention_bias(state, self.causal, self.dtype, window=window)
 
     @torch.no_grad()
     def run(
@@ -223,8 +264,7 @@ class Backbone:
         """
         q, k = self.query_key(i, state)
         scores = (q @ k.transpose(-1, -2)).float() * self.attn_scaling(i)
-        scores = scores + attention_bias(state, self.causal, torch.float32)
-        return scores.softmax(dim=-1)
+        return (scores + attention_bias(state, self.causal, torch.float32, window=self.sliding_window(i))).softmax(dim=-1)
 
     @torch.no_grad()
     def attention_rows(self, i: int, state: TokenState, rows: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
@@ -238,7 +278,7 @@ class Backbone:
         q = self.query_states(i, state, rows)  # (B, H, R, dh)
         k = self.key_states(i, state) if keys is None else keys
         scores = (q @ k.transpose(-1, -2)).float() * self.attn_scaling(i)
-        return (scores + attention_bias(state, self.causal, torch.float32, rows)).softmax(dim=-1)
+        return (scores + attention_bias(state, self.causal, torch.float32, rows, self.sliding_window(i))).softmax(dim=-1)
 
     @torch.no_grad()
     def keys(self, i: int, state: TokenState) -> torch.Tensor:
@@ -254,7 +294,8 @@ class Backbone:
         decide: Decide | None = None,
         decision_layers: Iterable[int] = (),
     ) -> torch.Tensor:
-        """(B, N, V) logits at the *original* positions (0 where a token was reduced away)."""
-        state = self.embed(input_ids, attention_mask, protected=protected)
+        """(B, N, V) logits at the caller's columns (0 where a token was reduced away, and on padding);
+        either padding side."""
+        state, order = self._embed(input_ids, attention_mask, protected, None)
         state = self.run(state, decide, decision_layers)
-        return scatter_to_positions(self.logits(state), state, input_ids.shape[1])
+        return to_columns(scatter_to_positions(self.logits(state), state, input_ids.shape[1]), order)

@@ -1,13 +1,15 @@
 """Gymnasium environments. ``rltr/TokenReduction-v0`` is registered when ``rltr`` is imported.
 
-:class:`TokenReductionEnv` runs one episode at a time; :class:`BatchedTokenReductionEnv` is an SB3
-``VecEnv`` running B of them in lockstep with one batched forward per decision layer (same semantics).
+:class:`EpisodeEngine` runs B episodes in lockstep; :class:`TokenReductionEnv` is its Gymnasium view
+(one episode at a time) and :class:`BatchedTokenReductionEnv` its SB3 ``VecEnv`` view (B of them).
 """
 
 from rltr.envs.batched import BatchedTokenReductionEnv
-from rltr.envs.token_reduction import TokenReductionEnv
+from rltr.envs.engine import EpisodeEngine, EpisodeResult
+from rltr.envs.token_reduction import TokenReductionEnv, env_settings
 
-__all__ = ["BatchedTokenReductionEnv", "TokenReductionEnv", "make_batched_env", "make_env", "resolve_device"]
+__all__ = ["BatchedTokenReductionEnv", "EpisodeEngine", "EpisodeResult", "TokenReductionEnv", "make_batched_env", "make_env",
+           "resolve_device"]
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -19,29 +21,23 @@ def resolve_device(device: str = "auto") -> str:
     return "cuda" if is_cuda_available() else "cpu"
 
 
-def make_env(model: str = "default", task: str = "retrieval", task_kwargs: dict | None = None,
-             device: str = "cpu", n_hidden_proj: int = 16, feature_set: str = "full", **env_kwargs) -> TokenReductionEnv:
-    """Build the env from names: a backbone (built-in name, folder or hub name) and a task; ``feature_set``
-    is ``full`` or ``light`` (:meth:`rltr.features.FeatureSpec.named`)."""
-    from rltr.features import FeatureSpec
+def make_env(config=None, *, policy_flops=None, **kwargs) -> TokenReductionEnv:
+    """The env from an :class:`rltr.config.EnvConfig` (or its fields as keywords): loads the backbone
+    (built-in name, folder or hub name; one per process and device) and builds the task by name."""
     from rltr.tasks import get_task
 
-    backbone = _cached_backbone(model, resolve_device(device))
-    return TokenReductionEnv(backbone, get_task(task, **(task_kwargs or {})),
-                             features=FeatureSpec.named(feature_set, n_hidden_proj=n_hidden_proj), **env_kwargs)
+    cfg = env_settings(config, kwargs)
+    backbone = _cached_backbone(cfg.model, resolve_device(cfg.device))
+    return TokenReductionEnv(backbone, get_task(cfg.task, **cfg.task_kwargs), cfg, policy_flops=policy_flops)
 
 
-def make_batched_env(model: str = "default", task: str = "retrieval", task_kwargs: dict | None = None,
-                     device: str = "auto", n_hidden_proj: int = 16, feature_set: str = "full", n_envs: int = 64,
-                     dtype: str = "float32",
-                     **env_kwargs) -> BatchedTokenReductionEnv:
-    """``n_envs`` episodes in lockstep on one shared backbone; the other arguments are :func:`make_env`'s."""
-    from rltr.features import FeatureSpec
+def make_batched_env(config=None, n_envs: int = 64, *, policy_flops=None, **kwargs) -> BatchedTokenReductionEnv:
+    """``n_envs`` episodes in lockstep on one shared backbone; the settings are :func:`make_env`'s."""
     from rltr.tasks import get_task
 
-    backbone = _cached_backbone(model, resolve_device(device))
-    return BatchedTokenReductionEnv(backbone, get_task(task, **(task_kwargs or {})), n_envs=n_envs, dtype=dtype,
-                                    features=FeatureSpec.named(feature_set, n_hidden_proj=n_hidden_proj), **env_kwargs)
+    cfg = env_settings(config, kwargs)
+    backbone = _cached_backbone(cfg.model, resolve_device(cfg.device))
+    return BatchedTokenReductionEnv(backbone, get_task(cfg.task, **cfg.task_kwargs), n_envs, cfg, policy_flops=policy_flops)
 
 
 _BACKBONES: dict = {}

@@ -14,10 +14,16 @@ also after an exception) by a dispatcher:
   continue from the ORIGINAL prompt length.
 * anything else (e.g. a non-empty cache filled without reduction) goes to the original forward.
 
+Sliding-window models (Mistral, Qwen2/3 with ``use_sliding_window``): while prompt + generated tokens stay
+shorter than the window it masks nothing, and the reduced cache (sliding-window cache layers included) is
+exact; a prompt or a decode step that reaches the window is refused naming it, since a cache cut by slot
+cannot give sliding semantics by position.
+
 Deviation from the prefill's own attention: layers *before* a decision saw every prompt token during
 the prompt pass, but their cache keeps only the final token set (the same slots at every layer), so
 generated tokens attend to the reduced prompt at every layer. A merged slot's cache entry at those early
-layers is its destination token's own key/value (with the log(size) bias), not an average.
+layers is the size-weighted mean of its group's keys/values there (with the log(size) bias), i.e. the
+merge applied to that layer's cache.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from transformers.cache_utils import DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from rltr.backbones import adapter_for, wrap
-from rltr.inference.prefill import PrefixInfo, PromptHints, prompt_logits, reduced_prefill
-from rltr.reducers.base import Reducer, check_budget
+from rltr.decisions import check_budget
+from rltr.inference.prefill import PrefixInfo, PromptHints, check_window, prompt_logits, reduced_prefill
+from rltr.reducers.base import Reducer
 
 
 class TokenReduction:
@@ -179,6 +186,7 @@ class TokenReduction:
             raise ValueError(f"batch of {b} rows continues a reduced cache of {info.alive.shape[0]} rows")
         n_prefix = info.alive.shape[1]
         n_gen = cache.get_seq_length() - n_prefix + q  # generated tokens incl. these new ones
+        check_window(info.window, int(info.next_position.max()) + n_gen)
         device = info.key_bias.device
         mask2d = named.get("attention_mask")
         gen_ok = torch.ones(b, n_gen, dtype=torch.bool, device=device)

@@ -17,11 +17,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from transformers.cache_utils import DynamicCache, DynamicLayer
+from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
 
 from rltr.backbones.base import Backbone
+from rltr.backbones.padding import right_aligned
+from rltr.decisions import Decider, RunTrace
 from rltr.ops import TokenState
-from rltr.reducers.base import Reducer, make_decide
+from rltr.reducers.base import Reducer
 
 
 @dataclass
@@ -33,7 +35,8 @@ class PromptHints:
                  protected tail (the question, or a teacher-forced answer). The tail is never shorter
                  than ``protect_last``.
     protected:   (B, L) bool, further tokens never removed (e.g. BOS, a task tag).
-    relevant:    (B, L) bool, tokens the answer depends on (read by the oracle reducer only).
+    relevant:    (B, L) bool, tokens the answer depends on (read by the oracle reducer only; query-agnostic
+                 callers pass what any question could need).
     """
 
     context_len: torch.Tensor | None = None
@@ -53,8 +56,10 @@ class PrefixInfo:
     n_columns:     L, prompt columns of the 2D attention mask that ``generate()`` keeps extending.
     next_position: (B,) long, position id of the first generated token (real prompt tokens per row):
                    positions continue from the ORIGINAL prompt length.
-    layer_counts:  (B, n_layers) long, live prompt tokens entering each layer (what the compute model
-                   counts).
+    trace:         the run's :class:`~rltr.decisions.RunTrace`: tokens entering each layer, the
+                   decisions' own FLOPs and slot maps (what the compute model counts).
+    window:        the model's smallest sliding attention window (None: none); prompt + generated tokens
+                   must stay shorter (:func:`check_window`).
     """
 
     positions: torch.Tensor
@@ -63,7 +68,13 @@ class PrefixInfo:
     key_bias: torch.Tensor
     n_columns: int
     next_position: torch.Tensor
-    layer_counts: torch.Tensor
+    trace: RunTrace
+
+    @property
+    def layer_counts(self) -> torch.Tensor:
+        """(B, n_layers) long, live prompt tokens entering each layer."""
+        return self.trace.tokens_per_layer
+    window: int | None = None
 
     @property
     def n_kept(self) -> torch.Tensor:
@@ -74,19 +85,6 @@ class PrefixInfo:
     def n_original(self) -> torch.Tensor:
         """(B,) long: real prompt tokens per row before reduction."""
         return self.next_position
-
-
-def right_aligned(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Move each row's real tokens to the front (the adapters expect right padding).
-
-    input_ids (B, L) long, attention_mask (B, L) 0/1 or None (all real; left or right padding both fine).
-    Returns (ids (B, L), alive (B, L) bool, order (B, L) long: original column of each aligned slot).
-    """
-    mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.to(input_ids.device).bool()
-    assert mask.shape == input_ids.shape, f"attention_mask {tuple(mask.shape)} != input_ids {tuple(input_ids.shape)}"
-    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # (B, L)
-    alive = torch.gather(mask, 1, order)
-    return torch.gather(input_ids, 1, order), alive, order
 
 
 @contextmanager
@@ -109,14 +107,34 @@ def writing_cache(backbone: Backbone, cache: DynamicCache | None) -> Iterator[No
 
 
 def check_fillable(cache, n_layers: int) -> None:
-    """A cache the reduced prefill can fill: an empty ``DynamicCache`` of plain (full-attention) layers."""
-    if not isinstance(cache, DynamicCache) or any(type(layer) is not DynamicLayer for layer in cache.layers):
-        kinds = sorted({type(layer).__name__ for layer in getattr(cache, "layers", [])})
-        raise ValueError(f"token reduction fills a DynamicCache of full-attention layers; got {type(cache).__name__} {kinds}")
+    """A cache the reduced prefill can fill: an empty ``DynamicCache`` of full-attention or sliding-window
+    layers (the latter only while the window masks nothing yet: :func:`check_window`)."""
+    kinds = (DynamicLayer, DynamicSlidingWindowLayer)
+    if not isinstance(cache, DynamicCache) or any(type(layer) not in kinds for layer in cache.layers):
+        found = sorted({type(layer).__name__ for layer in getattr(cache, "layers", [])})
+        raise ValueError(
+            f"token reduction fills a DynamicCache of full-attention or sliding-window layers; got {type(cache).__name__} {found}"
+        )
     if cache.get_seq_length() != 0:
         raise ValueError(f"token reduction needs an empty cache for the prompt pass; it holds {cache.get_seq_length()} tokens")
     if len(cache.layers) not in (0, n_layers):
         raise ValueError(f"cache has {len(cache.layers)} layers, the model {n_layers}")
+
+
+def smallest_window(backbone: Backbone) -> int | None:
+    """The smallest sliding attention window of ``backbone``'s layers (None: all full attention)."""
+    return min((w for i in range(backbone.n_layers) if (w := backbone.sliding_window(i)) is not None), default=None)
+
+
+def check_window(window: int | None, n_tokens: int) -> None:
+    """Refuse ``n_tokens`` (prompt + generated so far) that reach a sliding ``window``: a reduced cache is cut
+    by slot, not by position, so sliding semantics past the window cannot be guaranteed; below it the window
+    masks nothing."""
+    if window is not None and n_tokens >= window:
+        raise ValueError(
+            f"{n_tokens} tokens (prompt + generated) reach the model's sliding window of {window} tokens; token "
+            f"reduction supports sliding-window attention only while prompt + generated tokens stay shorter than the window"
+        )
 
 
 def slot_index(src: TokenState, dst: TokenState) -> torch.Tensor:
@@ -129,16 +147,42 @@ def slot_index(src: TokenState, dst: TokenState) -> torch.Tensor:
     return torch.searchsorted(keys, query).clamp_max(keys.shape[1] - 1)
 
 
-def keep_final_slots(cache: DynamicCache, entering: list[TokenState], final: TokenState) -> None:
-    """Cut every layer's cache to the slots of ``final``; ``entering[i]`` is the state layer i ran on."""
+def keep_final_slots(cache: DynamicCache, entering: list[TokenState], final: TokenState, trace: RunTrace,
+                     decision_layers: list[int]) -> None:
+    """Cut every layer's cache to the slots of ``final``; ``entering[i]`` is the state layer i ran on.
+
+    A layer that ran before a decision cached every token it saw; for each final slot it keeps the
+    size-weighted mean of the keys and values of the tokens that slot now stands for (a kept token
+    alone, or a merge group), so the cache holds at that layer what the merge means there, and decode
+    steps weigh the slot by log(final size) as they do at every layer.
+    """
+    n_final = final.alive.shape[1]
     for i, state in enumerate(entering):
         if state.positions is final.positions:  # no decision since this layer: same slots already
             continue
-        idx = slot_index(state, final)  # (B, N_f)
+        slot = _final_slots(state, trace, decision_layers, i)  # (B, N_i): final slot of each token, -1 if dropped
+        weight = torch.where(slot >= 0, state.sizes, 0.0)  # (B, N_i)
+        idx = slot.clamp_min(0)
+        total = weight.new_zeros(weight.shape[0], n_final).scatter_add_(1, idx, weight).clamp_min(1e-6)  # (B, N_f)
         layer = cache.layers[i]
         for name in ("keys", "values"):
             kv = getattr(layer, name)  # (B, H_kv, N_i, d)
-            setattr(layer, name, kv.gather(2, idx[:, None, :, None].expand(-1, kv.shape[1], -1, kv.shape[3])))
+            w = (weight / torch.gather(total, 1, idx)).to(kv.dtype)[:, None, :, None]  # (B, 1, N_i, 1)
+            index = idx[:, None, :, None].expand(-1, kv.shape[1], -1, kv.shape[3])
+            out = kv.new_zeros(kv.shape[0], kv.shape[1], n_final, kv.shape[3]).scatter_add_(2, index, kv * w)
+            setattr(layer, name, out)
+    for layer in cache.layers:
+        if type(layer) is DynamicSlidingWindowLayer:  # its length counts appended tokens: now the cached slots
+            layer.cumulative_length = layer.keys.shape[2]
+
+
+def _final_slots(state: TokenState, trace: RunTrace, decision_layers: list[int], layer: int) -> torch.Tensor:
+    """(B, N) long: the final slot each token entering ``layer`` ends up in (through every later decision)."""
+    slot = torch.where(state.alive, torch.arange(state.alive.shape[1], device=state.alive.device), -1)
+    for d, slot_map in zip(decision_layers, trace.slot_maps):
+        if d > layer:
+            slot = torch.where(slot >= 0, torch.gather(slot_map, 1, slot.clamp_min(0)), -1)
+    return slot
 
 
 @torch.no_grad()
@@ -180,21 +224,25 @@ def reduced_prefill(
     tail_start, extra, relevant = _apply_hints(hints, order, alive, n_real - protect_last)
     protected = alive & ((idx < protect_first) | (idx >= tail_start[:, None]) | extra)
     state = backbone.embed(ids, alive, protected=protected)
-    decide = make_decide(
-        reducer, backbone, decision_layers, budget, relevant=relevant, generator=generator,
-        context_len=tail_start, query_aware=query_aware,
-    )
+    decide = Decider(reducer, backbone, decision_layers, budget, relevant=relevant, generator=generator,
+                     context_len=tail_start, query_aware=query_aware)
     entering: list[TokenState] = []
+
+    def on_layer(i: int, s: TokenState) -> None:
+        entering.append(s)
+        decide.on_layer(i, s)
+
+    window = smallest_window(backbone)
     if cache is not None:
         check_fillable(cache, backbone.n_layers)
+        check_window(window, ids.shape[1])
     with writing_cache(backbone, cache):
-        state = backbone.run(state, decide, decision_layers, on_layer=lambda i, s: entering.append(s))
+        state = backbone.run(state, decide, decision_layers, on_layer=on_layer)
     if cache is not None:
-        keep_final_slots(cache, entering, state)
+        keep_final_slots(cache, entering, state, decide.trace, decide.layers)
     neg = torch.finfo(backbone.dtype).min
     key_bias = torch.where(state.alive, torch.log(state.sizes.clamp_min(1.0)), neg).to(backbone.dtype)
-    counts = torch.stack([s.n_alive for s in entering], dim=1)  # (B, n_layers)
-    info = PrefixInfo(state.positions, state.sizes, state.alive, key_bias, input_ids.shape[1], n_real, counts)
+    info = PrefixInfo(state.positions, state.sizes, state.alive, key_bias, input_ids.shape[1], n_real, decide.trace, window)
     return state, info, order
 
 

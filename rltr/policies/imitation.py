@@ -1,7 +1,7 @@
 """Imitation warm start: behaviour cloning of a heuristic reducer's actions before PPO.
 
-The demonstrations come from the env itself (same features the policy sees), so cloning needs no
-second code path. Cross-entropy over valid token slots only.
+The demonstrations come from the episode engine itself (the same features the policy sees, the same
+budget rule), so cloning needs no second code path. Cross-entropy over valid token slots only.
 """
 
 from __future__ import annotations
@@ -10,24 +10,28 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from rltr.envs.engine import EpisodeEngine
 from rltr.policies.network import TokenActor
 from rltr.reducers import get_reducer
 
 
-def collect_demonstrations(env, reducer_name: str, budget: float | None, n_episodes: int, seed: int = 0,
-                           progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(M, N, F) observations and (M, N) expert actions from ``n_episodes`` episodes of ``env``."""
+def collect_demonstrations(engine: EpisodeEngine, reducer_name: str, budget: float | None, n_episodes: int,
+                           seed: int = 0, batch_size: int = 64, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M, max_tokens, F) observations and (M, max_tokens) expert actions from ``n_episodes`` episodes,
+    run ``batch_size`` at a time through ``engine`` with the reducer's actions (examples seeded by ``seed``)."""
     reducer = get_reducer(reducer_name)
+    rng = np.random.default_rng([seed, 10_000])
     obs_list, act_list = [], []
-    for ep in tqdm(range(n_episodes), desc=f"demonstrations ({reducer_name})", disable=not progress, leave=False):
-        obs, _ = env.reset(seed=seed + ep)
-        done = False
-        while not done:
-            action = env.expert_action(reducer, budget)
-            obs_list.append(obs)
-            act_list.append(action)
-            obs, _, done, _, _ = env.step(action)
-    return torch.as_tensor(np.stack(obs_list)), torch.as_tensor(np.stack(act_list))
+    with tqdm(total=n_episodes, desc=f"demonstrations ({reducer_name})", disable=not progress, leave=False) as bar:
+        for start in range(0, n_episodes, batch_size):
+            n = min(batch_size, n_episodes - start)
+            engine.start([engine.task.sample(rng) for _ in range(n)])
+            while not engine.done:
+                obs_list.append(engine.observation().cpu())
+                act_list.append(engine.expert_actions(reducer, budget).cpu())
+                engine.step(act_list[-1])
+            bar.update(n)
+    return torch.cat(obs_list), torch.cat(act_list)
 
 
 def behaviour_clone(actor: TokenActor, obs: torch.Tensor, actions: torch.Tensor, epochs: int = 10, lr: float = 3e-3,

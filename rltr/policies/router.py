@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rltr.features import FeatureSpec
-from rltr.policies.network import TokenActor
+from rltr.policies.network import build_actor
 
 FORMAT = "rltr-router"
 FORMAT_VERSION = 1
@@ -29,7 +29,7 @@ class Router(torch.nn.Module):
         super().__init__()
         self.config = config
         self.features = FeatureSpec.from_dict(config["features"])
-        self.actor = TokenActor(self.features.n_features, config["network"]["hidden"])
+        self.actor = build_actor(self.features.n_features, config["network"])
 
     @property
     def decision_layers(self) -> list[int]:
@@ -72,6 +72,10 @@ class Router(torch.nn.Module):
                 f"router was trained on {want['family']} model {want.get('name')!r} (config hash {want['config_hash']}); "
                 f"got {backbone.family} model {backbone.name!r} (config hash {backbone.config_hash})"
             )
+
+    def network_flops(self, n_tokens):
+        """FLOPs of the network's own decision on ``n_tokens`` tokens (number or tensor)."""
+        return self.actor.flops(n_tokens)
 
     @torch.no_grad()
     def logits(self, obs: torch.Tensor) -> torch.Tensor:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from rltr.decisions import Decision, DecisionContext, check_budget, make_decide, target_counts
 from rltr.reducers.attn_topk import AttnTopK
-from rltr.reducers.base import Decision, DecisionContext, Reducer, check_budget, make_decide, target_counts
+from rltr.reducers.base import Reducer, ScoreReducer
 from rltr.reducers.h2o import HeavyHitters
 from rltr.reducers.identity import Identity
 from rltr.reducers.norm import Norm
@@ -33,5 +34,6 @@ def get_reducer(spec: str) -> Reducer:
 
 
 __all__ = [
-    "REDUCERS", "Decision", "DecisionContext", "Reducer", "check_budget", "get_reducer", "make_decide", "target_counts",
+    "REDUCERS", "Decision", "DecisionContext", "Reducer", "ScoreReducer", "check_budget", "get_reducer", "make_decide",
+    "target_counts",
 ]

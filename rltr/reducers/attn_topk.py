@@ -10,14 +10,14 @@ so the budget is still met exactly.
 
 import torch
 
-from rltr.compute import attention_rows_flops
-from rltr.ops import Action, keep_top_k
-from rltr.reducers.base import Decision, DecisionContext, Reducer
+from rltr.decisions import Decision, DecisionContext
+from rltr.ops import Action
+from rltr.reducers.base import ScoreReducer
 
 OPTIONS = ("drop", "merge")
 
 
-class AttnTopK(Reducer):
+class AttnTopK(ScoreReducer):
     name = "attn_topk"
 
     def __init__(self, arg: str = "drop") -> None:
@@ -25,19 +25,14 @@ class AttnTopK(Reducer):
             raise ValueError(f"attn_topk option {arg!r} is not one of {', '.join(OPTIONS)}")
         self.merge = arg == "merge"
 
-    def decision_flops(self, spec, n_tokens, n_query_rows):
-        """It reads the attention of the query rows only (R x N), not the whole map."""
-        return attention_rows_flops(spec, n_tokens, n_query_rows)
+    def score(self, ctx: DecisionContext) -> torch.Tensor:
+        return ctx.attention_from_query()  # (B, N): reads the query rows only (R x N), charged by ctx
 
     def decide(self, ctx: DecisionContext) -> Decision:
-        state = ctx.state
-        scores = ctx.attention_from_query().float()  # (B, N)
-        scores = scores.masked_fill(state.alive & ~ctx.context, float("inf"))  # the tail always stays
-        actions = keep_top_k(scores, state, ctx.n_keep)  # (B, N) KEEP / DROP
+        actions = super().decide(ctx).actions  # (B, N) KEEP / DROP
         if self.merge:
             actions = torch.where(ctx.can_merge(actions == Action.KEEP), Action.MERGE, actions)
         return Decision(actions)
 
     def __repr__(self) -> str:
         return f"AttnTopK({'merge' if self.merge else 'drop'})"
-

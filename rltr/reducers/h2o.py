@@ -3,20 +3,19 @@
 The free budget (``n_keep`` minus the protected and tail tokens) is split equally, as H2O does:
 ``free // 2`` recent slots (the last unprotected context tokens) and the rest for heavy hitters, the top
 tokens by :meth:`DecisionContext.attention_received` (attention received from every visible row, mean
-over heads and rows) among those not already in the window.
+over heads and rows: the whole map, charged by the context) among those not already in the window.
 """
 
 import torch
 
-from rltr.ops import keep_top_k
-from rltr.reducers.base import Decision, DecisionContext, Reducer
+from rltr.decisions import DecisionContext
+from rltr.reducers.base import ScoreReducer
 
 
-class HeavyHitters(Reducer):
+class HeavyHitters(ScoreReducer):
     name = "h2o"
-    needs_attention = True
 
-    def decide(self, ctx: DecisionContext) -> Decision:
+    def score(self, ctx: DecisionContext) -> torch.Tensor:
         state = ctx.state
         always = state.alive & (state.protected | ~ctx.context)  # (B, N) protected + tail
         free = ctx.context & ~state.protected  # (B, N) tokens competing for the budget
@@ -24,5 +23,4 @@ class HeavyHitters(Reducer):
         from_end = free.flip(1).long().cumsum(1).flip(1)  # (B, N): free tokens at or after each slot
         recent = free & (from_end <= n_recent)
         scores = ctx.attention_received().float()  # (B, N), in [0, 1]
-        scores = torch.where(recent, scores + 2.0, scores).masked_fill(always, float("inf"))
-        return Decision(keep_top_k(scores, state, ctx.n_keep))
+        return torch.where(recent, scores + 2.0, scores)

@@ -2,8 +2,9 @@
 
 import torch
 
+from rltr.decisions import Decision, DecisionContext
 from rltr.ops import Action
-from rltr.reducers.base import Decision, DecisionContext, Reducer
+from rltr.reducers.base import Reducer
 
 
 class Identity(Reducer):

@@ -5,13 +5,15 @@ goes with high attention received; Devoto et al. 2024, "A simple and effective L
 for KV cache compression"). ``norm:hidden``: keep the tokens with the HIGHEST hidden-state norm.
 """
 
-from rltr.ops import keep_top_k
-from rltr.reducers.base import Decision, DecisionContext, Reducer
+import torch
+
+from rltr.decisions import DecisionContext
+from rltr.reducers.base import ScoreReducer
 
 OPTIONS = ("key", "hidden")
 
 
-class Norm(Reducer):
+class Norm(ScoreReducer):
     name = "norm"
 
     def __init__(self, arg: str = "key") -> None:
@@ -19,14 +21,10 @@ class Norm(Reducer):
             raise ValueError(f"norm option {arg!r} is not one of {', '.join(OPTIONS)}")
         self.source = arg
 
-    def decide(self, ctx: DecisionContext) -> Decision:
-        state = ctx.state
+    def score(self, ctx: DecisionContext) -> torch.Tensor:
         if self.source == "key":
-            scores = -ctx.backbone.keys(ctx.layer, state).float().norm(dim=-1)  # (B, N): low norm ranks high
-        else:
-            scores = state.hidden.float().norm(dim=-1)  # (B, N)
-        scores = scores.masked_fill(state.alive & ~ctx.context, float("inf"))  # the tail always stays
-        return Decision(keep_top_k(scores, state, ctx.n_keep))
+            return -ctx.keys().float().transpose(1, 2).flatten(2).norm(dim=-1)  # (B, N): low norm ranks high
+        return ctx.state.hidden.float().norm(dim=-1)  # (B, N)
 
     def __repr__(self) -> str:
         return f"Norm({self.source})"

@@ -2,14 +2,12 @@
 
 import torch
 
-from rltr.ops import keep_top_k
-from rltr.reducers.base import Decision, DecisionContext, Reducer
+from rltr.decisions import DecisionContext
+from rltr.reducers.base import ScoreReducer
 
 
-class RandomDrop(Reducer):
+class RandomDrop(ScoreReducer):
     name = "random"
 
-    def decide(self, ctx: DecisionContext) -> Decision:
-        state = ctx.state
-        scores = torch.rand(state.alive.shape, generator=ctx.generator, device="cpu").to(state.alive.device)
-        return Decision(keep_top_k(scores, state, ctx.n_keep))
+    def score(self, ctx: DecisionContext) -> torch.Tensor:
+        return torch.rand(ctx.state.alive.shape, generator=ctx.generator, device="cpu").to(ctx.state.alive.device)

@@ -2,17 +2,19 @@
 
 Deterministic (argmax). With a budget, the budget overrides the router's own keep count: tokens are
 kept in order of the router's KEEP log-probability until the budget is met; the rest follow the
-router's preference between MERGE and DROP (DROP where no kept token could absorb a merge).
+router's preference between MERGE and DROP (DROP where no kept token could absorb a merge). Either
+way the plan goes through the one budget rule (:func:`rltr.decisions.resolve_actions`), as in training.
 """
 
 from __future__ import annotations
 
 import torch
 
-from rltr.features import feature_flops, merge_match, token_features
+from rltr.decisions import Decision, DecisionContext
+from rltr.features import merge_match, token_features
 from rltr.ops import Action, keep_top_k
 from rltr.policies.router import Router
-from rltr.reducers.base import Decision, DecisionContext, Reducer
+from rltr.reducers.base import Reducer
 
 
 class RouterReducer(Reducer):
@@ -30,16 +32,15 @@ class RouterReducer(Reducer):
     def __repr__(self) -> str:
         return f"RouterReducer({self.path!r})"
 
-    def decision_flops(self, spec, n_tokens, n_query_rows):
-        return feature_flops(spec, n_tokens, n_query_rows, self.router.features)
-
     def decide(self, ctx: DecisionContext) -> Decision:
         if ctx.backbone.config_hash not in self._checked:
             self.router.check_backbone(ctx.backbone)
             self._checked.add(ctx.backbone.config_hash)
         self.router.to(ctx.state.hidden.device)
-        obs = token_features(ctx, self.router.features, ctx.n_original)
+        obs = token_features(ctx, self.router.features)
         logits = self.router.logits(obs)  # (B, N, 3)
+        if ctx.arch is not None:
+            ctx.charge(self.router.network_flops(ctx.observers().sum(1).double()))
         match = merge_match(ctx, self.router.features)  # as in training
         if ctx.budget is None:
             return Decision(logits.argmax(-1), match=match)

@@ -16,8 +16,9 @@ attention are done by ops and the backbone.
 
 import torch
 
+from rltr.decisions import Decision, DecisionContext
 from rltr.ops import Action
-from rltr.reducers.base import Decision, DecisionContext, Reducer
+from rltr.reducers.base import Reducer
 
 
 class ToMe(Reducer):
@@ -26,7 +27,7 @@ class ToMe(Reducer):
     def decide(self, ctx: DecisionContext) -> Decision:
         state = ctx.state
         causal = ctx.backbone.causal
-        keys = ctx.backbone.keys(ctx.layer, state).float()  # (B, N, F)
+        keys = ctx.keys().float().transpose(1, 2).flatten(2)  # (B, N, F) the layer's keys, charged by ctx
         sizes = state.sizes.float().clone()  # (B, N)
         weighted = keys * sizes[..., None]  # (B, N, F): size-weighted key sums of each survivor
         alive = state.alive.clone()  # survivors of the rounds so far
@@ -37,6 +38,8 @@ class ToMe(Reducer):
             if not need.any():
                 break
             merged, best = _round(weighted, alive & ctx.context, state, need, causal)
+            if ctx.arch is not None:  # the round's cosine similarities of every slot (N x N x F), rows still merging
+                ctx.charge(torch.where(need > 0, 2 * ctx.n_live**2 * keys.shape[-1], 0.0))
             if not merged.any():
                 break  # no admissible merge left
             b_idx, src = merged.nonzero(as_tuple=True)

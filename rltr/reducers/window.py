@@ -7,11 +7,11 @@ recent context tokens.
 
 import torch
 
-from rltr.ops import keep_top_k
-from rltr.reducers.base import Decision, DecisionContext, Reducer
+from rltr.decisions import DecisionContext
+from rltr.reducers.base import ScoreReducer
 
 
-class Window(Reducer):
+class Window(ScoreReducer):
     name = "window"
 
     def __init__(self, arg: str = "4") -> None:
@@ -19,15 +19,13 @@ class Window(Reducer):
             raise ValueError(f"window option {arg!r} must be a number of sink tokens >= 0, e.g. window:4")
         self.n_sink = int(arg)
 
-    def decide(self, ctx: DecisionContext) -> Decision:
+    def score(self, ctx: DecisionContext) -> torch.Tensor:
         state = ctx.state
         rank = state.alive.long().cumsum(1) - 1  # (B, N): index among live tokens, in position order
         sinks = state.alive & (rank < self.n_sink)
         big = float(state.positions.max().item()) + 1.0  # above every position score
         scores = state.positions.float()  # (B, N): later = more recent = higher
-        scores = torch.where(sinks, scores + big, scores)
-        scores = scores.masked_fill(state.alive & ~ctx.context, float("inf"))  # the tail always stays
-        return Decision(keep_top_k(scores, state, ctx.n_keep))
+        return torch.where(sinks, scores + big, scores)
 
     def __repr__(self) -> str:
         return f"Window({self.n_sink})"

@@ -27,6 +27,9 @@ class Example:
     n_answer: int
     relevant: list[int] = field(default_factory=list)  # context positions the answer depends on
     protected: list[int] = field(default_factory=list)  # context positions never reduced (BOS, task tag)
+    # context positions ANY question this context could be asked may depend on (what a query-agnostic
+    # method could at best keep); None: the same as ``relevant``
+    relevant_any: list[int] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.input_ids)
@@ -34,7 +37,9 @@ class Example:
             raise ValueError(f"context_len={self.context_len} must lie in (0, {n - self.n_answer}]")
         if self.n_answer < 1:
             raise ValueError(f"n_answer={self.n_answer} must be >= 1")
-        bad = [p for p in self.relevant + self.protected if not 0 <= p < self.context_len]
+        if self.relevant_any is None:
+            self.relevant_any = list(self.relevant)
+        bad = [p for p in self.relevant + self.protected + self.relevant_any if not 0 <= p < self.context_len]
         if bad:
             raise ValueError(f"relevant/protected positions {bad} fall outside the context [0, {self.context_len})")
 
@@ -54,6 +59,12 @@ class Batch:
     n_answer: torch.Tensor  # (B,) long
     relevant: torch.Tensor  # (B, N) bool, context tokens the answer depends on
     protected: torch.Tensor  # (B, N) bool: explicit protected positions, plus the whole tail
+    relevant_any: torch.Tensor  # (B, N) bool, context tokens any question about the context may depend on
+
+    def relevant_for(self, query_aware: bool) -> torch.Tensor:
+        """(B, N) bool what an oracle may know: the question's own tokens when it sees the question, else
+        the tokens any question about this context could need (the honest query-agnostic limit)."""
+        return self.relevant if query_aware else self.relevant_any
 
     @property
     def answer_mask(self) -> torch.Tensor:
@@ -73,10 +84,12 @@ def collate(examples: list[Example], pad_id: int) -> Batch:
     b, n = len(examples), max(len(e.input_ids) for e in examples)
     ids = torch.full((b, n), pad_id, dtype=torch.long)
     relevant = torch.zeros(b, n, dtype=torch.bool)
+    relevant_any = torch.zeros(b, n, dtype=torch.bool)
     protected = torch.zeros(b, n, dtype=torch.bool)
     for i, e in enumerate(examples):
         ids[i, : len(e.input_ids)] = torch.tensor(e.input_ids)
         relevant[i, e.relevant] = True
+        relevant_any[i, e.relevant_any] = True
         protected[i, e.protected] = True
         protected[i, e.context_len : len(e.input_ids)] = True
     lengths = torch.tensor([len(e.input_ids) for e in examples])
@@ -88,6 +101,7 @@ def collate(examples: list[Example], pad_id: int) -> Batch:
         n_answer=torch.tensor([e.n_answer for e in examples]),
         relevant=relevant,
         protected=protected,
+        relevant_any=relevant_any,
     )
 
 
@@ -108,6 +122,11 @@ class Task:
 
     name: str = ""
     description: str = ""
+
+    @property
+    def tag(self) -> str:
+        """The task word after ``<bos>`` (variants of a task the model knows reuse that task's tag)."""
+        return f"<{self.name}>"
 
     def sample(self, rng: np.random.Generator) -> Example:  # pragma: no cover - interface
         raise NotImplementedError

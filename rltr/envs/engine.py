@@ -1,0 +1,173 @@
+"""The episode engine: B token-reduction episodes in lockstep, torch end to end.
+
+An episode is one task example through the frozen backbone; a step is one decision layer. Every row
+of a batch has the same decision layers, so one step is one batched forward of the layers up to the
+next decision for all B rows. The Gymnasium env is the engine's B = 1 view, the SB3 VecEnv its B = n
+view, and imitation collects expert actions with it: reward, budget rule and compute fraction exist
+once, here and in :mod:`rltr.decisions`.
+
+Shapes: observations (B, max_tokens, F) float32; actions (B, max_tokens) long (``Action`` per slot,
+ignored on invalid slots); results per row (B,).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from rltr.backbones import Backbone
+from rltr.compute import ArchSpec
+from rltr.decisions import RunTrace, check_budget, decision_context, resolve_actions
+from rltr.features import FeatureSpec, merge_match, token_features
+from rltr.ops import TokenState, apply_actions
+from rltr.scores import check_score, episode_score
+from rltr.tasks import Example, Task, collate
+from rltr.tasks.vocab import PAD_ID
+
+AUTOCAST_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+OBS_BOUND = 1e4  # features are clipped to +-OBS_BOUND (they are O(1) to O(N) by construction)
+
+
+@dataclass
+class EpisodeResult:
+    """Per-row outcome of finished episodes, all (B,) tensors (``tokens_per_layer`` (B, L))."""
+
+    reward: torch.Tensor
+    score: torch.Tensor
+    compute_fraction: torch.Tensor
+    tokens_per_layer: torch.Tensor
+    kept_ratio: torch.Tensor
+
+    def infos(self) -> list[dict]:
+        """One Gymnasium-style info dict per row: the reward's parts and the tokens per layer."""
+        return [
+            {"score": s, "compute_fraction": f, "tokens_per_layer": c, "kept_ratio": k}
+            for s, f, c, k in zip(self.score.tolist(), self.compute_fraction.tolist(), self.tokens_per_layer.tolist(),
+                                  self.kept_ratio.tolist())
+        ]
+
+
+class EpisodeEngine:
+    """B episodes in lockstep: :meth:`start` a batch of examples, :meth:`observation`, :meth:`step` once
+    per decision layer with the policy's actions, then :meth:`result`.
+
+    ``settings`` is an :class:`rltr.config.EnvConfig` (validated there); the engine reads its episode
+    fields (decision layers, budget, mode, score, compute weight, features, max_tokens, dtype).
+    ``policy_flops(n_tokens)`` is the policy network's own cost of one decision on (B,) tokens, charged
+    with the features' cost (None: the network is not charged).
+    """
+
+    def __init__(self, backbone: Backbone, task: Task, settings, policy_flops: Callable | None = None):
+        self.backbone, self.task, self.policy_flops = backbone, task, policy_flops
+        self.arch = ArchSpec.from_config(backbone.config)
+        self.device = backbone.device
+        self.configure(settings)
+
+    def configure(self, settings) -> None:
+        """Use ``settings`` (an EnvConfig) from the next step on; the observation layout may not change."""
+        bad = [i for i in settings.decision_layers if not 0 <= i < self.backbone.n_layers]
+        if bad:
+            raise ValueError(f"env.decision_layers {list(settings.decision_layers)} must lie within 0..{self.backbone.n_layers - 1}")
+        check_score(settings.score)
+        if settings.dtype != "float32" and self.device.type != "cuda":
+            raise ValueError(f"env.dtype={settings.dtype!r} (autocast) needs a CUDA backbone; this one is on {self.device}")
+        features = FeatureSpec.named(settings.features, n_hidden_proj=settings.n_hidden_proj, projection=settings.projection)
+        old = getattr(self, "settings", None)
+        if old is not None and (features != self.features or settings.max_tokens != old.max_tokens):
+            raise ValueError("features, n_hidden_proj and max_tokens fix the observation space: make a new env to change them")
+        self.settings, self.features, self.n_features = settings, features, features.n_features
+        self.decision_layers = list(settings.decision_layers)
+        self.budget = check_budget(settings.budget)
+
+    # ---- one episode per row --------------------------------------------------------------------
+    def start(self, examples: list[Example]) -> None:
+        """Embed the padded batch of ``examples`` and run it up to the first decision layer."""
+        longest = max(len(e.input_ids) for e in examples)
+        if longest > self.settings.max_tokens:
+            raise ValueError(f"example of {longest} tokens exceeds env.max_tokens={self.settings.max_tokens}")
+        self.batch = collate(examples, PAD_ID).to(self.device)
+        b = self.batch
+        self._step = 0
+        self._counts: dict[int, torch.Tensor] = {}
+        self.trace = RunTrace(b.lengths, torch.empty(0), torch.zeros(len(examples), dtype=torch.float64, device=self.device))
+        with self._autocast():
+            state = self.backbone.embed(b.input_ids, b.attention_mask, protected=b.protected)
+        self.state = self._advance(state, 0, self.decision_layers[0])
+        self.ctx = self._context()
+
+    @property
+    def done(self) -> bool:
+        return self._step == len(self.decision_layers)
+
+    def observation(self) -> torch.Tensor:
+        """(B, max_tokens, F) float32 features of the current decision (clipped; zero past the live slots)."""
+        feats = token_features(self.ctx, self.features).clamp(-OBS_BOUND, OBS_BOUND)  # (B, N, F)
+        assert feats.shape[1] <= self.settings.max_tokens, f"{feats.shape[1]} slots exceed max_tokens={self.settings.max_tokens}"
+        return torch.nn.functional.pad(feats, (0, 0, 0, self.settings.max_tokens - feats.shape[1]))
+
+    def step(self, actions: torch.Tensor) -> bool:
+        """Apply (B, max_tokens) actions at the current decision layer under the one budget rule, run the
+        layers up to the next decision; True when the episodes have ended."""
+        assert not self.done, "step() after the last decision: start() a new batch"
+        expected = (len(self.batch.lengths), self.settings.max_tokens)
+        assert tuple(actions.shape) == expected, f"actions have shape {tuple(actions.shape)}, expected {expected}"
+        ctx = self.ctx
+        actions = resolve_actions(ctx, actions.to(self.device, torch.long)[:, : ctx.state.alive.shape[1]])
+        if self.policy_flops is not None:
+            ctx.charge(self.policy_flops(ctx.observers().sum(1).double()))
+        self.trace.decision_flops = self.trace.decision_flops + ctx.flops
+        state, slot_map = apply_actions(ctx.state, actions, causal=self.backbone.causal, match=merge_match(ctx, self.features),
+                                        dst_allowed=ctx.context, return_slot_map=True)
+        self.trace.slot_maps.append(slot_map)
+        layer = self.decision_layers[self._step]
+        self._step += 1
+        stop = self.backbone.n_layers if self.done else self.decision_layers[self._step]
+        self.state = self._advance(state, layer, stop)
+        if not self.done:
+            self.ctx = self._context()
+        return self.done
+
+    def result(self) -> EpisodeResult:
+        """Score, compute fraction and reward of every row's finished episode."""
+        assert self.done, "result() before the episodes ended"
+        b = self.batch
+        with self._autocast():
+            score = episode_score(self.backbone, b, self.state, self.settings.score).double()
+        frac = self.trace.compute_fraction(self.arch, b.n_answer.double())
+        reward = score - self.settings.compute_weight * frac
+        return EpisodeResult(reward, score, frac, self.trace.tokens_per_layer, self.trace.kept_ratio)
+
+    def expert_actions(self, reducer, budget: float | None = None) -> torch.Tensor:
+        """(B, max_tokens) long: what ``reducer`` would do now at ``budget``, on the context the policy sees
+        (its own context: nothing it computes is charged to the episode)."""
+        ctx = self._context(budget=check_budget(budget), charge=False)
+        actions = resolve_actions(ctx, reducer.decide(ctx).actions)
+        out = torch.zeros(actions.shape[0], self.settings.max_tokens, dtype=torch.long, device=actions.device)
+        out[:, : actions.shape[1]] = actions
+        return out
+
+    # ---- internals ------------------------------------------------------------------------------
+    def _autocast(self):
+        amp = AUTOCAST_DTYPES[self.settings.dtype]
+        return contextlib.nullcontext() if amp is None else torch.autocast(device_type=self.device.type, dtype=amp)
+
+    def _advance(self, state: TokenState, start: int, stop: int) -> TokenState:
+        def count(i, s):
+            self._counts[i] = s.n_alive
+
+        with self._autocast():  # only the backbone's own layers run in reduced precision
+            state = self.backbone.run_layers(state, start, stop, on_layer=count)
+        if stop == self.backbone.n_layers:
+            self.trace.tokens_per_layer = torch.stack([self._counts[i] for i in range(stop)], dim=1)
+        return state
+
+    def _context(self, budget: float | None | str = "env", charge: bool = True):
+        b = self.batch
+        budget = self.budget if budget == "env" else budget
+        return decision_context(self.backbone, self.state, self.decision_layers, self._step, b.lengths, budget,
+                                b.relevant_for(self.settings.query_aware), b.context_len, self.settings.query_aware,
+                                arch=self.arch if charge else None)
+
