@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from rltr.apply_cli import add_apply
+from rltr.cli_args import Parser
 from rltr.cli_args import budgets as _budgets
 from rltr.cli_args import csv_list as _csv
 from rltr.cli_args import layers as _layers
@@ -226,7 +227,7 @@ def cmd_demo(args) -> int:
 
 # ---- entry point ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rltr", description="RL-guided token reduction for frozen transformers.")
+    parser = Parser(prog="rltr", description="RL-guided token reduction for frozen transformers.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train(sub)
     add_export(sub)

@@ -1,7 +1,8 @@
 """Training configuration: dataclasses with a help string per field; YAML < ``--set key=value``.
 
-Unknown keys and wrong types are errors that name the key and value. The ``ppo`` block is passed
-straight to ``stable_baselines3.PPO`` (SB3 validates it).
+Unknown keys, wrong types and out-of-range values are errors that name the key and value (checked when
+a config is built, before any run folder exists). The ``ppo`` block is passed straight to
+``stable_baselines3.PPO``; its keys are checked against PPO's signature, its values by SB3.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from rltr.envs.engine import AUTOCAST_DTYPES  # float32, bfloat16, float16
 from rltr.features import FEATURE_SETS, PROJECTIONS  # full, light; gaussian, orthogonal
 from rltr.policies.network import NETWORKS, network_spec  # mlp, attention
 from rltr.scores import SCORES  # accuracy, loglik
+
+# PPO keyword arguments that rltr.training passes itself, and the config key each comes from.
+PPO_SET_BY_RLTR = {"policy": "TokenPolicy", "env": "env.*", "policy_kwargs": "policy.*", "seed": "seed",
+                   "device": "env.device", "tensorboard_log": "the run folder's tb/", "verbose": "0",
+                   "_init_setup_model": "True"}
 
 
 class ConfigError(ValueError):
@@ -109,6 +115,13 @@ class ImitationConfig:
     lr: float = _f(3e-3, "Adam learning rate for cloning")
     batch_size: int = _f(64, "demonstrations per gradient step")
 
+    def __post_init__(self):
+        for key in ("n_episodes", "epochs", "batch_size"):
+            _at_least(f"imitation.{key}", getattr(self, key), 1)
+        if not self.lr > 0:
+            raise ConfigError(f"imitation.lr must be > 0, got {self.lr}")
+        _check_budget("imitation.budget", self.budget)
+
 
 @dataclass
 class TrainConfig:
@@ -123,8 +136,42 @@ class TrainConfig:
     imitation: ImitationConfig = field(default_factory=ImitationConfig, metadata={"help": "imitation warm start"})
     ppo: dict = _f({}, "keyword arguments passed straight to stable_baselines3.PPO")
 
+    def __post_init__(self):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name) or set(self.name) == {"."}:
+            raise ConfigError(f"name names the run folder: letters, digits, '_', '.', '-' only, got {self.name!r}")
+        if not 0 <= self.seed < 2**31:
+            raise ConfigError(f"seed must be in [0, 2**31), got {self.seed}")
+        for key in ("total_timesteps", "n_envs", "checkpoint_every"):
+            _at_least(key, getattr(self, key), 1)
+        _check_ppo_keys(self.ppo)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _at_least(key: str, value: int, low: int) -> None:
+    if value < low:
+        raise ConfigError(f"{key} must be >= {low}, got {value}")
+
+
+def _check_budget(key: str, value: float | None) -> None:
+    if value is not None and not 0 < value <= 1:
+        raise ConfigError(f"{key} must be in (0, 1] or null, got {value}")
+
+
+def _check_ppo_keys(ppo: dict) -> None:
+    """Every key of the ``ppo`` block must be a keyword of ``stable_baselines3.PPO`` that rltr leaves to the user."""
+    import inspect
+
+    from stable_baselines3 import PPO
+
+    ours = sorted(set(ppo) & set(PPO_SET_BY_RLTR))
+    if ours:
+        raise ConfigError(f"ppo.{ours[0]}: rltr sets this itself (from {PPO_SET_BY_RLTR[ours[0]]}); remove it from the ppo block")
+    known = sorted(set(inspect.signature(PPO.__init__).parameters) - {"self"} - set(PPO_SET_BY_RLTR))
+    unknown = sorted(set(ppo) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown ppo key(s) {['ppo.' + k for k in unknown]}; known: {known}")
 
 
 def _check_type(path: str, value, tp):
