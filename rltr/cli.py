@@ -215,7 +215,8 @@ def cmd_demo(args) -> int:
         router = export_router(run_dir, Path("routers") / cfg.name)
         t_train = time.perf_counter() - t0
         ns = argparse.Namespace(
-            model=cfg.env.model, task=[cfg.env.task], task_kwargs=cfg.env.task_kwargs, methods=[f"router:{router}", *DEMO_METHODS], budgets=args.budgets,
+            model=cfg.env.model, task=[cfg.env.task], task_kwargs=cfg.env.task_kwargs, methods=[f"router:{router}", *DEMO_METHODS],
+            budgets=args.budgets,
             decision_layers=cfg.env.decision_layers, n_examples=args.n_examples, batch_size=64, seed=0, device="cpu",
             out=Path("reports") / cfg.name, query_agnostic=not cfg.env.query_aware,
         )

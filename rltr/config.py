@@ -127,7 +127,7 @@ class ImitationConfig:
 class TrainConfig:
     name: str = _f("default", "run name (part of the run folder's name)")
     seed: int = _f(0, "seed of PPO, the envs and the examples")
-    total_timesteps: int = _f(20000, "PPO environment steps (decisions), after imitation")
+    total_timesteps: int = _f(20000, "PPO environment steps (decisions), after imitation (0: imitation only)")
     n_envs: int = _f(4, "parallel environments")
     checkpoint_every: int = _f(5000, "save a checkpoint every this many steps")
     runs_dir: str = _f("runs", "parent folder of run folders")
@@ -141,8 +141,9 @@ class TrainConfig:
             raise ConfigError(f"name names the run folder: letters, digits, '_', '.', '-' only, got {self.name!r}")
         if not 0 <= self.seed < 2**31:
             raise ConfigError(f"seed must be in [0, 2**31), got {self.seed}")
-        for key in ("total_timesteps", "n_envs", "checkpoint_every"):
+        for key in ("n_envs", "checkpoint_every"):
             _at_least(key, getattr(self, key), 1)
+        _at_least("total_timesteps", self.total_timesteps, 0 if self.imitation.enabled else 1)  # 0: imitation only
         _check_ppo_keys(self.ppo)
 
     def to_dict(self) -> dict:

@@ -167,7 +167,7 @@ def test_unknown_ppo_key_is_a_config_error_naming_the_known_ones():
 
 
 @pytest.mark.parametrize("override", [
-    "total_timesteps=-5", "total_timesteps=0", "n_envs=0", "checkpoint_every=0", "seed=-1", "name=a/b",
+    "total_timesteps=-5", "n_envs=0", "checkpoint_every=0", "seed=-1", "name=a/b",
     "imitation.n_episodes=0", "imitation.epochs=0", "imitation.batch_size=0", "imitation.lr=0", "imitation.budget=1.5",
     "policy.hidden=0",
 ])
@@ -176,6 +176,12 @@ def test_out_of_range_values_name_key_and_value(override):
     with pytest.raises(ConfigError) as exc:
         load_config(None, [override])
     assert key in str(exc.value) and value in str(exc.value), str(exc.value)
+
+
+def test_zero_ppo_steps_only_with_imitation():
+    assert load_config(None, ["total_timesteps=0"]).total_timesteps == 0  # imitation only
+    with pytest.raises(ConfigError, match="total_timesteps must be >= 1, got 0"):
+        load_config(None, ["total_timesteps=0", "imitation.enabled=false"])
 
 
 def test_cli_bad_config_creates_no_run_folder(tmp_path, capsys):
