@@ -49,8 +49,8 @@ class EnvConfig:
     budget: float | None = _f(None, "token keep fraction enforced on the policy, in (0, 1]; null: policy decides")
     max_tokens: int = _f(192, "observation slots (>= the longest example)")
     n_hidden_proj: int = _f(16, "dims of a fixed random projection of hidden states added to token features")
-    projection: str = _f("gaussian", "that projection: gaussian (the original routers'), or orthogonal (orthonormal "
-                                     "columns: with n_hidden_proj = the model width the full hidden state, rotated)")
+    projection: str = _f("gaussian", "that projection: gaussian (the original routers'), orthogonal (orthonormal columns), "
+                                     "or identity (none: the whole hidden state; n_hidden_proj = the model's width)")
     features: str = _f("full", "feature set: full, or light (no attention rows, no all-pairs similarity: a cheaper decision)")
     device: str = _f("auto", "device of the frozen backbone and of PPO: auto (cuda if available), cpu, cuda or cuda:N")
     batched: bool = _f(True, "run the n_envs episodes in lockstep with batched forwards (False: a DummyVecEnv of single envs)")
@@ -114,6 +114,8 @@ class ImitationConfig:
     epochs: int = _f(10, "passes over the demonstrations")
     lr: float = _f(3e-3, "Adam learning rate for cloning")
     batch_size: int = _f(64, "demonstrations per gradient step")
+    balanced: bool = _f(False, "weigh each expert action inversely to its frequency (rare KEEPs among many DROPs "
+                               "count as much as the DROPs)")
 
     def __post_init__(self):
         for key in ("n_episodes", "epochs", "batch_size"):

@@ -14,7 +14,7 @@ import torch
 from rltr.decisions import DecisionContext
 
 FEATURE_SETS = ("full", "light")  # FeatureSpec.named: light = no attention rows, no all-pairs similarity
-PROJECTIONS = ("gaussian", "orthogonal")  # FeatureSpec.projection
+PROJECTIONS = ("gaussian", "orthogonal", "identity")  # FeatureSpec.projection
 
 TOKEN_FEATURES = (
     "valid",  # 1 on slots the policy may read: live ones (query-agnostic: live context ones); the rest is 0
@@ -42,7 +42,9 @@ class FeatureSpec:
     proj_seed: int = 0
     attention: bool = True
     similarity: bool = True
-    projection: str = "gaussian"  # or "orthogonal": orthonormal columns (n_hidden_proj <= d_model)
+    # "gaussian" (N(0, 1/d) columns), "orthogonal" (orthonormal columns, n_hidden_proj <= d_model) or
+    # "identity" (no projection: the whole unit hidden state; n_hidden_proj must equal d_model)
+    projection: str = "gaussian"
 
     def __post_init__(self) -> None:
         if self.projection not in PROJECTIONS:
@@ -73,6 +75,9 @@ class FeatureSpec:
         """(d_model, n_hidden_proj) the fixed random projection (seeded; made once per device)."""
         if self.projection == "orthogonal" and self.n_hidden_proj > d_model:
             raise ValueError(f"an orthogonal projection has at most d_model={d_model} columns, got n_hidden_proj={self.n_hidden_proj}")
+        if self.projection == "identity" and self.n_hidden_proj != d_model:
+            raise ValueError(f"projection identity passes the whole hidden state: n_hidden_proj must be d_model={d_model}, "
+                             f"got {self.n_hidden_proj}")
         return _projection(self.proj_seed, d_model, self.n_hidden_proj, self.projection, str(device))
 
 
@@ -80,6 +85,8 @@ class FeatureSpec:
 def _projection(seed: int, d_model: int, n_proj: int, kind: str, device: str) -> torch.Tensor:
     """Gaussian columns N(0, 1/d), or the same made orthonormal (unit columns: a unit hidden state has
     coordinates of size ~1/sqrt(d) either way, so features keep their scale)."""
+    if kind == "identity":
+        return torch.eye(d_model, device=device)
     g = torch.Generator().manual_seed(seed)
     m = torch.randn(d_model, n_proj, generator=g) / d_model**0.5
     if kind == "orthogonal":
@@ -91,9 +98,14 @@ def hidden_projection(ctx: DecisionContext, spec: FeatureSpec) -> torch.Tensor:
     """(B, N, P) unit hidden states in the spec's random projection (computed once per decision, charged)."""
     if "hidden_proj" not in ctx._cache:
         h = ctx.state.hidden.float()
-        ctx._cache["hidden_proj"] = torch.nn.functional.normalize(h, dim=-1) @ spec.projection_matrix(h.shape[-1], h.device)
-        if ctx.arch is not None:
-            ctx.charge(2 * ctx.n_live * h.shape[-1] * spec.n_hidden_proj)
+        unit = torch.nn.functional.normalize(h, dim=-1)
+        if spec.projection == "identity":
+            spec.projection_matrix(h.shape[-1], h.device)  # checks the width
+            ctx._cache["hidden_proj"] = unit
+        else:
+            ctx._cache["hidden_proj"] = unit @ spec.projection_matrix(h.shape[-1], h.device)
+            if ctx.arch is not None:
+                ctx.charge(2 * ctx.n_live * h.shape[-1] * spec.n_hidden_proj)
     return ctx._cache["hidden_proj"]
 
 

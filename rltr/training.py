@@ -159,7 +159,8 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
         if resume is None and cfg.imitation.enabled:
             im = cfg.imitation
             obs, acts = collect_demonstrations(engine, im.reducer, im.budget, im.n_episodes, seed=cfg.seed, progress=progress)
-            stats = behaviour_clone(model.policy.actor, obs, acts, im.epochs, im.lr, im.batch_size, cfg.seed, progress)
+            stats = behaviour_clone(model.policy.actor, obs, acts, im.epochs, im.lr, im.batch_size, cfg.seed, progress,
+                                    balanced=im.balanced)
             (run_dir / "imitation.json").write_text(json.dumps(stats, indent=2))
         remaining = cfg.total_timesteps - model.num_timesteps
         callbacks = CallbackList([

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from rltr.envs.engine import EpisodeEngine
-from rltr.policies.network import TokenActor
+from rltr.ops import N_ACTIONS
 from rltr.reducers import get_reducer
 
 
@@ -34,20 +35,31 @@ def collect_demonstrations(engine: EpisodeEngine, reducer_name: str, budget: flo
     return torch.cat(obs_list), torch.cat(act_list)
 
 
-def behaviour_clone(actor: TokenActor, obs: torch.Tensor, actions: torch.Tensor, epochs: int = 10, lr: float = 3e-3,
-                    batch_size: int = 64, seed: int = 0, progress: bool = True) -> dict:
-    """Fit ``actor`` to the expert actions; returns the final loss and token accuracy on valid slots."""
+def action_weights(actions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(A,) weight per action, inversely proportional to its frequency on valid slots, normalised so the
+    average weight of a valid slot is 1 (actions the expert never takes get weight 0)."""
+    freq = torch.bincount(actions[valid], minlength=N_ACTIONS).double() / valid.sum().clamp_min(1)
+    w = torch.where(freq > 0, 1 / freq.clamp_min(1e-12), 0.0)
+    return (w / (w * freq).sum()).float()
+
+
+def behaviour_clone(actor: nn.Module, obs: torch.Tensor, actions: torch.Tensor, epochs: int = 10, lr: float = 3e-3,
+                    batch_size: int = 64, seed: int = 0, progress: bool = True, balanced: bool = False) -> dict:
+    """Fit ``actor`` to the expert actions (cross-entropy on valid slots; ``balanced``: each action weighed
+    by :func:`action_weights`); returns the final loss and token accuracy on valid slots."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(actor.parameters(), lr=lr)
     device = next(actor.parameters()).device
     obs, actions = obs.to(device), actions.to(device)
     valid = obs[..., 0] > 0.5
+    weight = action_weights(actions, valid).to(device) if balanced else torch.ones(N_ACTIONS, device=device)
     loss = torch.tensor(0.0)
     for _ in tqdm(range(epochs), desc="behaviour cloning", disable=not progress, leave=False):
         for idx in torch.randperm(len(obs), generator=g).split(batch_size):
             logits = actor(obs[idx])
             ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1), actions[idx].flatten(), reduction="none")
-            loss = (ce * valid[idx].flatten()).sum() / valid[idx].sum().clamp_min(1)
+            w = valid[idx].flatten() * weight[actions[idx].flatten()]
+            loss = (ce * w).sum() / w.sum().clamp_min(1e-9)
             opt.zero_grad()
             loss.backward()
             opt.step()

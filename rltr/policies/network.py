@@ -63,32 +63,47 @@ class TokenActor(nn.Module):
         return torch.where(valid[..., None], logits, forced)
 
 
-class ContextActor(TokenActor):
-    """:class:`TokenActor` plus one cross-token step: each token attends (single head, ``attn_dim`` wide,
-    softmax over the valid slots) to every valid token's embedding; the head reads [token, attended mix,
-    pooled summary]. Cost: the per-token linears plus 4 * N^2 * attn_dim FLOPs for the N x N scores and
-    the mix (:meth:`flops`)."""
+class ContextActor(nn.Module):
+    """A per-token network that can read the rest of the context, in two cross-token steps.
+
+    Each token's observation is projected linearly (``z``, a learned projection of its features and
+    hidden state) and squashed (``g = tanh(z)``). The context is summarised by the mean and the max of
+    ``g`` over the valid slots — the max answers "does any token carry feature X" (an instruction, a
+    marker) — and one softmax-attention step (single head, ``attn_dim`` wide) lets each token read the
+    tokens it matches. The head (an MLP) reads [z, attended mix, mean, max, g * max] (the product lets a
+    token's own feature be switched by a context feature in one layer).
+
+    Why this shape (measured on instructed retrieval, imitating the instruction oracle): a two-layer
+    tanh embedding before the pooling, or attention alone, sat on a plateau for over a thousand Adam
+    steps in most seeds; a linear projection into a max pool ranked the instructed pairs first on 100%
+    of held-out examples within ~300 steps in every seed tried.
+
+    Cost (:meth:`flops`): the per-token linears plus 4 * N^2 * attn_dim FLOPs for the N x N scores and mix.
+    Invalid slots are never read or pooled and get logits that make KEEP certain.
+    """
 
     def __init__(self, n_features: int, hidden: int = 64, attn_dim: int = 32):
-        super().__init__(n_features, hidden)
-        self.attn_dim = attn_dim
+        super().__init__()
+        self.n_features, self.hidden, self.attn_dim = n_features, hidden, attn_dim
+        self.project = nn.Linear(n_features, hidden)
         self.qkv = nn.Linear(hidden, 3 * attn_dim)
-        self.mix_out = nn.Linear(attn_dim, hidden)
-        self.head = nn.Sequential(nn.Linear(3 * hidden, hidden), Tanh(), nn.Linear(hidden, N_ACTIONS))
+        self.head = nn.Sequential(nn.Linear(4 * hidden + attn_dim, hidden), nn.ReLU(), nn.Linear(hidden, N_ACTIONS))
 
     def flops(self, n_tokens):
-        return super().flops(n_tokens) + 4 * n_tokens * n_tokens * self.attn_dim
+        linears = sum(m.in_features * m.out_features for m in self.modules() if isinstance(m, nn.Linear))
+        return 2 * n_tokens * linears + 4 * n_tokens * n_tokens * self.attn_dim
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         assert obs.shape[-1] == self.n_features, f"obs has {obs.shape[-1]} features, network expects {self.n_features}"
         valid = obs[..., 0] > 0.5  # (B, N)
-        h = self.embed(obs)  # (B, N, H)
-        q, k, v = self.qkv(h).split(self.attn_dim, dim=-1)  # (B, N, d) each
+        z = self.project(obs)  # (B, N, H)
+        g = torch.tanh(z)
+        q, k, v = self.qkv(g).split(self.attn_dim, dim=-1)  # (B, N, d) each
         scores = (q @ k.transpose(1, 2)) * self.attn_dim**-0.5  # (B, N, N)
-        att = scores.masked_fill(~valid[:, None, :], -1e9).softmax(-1)  # -1e9, not -inf: no NaN on empty rows
-        mixed = self.mix_out(att @ v)  # (B, N, H)
-        pooled = masked_mean(h, valid)[:, None, :].expand_as(h)
-        logits = self.head(torch.cat([h, mixed, pooled], dim=-1))
+        mixed = scores.masked_fill(~valid[:, None, :], -1e9).softmax(-1) @ v  # -1e9, not -inf: no NaN on empty rows
+        mean = masked_mean(g, valid)[:, None, :].expand_as(g)
+        top = g.masked_fill(~valid[..., None], -2.0).max(1, keepdim=True).values.expand_as(g)  # -2: below tanh's range
+        logits = self.head(torch.cat([z, mixed, mean, top, g * top], dim=-1))
         forced = torch.full_like(logits, -1e9)
         forced[..., Action.KEEP] = 0.0
         return torch.where(valid[..., None], logits, forced)
