@@ -18,6 +18,7 @@ from rltr.cli_args import budgets as _budgets
 from rltr.cli_args import csv_list as _csv
 from rltr.cli_args import layers as _layers
 from rltr.cli_args import mapping as _mapping
+from rltr.data_cli import add_data
 
 EXIT_USAGE = 2
 
@@ -39,7 +40,8 @@ def add_evaluate(sub) -> None:
                                    "under `with reducer(model, ...)`; identity = the unpatched forward) and print accuracy, "
                                    "compute fraction, tokens kept, measured latency and speedup over identity.")
     p.add_argument("--model", default="default", help="built-in model name (rltr zoo list), local folder or hub name")
-    p.add_argument("--task", type=_csv, default=None, help="task name(s), comma-separated; default: the model's tasks")
+    p.add_argument("--task", type=_csv, default=None,
+                   help="task name(s) or jsonl:PATH (a JSONL dataset), comma-separated; default: the model's tasks")
     p.add_argument("--task-kwargs", type=_mapping, default={},
                    help="keyword arguments of the task(s), a YAML mapping, e.g. '{n_pairs: [1, 6]}'")
     p.add_argument("--methods", type=_csv, default=["identity", "random"], help="reducers, comma-separated")
@@ -52,6 +54,11 @@ def add_evaluate(sub) -> None:
     p.add_argument("--query-agnostic", action="store_true",
                    help="decide on the context alone (the question is appended afterwards), not query-aware")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--score", default="accuracy", choices=["accuracy", "loglik", "fidelity", "fidelity_kl"],
+                   help="what the accuracy column holds: exact match, answer probability, or (no labels needed) agreement "
+                        "with the full model's own answer / exp(-KL) of its answer distributions")
+    p.add_argument("--generate", action="store_true",
+                   help="also generate each answer greedily on the same path and score it (exact match, token F1)")
     p.add_argument("--out", type=Path, default=None, help="folder for results.json, results.csv, report.md, pareto.png")
     p.set_defaults(func=cmd_evaluate)
 
@@ -60,16 +67,16 @@ def cmd_evaluate(args) -> int:
     from rltr.backbones import load_backbone
     from rltr.evaluation import evaluate, format_table
     from rltr.reports import write_report
-    from rltr.tasks import get_task
+    from rltr.tasks import load_task
 
     if args.n_examples < 1:
         raise ValueError(f"--n-examples must be >= 1, got {args.n_examples}")
     backbone = load_backbone(args.model, device=args.device)
-    tasks = [get_task(t, **args.task_kwargs) for t in (args.task or _model_tasks(args.model))]
+    tasks = [load_task(t, backbone, **args.task_kwargs) for t in (args.task or _model_tasks(args.model))]
     results = evaluate(
         backbone, tasks, args.methods, args.budgets, n_examples=args.n_examples, seed=args.seed,
         decision_layers=args.decision_layers, batch_size=args.batch_size, query_aware=not args.query_agnostic,
-        progress=sys.stderr.isatty(),
+        progress=sys.stderr.isatty(), score=getattr(args, "score", "accuracy"), generate=getattr(args, "generate", False),
     )
     table = format_table(results)
     mode = "query-agnostic" if args.query_agnostic else "query-aware"
@@ -236,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_apply(sub)
     add_zoo(sub)
     add_demo(sub)
+    add_data(sub)
     return parser
 
 

@@ -32,6 +32,7 @@ from rltr.policies.imitation import behaviour_clone, collect_demonstrations
 from rltr.policies.network import build_actor
 from rltr.policies.sb3_policy import TokenPolicy
 from rltr.reducers import get_reducer
+from rltr.tasks import task_slug
 
 __all__ = ["latest_checkpoint", "load_run_config", "make_vec_env", "train"]
 
@@ -116,7 +117,7 @@ def _new_run(cfg: TrainConfig) -> Path:
             get_reducer(cfg.imitation.reducer)
         except ValueError as e:
             raise ConfigError(f"imitation.reducer: {e}") from None
-    return Path(cfg.runs_dir) / f"{cfg.env.task}__{cfg.name}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(cfg.runs_dir) / f"{task_slug(cfg.env.task)}__{cfg.name}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _resume_point(run_dir: Path) -> tuple[TrainConfig, Path]:
