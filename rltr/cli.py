@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from rltr import distributed
 from rltr.apply_cli import add_apply
 from rltr.cli_args import Parser
 from rltr.cli_args import budgets as _budgets
@@ -71,13 +72,17 @@ def cmd_evaluate(args) -> int:
 
     if args.n_examples < 1:
         raise ValueError(f"--n-examples must be >= 1, got {args.n_examples}")
-    backbone = load_backbone(args.model, device=args.device)
+    device = distributed.setup(args.device)  # launched as several processes: shard the examples (no-op alone)
+    backbone = load_backbone(args.model, device=device)
     tasks = [load_task(t, backbone, **args.task_kwargs) for t in (args.task or _model_tasks(args.model))]
     results = evaluate(
         backbone, tasks, args.methods, args.budgets, n_examples=args.n_examples, seed=args.seed,
         decision_layers=args.decision_layers, batch_size=args.batch_size, query_aware=not args.query_agnostic,
-        progress=sys.stderr.isatty(), score=getattr(args, "score", "accuracy"), generate=getattr(args, "generate", False),
+        progress=sys.stderr.isatty() and distributed.is_main(), score=getattr(args, "score", "accuracy"),
+        generate=getattr(args, "generate", False),
     )
+    if not distributed.is_main():
+        return 0  # every process holds the merged results; the main one reports them
     table = format_table(results)
     mode = "query-agnostic" if args.query_agnostic else "query-aware"
     print(f"model {args.model} ({backbone.family}, {backbone.n_layers} layers), {mode}, decision layers "
@@ -113,7 +118,8 @@ def cmd_train(args) -> int:
         raise ValueError("--resume continues a run with its own config.yaml; drop --config/--set")
     command = "rltr " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("rltr") else " ".join(sys.argv)
     run_dir = train(cfg, command=command, resume=args.resume, progress=not args.no_progress)
-    print(f"run folder: {run_dir}")
+    if distributed.is_main():
+        print(f"run folder: {run_dir}")
     return 0
 
 
@@ -250,11 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    ok = False
     try:
-        return args.func(args)
+        code = args.func(args)
+        ok = True
+        return code
     except (ValueError, FileNotFoundError) as e:
         print(f"rltr {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        distributed.finish(ok)  # launched as several processes: leave together
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """One evaluation loop for every method: the same held-out examples, the same code path, the same
 compute model. Heuristics and routers differ only in the reducer passed in.
 
+Launched as several processes (``accelerate launch -m rltr evaluate``), batches are dealt round-robin
+and per-example results gathered back in order (:mod:`rltr.distributed`): the same numbers as one process.
+
 The code path is the production one: each batch is one call of the plain HF model's ``forward`` under
 ``with reducer(model, ...)`` (:class:`rltr.inference.TokenReduction`), so the accuracy and the latency
 in a results table come from the same calls a user makes. ``identity`` (the full model) is the
@@ -17,6 +20,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from rltr import distributed
 from rltr.backbones import Backbone
 from rltr.compute import ArchSpec
 from rltr.eval_scores import generated_scores, reference_logits
@@ -76,7 +80,7 @@ def run_method(
         model, budget=budget, protect_last=1, decision_layers=list(decision_layers), query_aware=query_aware, seed=seed,
     )
     correct, fractions, kept, seconds, generated = [], [], [], 0.0, []
-    batches = range(0, len(examples), batch_size)
+    batches = distributed.my_batches(len(examples), batch_size)  # all of them, unless launched as several processes
     with reduction:
         for start in tqdm(batches, desc=f"{task.name}/{reducer.name}@{budget}", disable=not progress, leave=False):
             batch = collate(examples[start : start + batch_size], task.pad_id).to(backbone.device)
@@ -85,7 +89,7 @@ def run_method(
                           logits_to_keep=columns)
             if not full:
                 inputs["reduction_hints"] = PromptHints(batch.context_len, batch.protected, batch.relevant_for(query_aware))
-            if start == 0:
+            if start == batches[0]:
                 model(**inputs)  # warm-up, untimed: first-call allocations would land on one method only
             t0 = time.perf_counter()
             out = model(**inputs).logits
@@ -105,19 +109,18 @@ def run_method(
             fractions.append(frac.float())
             kept.append(n_alive.float() / lengths.float())
     n = len(examples)
+    correct, fractions, kept = (distributed.in_order(batches, rows) for rows in (correct, fractions, kept))  # every example
     return EvalResult(
         task=task.name, method=getattr(reducer, "label", reducer.name), budget=budget,
-        accuracy=float(torch.cat(correct).mean()), compute_fraction=float(torch.cat(fractions).mean()),
-        kept_ratio=float(torch.cat(kept).mean()), latency_ms=1000 * seconds / n, n_examples=n, query_aware=query_aware,
-        score=score, **_generation_means(generated),
+        accuracy=float(correct.mean()), compute_fraction=float(fractions.mean()),
+        kept_ratio=float(kept.mean()), latency_ms=1000 * distributed.total(seconds) / n, n_examples=n, query_aware=query_aware,
+        score=score, **(_generation_means(batches, generated) if generate else {}),
     )
 
 
-def _generation_means(generated: list[torch.Tensor]) -> dict:
-    """EvalResult's generation fields from per-batch (b, 2) [exact match, token F1] rows (none: not asked)."""
-    if not generated:
-        return {}
-    em, f1 = torch.cat(generated).mean(0).tolist()
+def _generation_means(batches: list[int], generated: list[torch.Tensor]) -> dict:
+    """EvalResult's generation fields from per-batch (b, 2) [exact match, token F1] rows."""
+    em, f1 = distributed.in_order(batches, generated).mean(0).tolist()
     return {"generated_exact_match": em, "generated_token_f1": f1}
 
 

@@ -13,12 +13,15 @@ __all__ = ["BatchedTokenReductionEnv", "EpisodeEngine", "EpisodeResult", "TokenR
 
 
 def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when a CUDA GPU is available (accelerate's NVML check), else ``cpu``; others pass through."""
+    """``auto`` -> ``cuda`` when a CUDA GPU is available (accelerate's NVML check), else ``cpu``; others pass
+    through. Launched as several processes on GPUs, ``cuda`` is this process's ``cuda:LOCAL_RANK``."""
+    from rltr.distributed import local_device
+
     if device != "auto":
-        return device
+        return local_device(device)
     from accelerate.utils import is_cuda_available
 
-    return "cuda" if is_cuda_available() else "cpu"
+    return local_device("cuda" if is_cuda_available() else "cpu")
 
 
 def make_env(config=None, *, policy_flops=None, **kwargs) -> TokenReductionEnv:
