@@ -88,6 +88,10 @@ def cmd_evaluate(args) -> int:
     print(f"model {args.model} ({backbone.family}, {backbone.n_layers} layers), {mode}, decision layers "
           f"{args.decision_layers}, {args.n_examples} held-out examples per task, seed {args.seed}")
     print(table)
+    if getattr(args, "generate", False):
+        from rltr.eval_scores import format_generation
+
+        print(format_generation(results))
     if args.out is not None:
         write_report(results, args.out, header=vars(args))
         print(f"wrote {args.out}/results.json, results.csv, report.md, pareto.png")

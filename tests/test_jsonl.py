@@ -213,3 +213,16 @@ def test_unknown_option_and_foreign_vocabulary(tmp_path, tokenizer):
     task = load_jsonl(path, tokenizer=tokenizer)
     with pytest.raises(ValueError, match="ok.jsonl:1: token id .* outside the 101 embeddings"):
         task.check_fits(wrap(tiny_gpt2(vocab=101)))
+
+
+def test_the_shipped_example_file(default, capsys):
+    """examples/kv_questions.jsonl: 8 contexts x 3 questions; the query-agnostic oracle keeps the 3 asked pairs."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "kv_questions.jsonl"
+    task = load_task(f"jsonl:{path}", default)
+    examples = task.examples(100)
+    assert len(examples) == 24 and all(len(e.relevant) == 1 and len(e.relevant_any) == 3 for e in examples)
+    assert main(["evaluate", "--task", f"jsonl:{path}", "--methods", "identity", "--generate", "--decision-layers", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "| jsonl:kv_questions.jsonl | identity | full | 0.958 |" in out and "generated exact match" in out
