@@ -182,9 +182,10 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
         if main:
             callbacks.insert(0, CheckpointEvery(run_dir / "checkpoints", cfg.checkpoint_every))
         sync = distributed.check_sync_callback() if distributed.world_size() > 1 else None
+        if sync is not None:
+            callbacks.append(sync)
         if remaining > 0:
-            model.learn(remaining, callback=CallbackList(callbacks + [sync] * (sync is not None)),
-                        reset_num_timesteps=resume is None, tb_log_name="ppo")
+            model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=resume is None, tb_log_name="ppo")
         if main:
             save_atomically(model, run_dir / "final_model.zip")
             if sync is not None:
