@@ -55,7 +55,9 @@ def add_evaluate(sub) -> None:
     p.add_argument("--query-agnostic", action="store_true",
                    help="decide on the context alone (the question is appended afterwards), not query-aware")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--score", default="accuracy", choices=["accuracy", "loglik", "fidelity", "fidelity_kl"],
+    from rltr.scores import SCORES
+
+    p.add_argument("--score", default="accuracy", choices=sorted(SCORES),
                    help="what the accuracy column holds: exact match, answer probability, or (no labels needed) agreement "
                         "with the full model's own answer / exp(-KL) of its answer distributions")
     p.add_argument("--generate", action="store_true",
