@@ -24,7 +24,7 @@ def add_apply(sub) -> None:
     who.add_argument("--method", default=None, help="a heuristic instead: tome, attn_topk, h2o, norm, window, random")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--prompt", default=None, help="prompt text (tokenized with the model's tokenizer)")
-    what.add_argument("--task", default=None, help="take the prompt (context + question) from a built-in task")
+    what.add_argument("--task", default=None, help="take the prompt (context + question) from a built-in task or jsonl:PATH")
     p.add_argument("--model", default="default", help="built-in model name, local folder or hub name")
     p.add_argument("--budget", type=cli_args.budget, default=0.5, help="fraction of prompt tokens to keep, in (0, 1]")
     p.add_argument("--protect-last", type=int, default=None,
@@ -43,9 +43,9 @@ def _prompt(args, backbone) -> tuple[list[int], int, int, list[int] | None]:
     """(prompt ids, protect_last, protect_first, expected answer ids or None)."""
     if args.task is not None:
         from rltr.evaluation import check_task_fits
-        from rltr.tasks import get_task
+        from rltr.tasks import load_task
 
-        task = get_task(args.task)
+        task = load_task(args.task, backbone)
         check_task_fits(backbone, task)
         ex = task.examples(1, seed=args.seed, split="test")[0]
         prompt = ex.input_ids[: -ex.n_answer]
@@ -57,14 +57,9 @@ def _prompt(args, backbone) -> tuple[list[int], int, int, list[int] | None]:
 
 
 def _tokenizer(model: str):
-    from transformers import AutoTokenizer
+    from rltr.tasks.jsonl import load_tokenizer
 
-    from rltr.backbones import resolve_model
-
-    try:
-        return AutoTokenizer.from_pretrained(resolve_model(model))
-    except (OSError, ValueError, TypeError):
-        raise ValueError(f"model {model!r} has no tokenizer files to encode/decode text with") from None
+    return load_tokenizer(model)
 
 
 def _check_length(args, backbone, n_prompt: int) -> None:

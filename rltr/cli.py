@@ -12,12 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+from rltr import distributed
 from rltr.apply_cli import add_apply
 from rltr.cli_args import Parser
 from rltr.cli_args import budgets as _budgets
 from rltr.cli_args import csv_list as _csv
 from rltr.cli_args import layers as _layers
 from rltr.cli_args import mapping as _mapping
+from rltr.data_cli import add_data
 
 EXIT_USAGE = 2
 
@@ -39,7 +41,8 @@ def add_evaluate(sub) -> None:
                                    "under `with reducer(model, ...)`; identity = the unpatched forward) and print accuracy, "
                                    "compute fraction, tokens kept, measured latency and speedup over identity.")
     p.add_argument("--model", default="default", help="built-in model name (rltr zoo list), local folder or hub name")
-    p.add_argument("--task", type=_csv, default=None, help="task name(s), comma-separated; default: the model's tasks")
+    p.add_argument("--task", type=_csv, default=None,
+                   help="task name(s) or jsonl:PATH (a JSONL dataset), comma-separated; default: the model's tasks")
     p.add_argument("--task-kwargs", type=_mapping, default={},
                    help="keyword arguments of the task(s), a YAML mapping, e.g. '{n_pairs: [1, 6]}'")
     p.add_argument("--methods", type=_csv, default=["identity", "random"], help="reducers, comma-separated")
@@ -52,6 +55,13 @@ def add_evaluate(sub) -> None:
     p.add_argument("--query-agnostic", action="store_true",
                    help="decide on the context alone (the question is appended afterwards), not query-aware")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    from rltr.scores import SCORES
+
+    p.add_argument("--score", default="accuracy", choices=sorted(SCORES),
+                   help="what the accuracy column holds: exact match, answer probability, or (no labels needed) agreement "
+                        "with the full model's own answer / exp(-KL) of its answer distributions")
+    p.add_argument("--generate", action="store_true",
+                   help="also generate each answer greedily on the same path and score it (exact match, token F1)")
     p.add_argument("--out", type=Path, default=None, help="folder for results.json, results.csv, report.md, pareto.png")
     p.set_defaults(func=cmd_evaluate)
 
@@ -60,22 +70,30 @@ def cmd_evaluate(args) -> int:
     from rltr.backbones import load_backbone
     from rltr.evaluation import evaluate, format_table
     from rltr.reports import write_report
-    from rltr.tasks import get_task
+    from rltr.tasks import load_task
 
     if args.n_examples < 1:
         raise ValueError(f"--n-examples must be >= 1, got {args.n_examples}")
-    backbone = load_backbone(args.model, device=args.device)
-    tasks = [get_task(t, **args.task_kwargs) for t in (args.task or _model_tasks(args.model))]
+    device = distributed.setup(args.device)  # launched as several processes: shard the examples (no-op alone)
+    backbone = load_backbone(args.model, device=device)
+    tasks = [load_task(t, backbone, **args.task_kwargs) for t in (args.task or _model_tasks(args.model))]
     results = evaluate(
         backbone, tasks, args.methods, args.budgets, n_examples=args.n_examples, seed=args.seed,
         decision_layers=args.decision_layers, batch_size=args.batch_size, query_aware=not args.query_agnostic,
-        progress=sys.stderr.isatty(),
+        progress=sys.stderr.isatty() and distributed.is_main(), score=getattr(args, "score", "accuracy"),
+        generate=getattr(args, "generate", False),
     )
+    if not distributed.is_main():
+        return 0  # every process holds the merged results; the main one reports them
     table = format_table(results)
     mode = "query-agnostic" if args.query_agnostic else "query-aware"
     print(f"model {args.model} ({backbone.family}, {backbone.n_layers} layers), {mode}, decision layers "
           f"{args.decision_layers}, {args.n_examples} held-out examples per task, seed {args.seed}")
     print(table)
+    if getattr(args, "generate", False):
+        from rltr.eval_scores import format_generation
+
+        print(format_generation(results))
     if args.out is not None:
         write_report(results, args.out, header=vars(args))
         print(f"wrote {args.out}/results.json, results.csv, report.md, pareto.png")
@@ -106,7 +124,8 @@ def cmd_train(args) -> int:
         raise ValueError("--resume continues a run with its own config.yaml; drop --config/--set")
     command = "rltr " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("rltr") else " ".join(sys.argv)
     run_dir = train(cfg, command=command, resume=args.resume, progress=not args.no_progress)
-    print(f"run folder: {run_dir}")
+    if distributed.is_main():
+        print(f"run folder: {run_dir}")
     return 0
 
 
@@ -236,17 +255,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_apply(sub)
     add_zoo(sub)
     add_demo(sub)
+    add_data(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    ok = False
     try:
-        return args.func(args)
+        code = args.func(args)
+        ok = True
+        return code
     except (ValueError, FileNotFoundError) as e:
         print(f"rltr {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        distributed.finish(ok)  # launched as several processes: leave together
 
 
 if __name__ == "__main__":

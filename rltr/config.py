@@ -40,14 +40,16 @@ def _f(default, help: str, **kw):
 @dataclass
 class EnvConfig:
     model: str = _f("default", "frozen backbone: built-in name (rltr zoo list), local folder or hub name")
-    task: str = _f("retrieval", "task name (rltr.tasks.TASKS)")
-    task_kwargs: dict = _f({}, "keyword arguments of the task")
+    task: str = _f("retrieval", "task name (rltr.tasks.TASKS), or jsonl:PATH (a JSONL dataset, tokenized with the model's tokenizer)")
+    task_kwargs: dict = _f({}, "keyword arguments of the task (jsonl: chat_template, split, split_seed, validation, test, "
+                               "model_answers)")
     decision_layers: list = _f([1], "layers before which the policy acts")
     compute_weight: float = _f(0.5, "reward = score - compute_weight * compute_fraction")
-    score: str = _f("accuracy", "accuracy (exact match) or loglik (exp mean log-prob of the answer: denser)")
+    score: str = _f("accuracy", "accuracy (exact match), loglik (exp mean log-prob of the answer: denser), or with no labels "
+                                "fidelity (the full model's own answer reproduced) / fidelity_kl (exp(-KL) to its answer distributions)")
     query_aware: bool = _f(True, "decide with the question in view (True) or on the context alone (False)")
     budget: float | None = _f(None, "token keep fraction enforced on the policy, in (0, 1]; null: policy decides")
-    max_tokens: int = _f(192, "observation slots (>= the longest example)")
+    max_tokens: int | str = _f(192, "observation slots (>= the longest example), or auto: the task's longest example")
     n_hidden_proj: int = _f(16, "dims of a fixed random projection of hidden states added to token features")
     projection: str = _f("gaussian", "that projection: gaussian (the original routers'), orthogonal (orthonormal columns), "
                                      "or identity (none: the whole hidden state; n_hidden_proj = the model's width)")
@@ -81,8 +83,8 @@ class EnvConfig:
         self.decision_layers = sorted(set(layers))
         if self.compute_weight < 0:
             bad("compute_weight", self.compute_weight, ">= 0")
-        if self.max_tokens < 1:
-            bad("max_tokens", self.max_tokens, ">= 1")
+        if self.max_tokens != "auto" and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
+            bad("max_tokens", self.max_tokens, "an int >= 1 or auto")
         if self.n_hidden_proj < 0:
             bad("n_hidden_proj", self.n_hidden_proj, ">= 0")
 
@@ -183,7 +185,13 @@ def _check_type(path: str, value, tp):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        tp = next(a for a in args if a is not type(None))
+        options = [a for a in args if a is not type(None)]
+        for option in options[:-1]:  # the first type the value fits (int | str: 192 or "auto")
+            try:
+                return _check_type(path, value, option)
+            except ConfigError:
+                pass
+        tp = options[-1] if len(options) > 1 else options[0]
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp in (int, float, str, bool, list, dict) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):

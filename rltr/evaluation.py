@@ -1,6 +1,9 @@
 """One evaluation loop for every method: the same held-out examples, the same code path, the same
 compute model. Heuristics and routers differ only in the reducer passed in.
 
+Launched as several processes (``accelerate launch -m rltr evaluate``), batches are dealt round-robin
+and per-example results gathered back in order (:mod:`rltr.distributed`): the same numbers as one process.
+
 The code path is the production one: each batch is one call of the plain HF model's ``forward`` under
 ``with reducer(model, ...)`` (:class:`rltr.inference.TokenReduction`), so the accuracy and the latency
 in a results table come from the same calls a user makes. ``identity`` (the full model) is the
@@ -17,12 +20,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from rltr import distributed
 from rltr.backbones import Backbone
 from rltr.compute import ArchSpec
+from rltr.eval_scores import generated_scores, reference_logits
 from rltr.inference import PromptHints
 from rltr.reducers import Reducer, check_budget, get_reducer
-from rltr.tasks import Task, collate, exact_match
-from rltr.tasks.vocab import PAD_ID, VOCAB_SIZE
+from rltr.scores import NEEDS_REFERENCE, score_logits
+from rltr.tasks import Task, collate
 
 
 @dataclass
@@ -36,18 +41,16 @@ class EvalResult:
     latency_ms: float  # measured wall-clock per example: the model's (patched) forward on a batch / batch size
     n_examples: int
     query_aware: bool = True
+    score: str = "accuracy"  # what ``accuracy`` holds: a teacher-forced score of rltr.scores.SCORES
+    generated_exact_match: float | None = None  # answers generated greedily (n_answer tokens), when asked
+    generated_token_f1: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def check_task_fits(backbone: Backbone, task: Task) -> None:
-    vocab = getattr(backbone.config, "vocab_size", None)
-    if vocab != VOCAB_SIZE:
-        raise ValueError(
-            f"task {task.name!r} uses rltr's built-in vocabulary ({VOCAB_SIZE} words) but model "
-            f"{backbone.name!r} has vocab_size={vocab}; use a built-in model (rltr zoo list)"
-        )
+    task.check_fits(backbone)  # ValueError naming the mismatch (built-in vocabulary, or a tokenizer's ids)
 
 
 @torch.no_grad()
@@ -63,9 +66,12 @@ def run_method(
     batch_size: int = 64,
     query_aware: bool = True,
     progress: bool = False,
+    score: str = "accuracy",
+    generate: bool = False,
 ) -> EvalResult:
-    """Accuracy, compute and latency of ``reducer`` at ``budget`` on ``n_examples`` held-out examples,
-    each batch one forward call of ``backbone.model`` under ``with reducer(model, ...)``."""
+    """Accuracy (or another ``score``), compute and latency of ``reducer`` at ``budget`` on ``n_examples``
+    held-out examples, each batch one forward call of ``backbone.model`` under ``with reducer(model, ...)``;
+    ``generate``: also score answers generated greedily on the same path (exact match, token F1)."""
     budget = check_budget(budget)
     examples = task.examples(n_examples, seed=seed, split="test")
     spec = ArchSpec.from_config(backbone.config)
@@ -73,17 +79,17 @@ def run_method(
     reduction = contextlib.nullcontext() if full else reducer(
         model, budget=budget, protect_last=1, decision_layers=list(decision_layers), query_aware=query_aware, seed=seed,
     )
-    correct, fractions, kept, seconds = [], [], [], 0.0
-    batches = range(0, len(examples), batch_size)
+    correct, fractions, kept, seconds, generated = [], [], [], 0.0, []
+    batches = distributed.my_batches(len(examples), batch_size)  # all of them, unless launched as several processes
     with reduction:
         for start in tqdm(batches, desc=f"{task.name}/{reducer.name}@{budget}", disable=not progress, leave=False):
-            batch = collate(examples[start : start + batch_size], PAD_ID).to(backbone.device)
+            batch = collate(examples[start : start + batch_size], task.pad_id).to(backbone.device)
             columns = batch.answer_mask.any(0).nonzero().flatten()  # positions whose logits are scored
             inputs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long(), use_cache=False,
                           logits_to_keep=columns)
             if not full:
                 inputs["reduction_hints"] = PromptHints(batch.context_len, batch.protected, batch.relevant_for(query_aware))
-            if start == 0:
+            if start == batches[0]:
                 model(**inputs)  # warm-up, untimed: first-call allocations would land on one method only
             t0 = time.perf_counter()
             out = model(**inputs).logits
@@ -91,7 +97,10 @@ def run_method(
             seconds += time.perf_counter() - t0
             logits = out.new_zeros((*batch.input_ids.shape, out.shape[-1]))
             logits[:, columns] = out
-            correct.append(exact_match(logits, batch).cpu())
+            ref = reference_logits(model, inputs, columns, batch.input_ids.shape) if score in NEEDS_REFERENCE else None
+            correct.append(score_logits(score, logits, batch, ref).cpu())
+            if generate:
+                generated.append(torch.stack(generated_scores(model, batch, task.pad_id, query_aware, reduced=not full), 1))
             lengths = batch.lengths.cpu()
             if full:
                 frac, n_alive = torch.ones(len(lengths), dtype=torch.float64), lengths
@@ -100,11 +109,19 @@ def run_method(
             fractions.append(frac.float())
             kept.append(n_alive.float() / lengths.float())
     n = len(examples)
+    correct, fractions, kept = (distributed.in_order(batches, rows) for rows in (correct, fractions, kept))  # every example
     return EvalResult(
         task=task.name, method=getattr(reducer, "label", reducer.name), budget=budget,
-        accuracy=float(torch.cat(correct).mean()), compute_fraction=float(torch.cat(fractions).mean()),
-        kept_ratio=float(torch.cat(kept).mean()), latency_ms=1000 * seconds / n, n_examples=n, query_aware=query_aware,
+        accuracy=float(correct.mean()), compute_fraction=float(fractions.mean()),
+        kept_ratio=float(kept.mean()), latency_ms=1000 * distributed.total(seconds) / n, n_examples=n, query_aware=query_aware,
+        score=score, **(_generation_means(batches, generated) if generate else {}),
     )
+
+
+def _generation_means(batches: list[int], generated: list[torch.Tensor]) -> dict:
+    """EvalResult's generation fields from per-batch (b, 2) [exact match, token F1] rows."""
+    em, f1 = distributed.in_order(batches, generated).mean(0).tolist()
+    return {"generated_exact_match": em, "generated_token_f1": f1}
 
 
 def _synchronize(device: torch.device) -> None:

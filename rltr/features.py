@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from rltr.decisions import DecisionContext
+from rltr.similarity import nearest_similarity
 
 FEATURE_SETS = ("full", "light")  # FeatureSpec.named: light = no attention rows, no all-pairs similarity
 PROJECTIONS = ("gaussian", "orthogonal", "identity")  # FeatureSpec.projection
@@ -131,12 +132,7 @@ def token_features(ctx: DecisionContext, spec: FeatureSpec) -> torch.Tensor:
     if spec.similarity:
         # Similarities in the low-dim random projection (cosines nearly preserved; identical tokens stay at 1):
         # N x N x P instead of N x N x D.
-        p_unit = torch.nn.functional.normalize(proj, dim=-1)
-        sim = p_unit @ p_unit.transpose(1, 2)  # (B, N, N)
-        sim.diagonal(dim1=1, dim2=2).fill_(-1.0)  # not itself
-        if not bool(visible.all()):
-            sim.masked_fill_(~visible[:, None, :], -1.0)
-        nearest_sim = sim.max(-1).values
+        nearest_sim = nearest_similarity(torch.nn.functional.normalize(proj, dim=-1), visible)  # (B, N), row blocks
         if ctx.arch is not None:
             ctx.charge(2 * ctx.n_live**2 * proj.shape[-1])
     protected = st.protected | (ctx.tail if ctx.tail is not None else torch.zeros_like(visible))

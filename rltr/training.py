@@ -5,6 +5,11 @@ A run folder ``runs/<task>__<name>__<seed>__<time>/`` holds ``config.yaml``, ``c
 It is created only after the config, the model, the task and PPO are built, and removed again if
 training stops before its first checkpoint (nothing there to resume). A seed fixes the result on one
 machine: the same config trains the same weights (tests/test_training.py checks it bit for bit).
+
+Launched as several processes (``accelerate launch --multi_gpu --num_processes N -m rltr train ...``),
+each runs its own batched env (seed + rank) and the policy's gradients are averaged across processes
+(:mod:`rltr.distributed`); only the main process writes the run folder, which then also holds
+``distributed.json`` (processes, parameter states checked identical across them).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from tqdm.auto import tqdm
 
+from rltr import distributed
 from rltr.checkpoints import CheckpointEvery, ContinueTensorBoard, checkpoints, latest_checkpoint, save_atomically
 from rltr.config import ConfigError, TrainConfig, from_dict
 from rltr.envs import EpisodeEngine, make_batched_env, make_env, resolve_device
@@ -32,6 +38,7 @@ from rltr.policies.imitation import behaviour_clone, collect_demonstrations
 from rltr.policies.network import build_actor
 from rltr.policies.sb3_policy import TokenPolicy
 from rltr.reducers import get_reducer
+from rltr.tasks import task_slug
 
 __all__ = ["latest_checkpoint", "load_run_config", "make_vec_env", "train"]
 
@@ -52,7 +59,7 @@ def make_vec_env(cfg: TrainConfig) -> VecEnv:
         envs = make_batched_env(cfg.env, n_envs=cfg.n_envs, policy_flops=cost)
     else:
         envs = DummyVecEnv([lambda: make_env(cfg.env, policy_flops=cost) for _ in range(cfg.n_envs)])
-    envs.seed(cfg.seed)
+    envs.seed(distributed.rank_seed(cfg.seed))  # several processes: each its own episodes (rank 0: cfg.seed)
     return envs
 
 
@@ -116,7 +123,7 @@ def _new_run(cfg: TrainConfig) -> Path:
             get_reducer(cfg.imitation.reducer)
         except ValueError as e:
             raise ConfigError(f"imitation.reducer: {e}") from None
-    return Path(cfg.runs_dir) / f"{cfg.env.task}__{cfg.name}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(cfg.runs_dir) / f"{task_slug(cfg.env.task)}__{cfg.name}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _resume_point(run_dir: Path) -> tuple[TrainConfig, Path]:
@@ -142,36 +149,58 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
         cfg, ckpt = _resume_point(run_dir)
     else:
         run_dir = _new_run(cfg)
+    main = _start_processes(cfg)
+    run_dir = distributed.broadcast(run_dir)  # rank 0's name: it holds the start time
     torch.manual_seed(cfg.seed)
     vec = make_vec_env(cfg)  # loads the model and the task: bad names fail here, before any folder exists
     engine = engine_of(vec)
     device = resolve_device(cfg.env.device)  # PPO runs where the backbone runs
+    tb = str(run_dir / "tb") if main else None
+    progress = progress and main
     if resume is not None:
-        model = PPO.load(ckpt, env=vec, device=device, tensorboard_log=str(run_dir / "tb"))
+        model = PPO.load(ckpt, env=vec, device=device, tensorboard_log=tb)
     else:
         ppo_kwargs = {"n_steps": 128, "batch_size": 64, "n_epochs": 4, "gamma": 1.0, "learning_rate": 3e-4, **cfg.ppo}
         policy_kwargs = {"hidden": cfg.policy.hidden, "network": cfg.policy.spec()}
         model = PPO(TokenPolicy, vec, policy_kwargs=policy_kwargs, seed=cfg.seed, device=device,
-                    tensorboard_log=str(run_dir / "tb"), verbose=0, **ppo_kwargs)
-        _start_run_dir(run_dir, cfg, command)
-    with _removed_if_nothing_saved(run_dir, new=resume is None):
-        _write_meta(run_dir, cfg, engine)
+                    tensorboard_log=tb, verbose=0, **ppo_kwargs)
+        if main:
+            _start_run_dir(run_dir, cfg, command)
+    distributed.average_gradients(model.policy)  # several processes: rank 0's weights, averaged gradients
+    with _removed_if_nothing_saved(run_dir, new=resume is None and main):
+        if main:
+            _write_meta(run_dir, cfg, engine)
         if resume is None and cfg.imitation.enabled:
             im = cfg.imitation
-            obs, acts = collect_demonstrations(engine, im.reducer, im.budget, im.n_episodes, seed=cfg.seed, progress=progress)
+            obs, acts = collect_demonstrations(engine, im.reducer, im.budget, im.n_episodes, seed=distributed.rank_seed(cfg.seed),
+                                               progress=progress)
             stats = behaviour_clone(model.policy.actor, obs, acts, im.epochs, im.lr, im.batch_size, cfg.seed, progress,
                                     balanced=im.balanced)
-            (run_dir / "imitation.json").write_text(json.dumps(stats, indent=2))
+            if main:
+                (run_dir / "imitation.json").write_text(json.dumps(stats, indent=2))
         remaining = cfg.total_timesteps - model.num_timesteps
-        callbacks = CallbackList([
-            CheckpointEvery(run_dir / "checkpoints", cfg.checkpoint_every),
-            ContinueTensorBoard(),
-            EpisodeStats(cfg.total_timesteps, progress),
-        ])
+        callbacks = [ContinueTensorBoard(), EpisodeStats(cfg.total_timesteps, progress)]
+        if main:
+            callbacks.insert(0, CheckpointEvery(run_dir / "checkpoints", cfg.checkpoint_every))
+        sync = distributed.check_sync_callback() if distributed.world_size() > 1 else None
+        if sync is not None:
+            callbacks.append(sync)
         if remaining > 0:
-            model.learn(remaining, callback=callbacks, reset_num_timesteps=resume is None, tb_log_name="ppo")
-        save_atomically(model, run_dir / "final_model.zip")
+            model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=resume is None, tb_log_name="ppo")
+        if main:
+            save_atomically(model, run_dir / "final_model.zip")
+            if sync is not None:
+                (run_dir / "distributed.json").write_text(json.dumps(sync.report, indent=2))
     return run_dir
+
+
+def _start_processes(cfg: TrainConfig) -> bool:
+    """Join the other processes when launched as several (no-op alone); True on the main process."""
+    distributed.setup(cfg.env.device)
+    if distributed.world_size() > 1 and cfg.ppo.get("target_kl") is not None:
+        raise ConfigError("ppo.target_kl stops PPO's epochs early on one process and not another; leave it unset "
+                          "when training with several processes")
+    return distributed.is_main()
 
 
 def _write_meta(run_dir: Path, cfg: TrainConfig, engine: EpisodeEngine) -> None:

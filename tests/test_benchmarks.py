@@ -29,3 +29,9 @@ def test_latency_benchmark_runs_and_ends_with_the_router_speedup(family, capsys)
 def test_activations_benchmark_runs(capsys):
     assert _load("activations").main(["--repeats", "2"]) == 0
     assert "x faster" in capsys.readouterr().out
+
+
+def test_long_prompts_benchmark_runs(capsys):
+    assert _load("long_prompts").main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "| 512 | " in out and "episodes/s" in out

@@ -13,31 +13,36 @@ __all__ = ["BatchedTokenReductionEnv", "EpisodeEngine", "EpisodeResult", "TokenR
 
 
 def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when a CUDA GPU is available (accelerate's NVML check), else ``cpu``; others pass through."""
+    """``auto`` -> ``cuda`` when a CUDA GPU is available (accelerate's NVML check), else ``cpu``; others pass
+    through. Launched as several processes on GPUs, ``cuda`` is this process's ``cuda:LOCAL_RANK``."""
+    from rltr.distributed import local_device
+
     if device != "auto":
-        return device
+        return local_device(device)
     from accelerate.utils import is_cuda_available
 
-    return "cuda" if is_cuda_available() else "cpu"
+    return local_device("cuda" if is_cuda_available() else "cpu")
 
 
 def make_env(config=None, *, policy_flops=None, **kwargs) -> TokenReductionEnv:
     """The env from an :class:`rltr.config.EnvConfig` (or its fields as keywords): loads the backbone
-    (built-in name, folder or hub name; one per process and device) and builds the task by name."""
-    from rltr.tasks import get_task
+    (built-in name, folder or hub name; one per process and device) and builds the task by name (or reads
+    ``jsonl:PATH`` with the model's tokenizer)."""
+    from rltr.tasks import load_task
 
     cfg = env_settings(config, kwargs)
     backbone = _cached_backbone(cfg.model, resolve_device(cfg.device))
-    return TokenReductionEnv(backbone, get_task(cfg.task, **cfg.task_kwargs), cfg, policy_flops=policy_flops)
+    return TokenReductionEnv(backbone, load_task(cfg.task, backbone, **cfg.task_kwargs), cfg, policy_flops=policy_flops)
 
 
 def make_batched_env(config=None, n_envs: int = 64, *, policy_flops=None, **kwargs) -> BatchedTokenReductionEnv:
     """``n_envs`` episodes in lockstep on one shared backbone; the settings are :func:`make_env`'s."""
-    from rltr.tasks import get_task
+    from rltr.tasks import load_task
 
     cfg = env_settings(config, kwargs)
     backbone = _cached_backbone(cfg.model, resolve_device(cfg.device))
-    return BatchedTokenReductionEnv(backbone, get_task(cfg.task, **cfg.task_kwargs), n_envs, cfg, policy_flops=policy_flops)
+    task = load_task(cfg.task, backbone, **cfg.task_kwargs)
+    return BatchedTokenReductionEnv(backbone, task, n_envs, cfg, policy_flops=policy_flops)
 
 
 _BACKBONES: dict = {}

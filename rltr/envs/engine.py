@@ -13,6 +13,7 @@ ignored on invalid slots); results per row (B,).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,9 +24,8 @@ from rltr.compute import ArchSpec
 from rltr.decisions import RunTrace, check_budget, decision_context, resolve_actions
 from rltr.features import FeatureSpec, merge_match, token_features
 from rltr.ops import TokenState, apply_actions
-from rltr.scores import check_score, episode_score
+from rltr.scores import NEEDS_REFERENCE, check_score, episode_score
 from rltr.tasks import Example, Task, collate
-from rltr.tasks.vocab import PAD_ID
 
 AUTOCAST_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 OBS_BOUND = 1e4  # features are clipped to +-OBS_BOUND (they are O(1) to O(N) by construction)
@@ -55,7 +55,8 @@ class EpisodeEngine:
     per decision layer with the policy's actions, then :meth:`result`.
 
     ``settings`` is an :class:`rltr.config.EnvConfig` (validated there); the engine reads its episode
-    fields (decision layers, budget, mode, score, compute weight, features, max_tokens, dtype).
+    fields (decision layers, budget, mode, score, compute weight, features, max_tokens, dtype); ``max_tokens:
+    auto`` becomes the task's longest example here (``settings.max_tokens`` is then that number).
     ``policy_flops(n_tokens)`` is the policy network's own cost of one decision on (B,) tokens, charged
     with the features' cost (None: the network is not charged).
     """
@@ -74,6 +75,8 @@ class EpisodeEngine:
         check_score(settings.score)
         if settings.dtype != "float32" and self.device.type != "cuda":
             raise ValueError(f"env.dtype={settings.dtype!r} (autocast) needs a CUDA backbone; this one is on {self.device}")
+        if settings.max_tokens == "auto":  # the task's longest example (a dataset's exactly; a generator's from samples)
+            settings = dataclasses.replace(settings, max_tokens=self.task.max_length())
         features = FeatureSpec.named(settings.features, n_hidden_proj=settings.n_hidden_proj, projection=settings.projection)
         old = getattr(self, "settings", None)
         if old is not None and (features != self.features or settings.max_tokens != old.max_tokens):
@@ -88,7 +91,7 @@ class EpisodeEngine:
         longest = max(len(e.input_ids) for e in examples)
         if longest > self.settings.max_tokens:
             raise ValueError(f"example of {longest} tokens exceeds env.max_tokens={self.settings.max_tokens}")
-        self.batch = collate(examples, PAD_ID).to(self.device)
+        self.batch = collate(examples, self.task.pad_id).to(self.device)
         b = self.batch
         self._step = 0
         self._counts: dict[int, torch.Tensor] = {}
@@ -96,6 +99,7 @@ class EpisodeEngine:
         with self._autocast():
             state = self.backbone.embed(b.input_ids, b.attention_mask, protected=b.protected)
         self.state = self._advance(state, 0, self.decision_layers[0])
+        self.reference = self._reference() if self.settings.score in NEEDS_REFERENCE else None
         self.ctx = self._context()
 
     @property
@@ -135,7 +139,7 @@ class EpisodeEngine:
         assert self.done, "result() before the episodes ended"
         b = self.batch
         with self._autocast():
-            score = episode_score(self.backbone, b, self.state, self.settings.score).double()
+            score = episode_score(self.backbone, b, self.state, self.settings.score, self.reference).double()
         frac = self.trace.compute_fraction(self.arch, b.n_answer.double())
         reward = score - self.settings.compute_weight * frac
         return EpisodeResult(reward, score, frac, self.trace.tokens_per_layer, self.trace.kept_ratio)
@@ -153,6 +157,14 @@ class EpisodeEngine:
     def _autocast(self):
         amp = AUTOCAST_DTYPES[self.settings.dtype]
         return contextlib.nullcontext() if amp is None else torch.autocast(device_type=self.device.type, dtype=amp)
+
+    def _reference(self) -> torch.Tensor:
+        """(B, N, V) the full model's logits at the answer positions (what the fidelity scores compare with):
+        the unreduced state at the first decision run through the remaining layers (not charged: it is the
+        reward's yardstick, not the policy's work)."""
+        with self._autocast():
+            full = self.backbone.run_layers(self.state, self.decision_layers[0], self.backbone.n_layers)
+            return self.backbone.answer_logits(full, self.batch.answer_mask)
 
     def _advance(self, state: TokenState, start: int, stop: int) -> TokenState:
         def count(i, s):

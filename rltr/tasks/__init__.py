@@ -1,14 +1,20 @@
-"""Built-in synthetic tasks: a registry of :class:`~rltr.tasks.base.Task` classes.
+"""Built-in synthetic tasks: a registry of :class:`~rltr.tasks.base.Task` classes; and datasets from files.
 
 ``get_task("retrieval", context_len=128)`` builds one; every example starts ``<bos> <task-tag>``.
+``load_task("jsonl:data/qa.jsonl", backbone, chat_template=True)`` reads a JSONL file with the model's
+tokenizer (:mod:`rltr.tasks.jsonl`); ``load_task`` also builds built-in tasks by name.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rltr.tasks.base import Batch, Example, Task, collate, exact_match
 from rltr.tasks.instructed import InstructedRetrieval
+from rltr.tasks.jsonl import JSONL_PREFIX, JsonlTask, spec_path
 from rltr.tasks.majority import Majority
 from rltr.tasks.multihop import Multihop
+from rltr.tasks.pool import ExamplePool
 from rltr.tasks.retrieval import Retrieval
 from rltr.tasks.selective_copy import SelectiveCopy
 
@@ -18,8 +24,30 @@ TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Retrieval, SelectiveCo
 def get_task(name: str, **kwargs) -> Task:
     """An instance of the task registered as ``name`` (ValueError naming the known ones otherwise)."""
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+        if spec_path(name) is not None:
+            raise ValueError(f"task {name!r} is a file: it is tokenized with a model's tokenizer, use load_task(spec, backbone)")
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}, or {JSONL_PREFIX}PATH (a JSONL file)")
     return TASKS[name](**kwargs)
 
 
-__all__ = ["TASKS", "Batch", "Example", "Task", "collate", "exact_match", "get_task"]
+def load_task(spec: str, backbone=None, **kwargs) -> Task:
+    """A built-in task by name, or ``jsonl:PATH`` read with ``backbone``'s tokenizer (``kwargs``: its options)."""
+    path = spec_path(spec)
+    if path is None:
+        return get_task(spec, **kwargs)
+    from rltr.tasks.jsonl import load_jsonl
+
+    return load_jsonl(path, backbone, **kwargs)
+
+
+def task_slug(spec: str) -> str:
+    """A task spec as a run-folder name part: ``retrieval``; ``jsonl:data/qa.jsonl`` -> ``jsonl-qa``."""
+    path = spec_path(spec)
+    if path is None:
+        return spec
+    stem = "".join(c if c.isalnum() or c in "_.-" else "_" for c in Path(path).stem)
+    return f"jsonl-{stem or 'file'}"
+
+
+__all__ = ["TASKS", "Batch", "ExamplePool", "Example", "JsonlTask", "Task", "collate", "exact_match", "get_task", "load_task",
+           "task_slug"]

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from rltr.tasks.vocab import PAD_ID, VOCAB_SIZE
+
 SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
 
 
@@ -118,10 +120,15 @@ def exact_match(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
 
 
 class Task:
-    """A seeded source of examples. Subclasses implement :meth:`sample` and set ``name``."""
+    """A seeded source of examples. Subclasses implement :meth:`sample` and set ``name``.
+
+    Built-in tasks speak rltr's own vocabulary (:mod:`rltr.tasks.vocab`); a task tokenized with a model's
+    own tokenizer (:class:`rltr.tasks.jsonl.JsonlTask`) overrides ``pad_id`` and :meth:`check_fits`.
+    """
 
     name: str = ""
     description: str = ""
+    pad_id: int = PAD_ID  # what collate() pads with (padding is masked; any id the model embeds will do)
 
     @property
     def tag(self) -> str:
@@ -137,6 +144,21 @@ class Task:
             raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_IDS)}")
         rng = np.random.default_rng([seed, SPLIT_IDS[split], _stable_hash(self.name)])
         return [self.sample(rng) for _ in range(n)]
+
+    def check_fits(self, backbone) -> None:
+        """ValueError naming the mismatch unless ``backbone`` reads this task's token ids (built-in tasks:
+        a model over rltr's built-in vocabulary)."""
+        vocab = getattr(backbone.config, "vocab_size", None)
+        if vocab != VOCAB_SIZE:
+            raise ValueError(
+                f"task {self.name!r} uses rltr's built-in vocabulary ({VOCAB_SIZE} words) but model "
+                f"{backbone.name!r} has vocab_size={vocab}; use a built-in model (rltr zoo list)"
+            )
+
+    def max_length(self) -> int:
+        """Tokens in the longest example (what ``env.max_tokens: auto`` sizes observations by). Built-in
+        generators: the longest of 256 training examples (their length is fixed by ``context_len``)."""
+        return max(len(e.input_ids) for e in self.examples(256, seed=0, split="train"))
 
 
 def _stable_hash(text: str) -> int:
