@@ -16,7 +16,7 @@ $(BIN)/python:
 # torch first, pinned to the local CPU wheel, so the project's `torch>=2.3` never pulls CUDA builds.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,trl]"
 	touch $(STAMP)
 
 install: $(STAMP)

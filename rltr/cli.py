@@ -16,6 +16,7 @@ from rltr.apply_cli import add_apply
 from rltr.cli_args import budgets as _budgets
 from rltr.cli_args import csv_list as _csv
 from rltr.cli_args import layers as _layers
+from rltr.output.cli import add_output_length_args, cmd_evaluate_output, cmd_train_grpo
 
 EXIT_USAGE = 2
 
@@ -49,6 +50,7 @@ def add_evaluate(sub) -> None:
                    help="decide on the context alone (the question is appended afterwards), not query-aware")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--out", type=Path, default=None, help="folder for results.json, results.csv, report.md, pareto.png")
+    add_output_length_args(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -58,6 +60,8 @@ def cmd_evaluate(args) -> int:
     from rltr.reports import write_report
     from rltr.tasks import get_task
 
+    if getattr(args, "output_length", False):
+        return cmd_evaluate_output(args)
     if args.n_examples < 1:
         raise ValueError(f"--n-examples must be >= 1, got {args.n_examples}")
     backbone = load_backbone(args.model, device=args.device)
@@ -89,10 +93,15 @@ def add_train(sub) -> None:
                    help="where the backbone, envs and PPO run (same as --set env.device=...)")
     p.add_argument("--resume", type=Path, default=None, help="continue RUN_DIR from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--algo", choices=["ppo", "grpo"], default="ppo",
+                   help="ppo: a token-reduction router (SB3); grpo: output-length fine-tuning of a generative model "
+                        "with trl's GRPOTrainer (configs/grpo_length.yaml)")  # fmt: skip
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args) -> int:
+    if getattr(args, "algo", "ppo") == "grpo":
+        return cmd_train_grpo(args)
     from rltr.config import load_config
     from rltr.training import train
 

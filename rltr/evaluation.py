@@ -43,11 +43,13 @@ class EvalResult:
 
 def check_task_fits(backbone: Backbone, task: Task) -> None:
     vocab = getattr(backbone.config, "vocab_size", None)
-    if vocab != VOCAB_SIZE:
+    if vocab is None or not task.vocab_size <= vocab <= VOCAB_SIZE:  # models built before later words were appended fit older tasks
         raise ValueError(
-            f"task {task.name!r} uses rltr's built-in vocabulary ({VOCAB_SIZE} words) but model "
+            f"task {task.name!r} uses rltr's built-in vocabulary ({task.vocab_size} words) but model "
             f"{backbone.name!r} has vocab_size={vocab}; use a built-in model (rltr zoo list)"
         )
+    if task.generative:
+        raise ValueError(f"task {task.name!r} is scored on generated output; use rltr evaluate --output-length")
 
 
 @torch.no_grad()

@@ -6,12 +6,13 @@
 from __future__ import annotations
 
 from rltr.tasks.base import Batch, Example, Task, collate, exact_match
+from rltr.tasks.chain import Chain
 from rltr.tasks.majority import Majority
 from rltr.tasks.multihop import Multihop
 from rltr.tasks.retrieval import Retrieval
 from rltr.tasks.selective_copy import SelectiveCopy
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop, Chain)}
 
 
 def get_task(name: str, **kwargs) -> Task:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from rltr.tasks.vocab import BASE_VOCAB_SIZE
+
 SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
 
 
@@ -108,6 +110,10 @@ class Task:
 
     name: str = ""
     description: str = ""
+    # False: scored by exact match of teacher-forced logits. True: scored on generated output
+    # (the task also defines prompt, target, final_answer, score_completion, eos_id, answer_ids; see chain.py).
+    generative: bool = False
+    vocab_size: int = BASE_VOCAB_SIZE  # the smallest model vocabulary the task's ids fit in
 
     def sample(self, rng: np.random.Generator) -> Example:  # pragma: no cover - interface
         raise NotImplementedError

@@ -23,6 +23,10 @@ def evaluate_full(model, tokenizer_or_pad_id, task: Task, n: int = 1000, seed: i
                   split: str = "test", batch_size: int = 128) -> float:  # fmt: skip
     """Exact-match accuracy of ``model`` with all tokens on ``n`` examples of ``task`` (plain forward)."""
     pad_id = getattr(tokenizer_or_pad_id, "pad_token_id", tokenizer_or_pad_id)
+    if task.generative:  # scored on greedy generation, not on teacher-forced logits
+        from rltr.output.generation import generative_accuracy
+
+        return generative_accuracy(model, task, n, seed, split, pad_id, batch_size)
     examples = task.examples(n, seed=seed, split=split)
     was_training, hits = model.training, 0.0
     model.eval()

@@ -1,0 +1,72 @@
+"""Output-length results on disk and on screen: a markdown table, results.json/csv, report.md and
+``output_length.png`` (accuracy vs mean generated tokens)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from rltr.output.evaluate import OutputResult
+
+
+def format_output_table(results: list[OutputResult]) -> str:
+    """One row per (model, method): accuracy, mean generated tokens (per question kind when the task has
+    kinds), ms per example, prompt / output / total MFLOPs, and total compute relative to the first row."""
+    ref = results[0].total_mflops if results else 0.0
+    kinds = list(dict.fromkeys(k for r in results for k in r.groups))
+    head = ["model", "method", "accuracy", "mean tokens"] + [f"{k}: acc · tokens" for k in kinds]
+    head += ["ms / example", "prompt MFLOPs", "output MFLOPs", "total MFLOPs", "total vs first row"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for r in results:
+        cells = [r.model, r.method, f"{r.accuracy:.1%}", f"{r.mean_tokens:.2f}"]
+        cells += [f"{r.groups[k]['accuracy']:.1%} · {r.groups[k]['mean_tokens']:.2f}" if k in r.groups else "" for k in kinds]
+        cells += [f"{r.ms_per_example:.2f}", f"{r.prompt_mflops:.2f}", f"{r.output_mflops:.2f}", f"{r.total_mflops:.2f}",
+                  f"{r.total_mflops / ref:.2f}" if ref else ""]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def output_plot(results: list[OutputResult], path: str | Path, title: str = "") -> Path:
+    """Accuracy vs mean generated tokens: the base's caps as a line, every other result a labelled point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    caps = sorted((r.mean_tokens, r.accuracy) for r in results if r.method.startswith("cap:"))
+    if caps:
+        ax.plot([c[0] for c in caps], [c[1] for c in caps], "o--", color="grey", label=f"{results[0].model}: max_new_tokens caps")
+    for i, r in enumerate(r for r in results if not r.method.startswith("cap:")):
+        ax.plot(r.mean_tokens, r.accuracy, "*" if r.method == "greedy" else "s", markersize=11, color=plt.get_cmap("tab10")(i % 10),
+                label=f"{r.model}: {r.method}")  # fmt: skip
+    ax.set_xlabel("mean generated tokens per example")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_output_report(results: list[OutputResult], out: str | Path, header: dict | None = None) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [r.to_dict() for r in results]
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in (header or {}).items() if k != "func"}
+    (out / "results.json").write_text(json.dumps({"settings": settings, "results": rows}, indent=2))
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != "groups"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["# rltr output-length evaluation", ""] + [f"- {k}: {v}" for k, v in settings.items()]
+    lines += ["", format_output_table(results), "", "![accuracy vs mean generated tokens](output_length.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    output_plot(results, out / "output_length.png", title=str(settings.get("task", "")))
+    return out
