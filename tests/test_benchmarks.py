@@ -29,3 +29,10 @@ def test_latency_benchmark_runs_and_ends_with_the_router_speedup(family, capsys)
 def test_activations_benchmark_runs(capsys):
     assert _load("activations").main(["--repeats", "2"]) == 0
     assert "x faster" in capsys.readouterr().out
+
+
+def test_output_length_benchmark_runs(capsys):
+    argv = ["--trained", "verbose", "--n-examples", "2", "--batch-sizes", "1,2", "--repeats", "1"]
+    assert _load("output_length").main(argv) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert len(rows) == 4 and all(row.endswith(" |") for row in rows), rows

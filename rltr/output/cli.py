@@ -25,15 +25,16 @@ def add_output_length_args(p) -> None:
     g.add_argument("--prompt-budget", type=_budget, default=0.25, help="fraction of prompt tokens the reducer keeps")
 
 
-def _model_dir(path: str) -> str:
-    """A GRPO run folder stands for its exported ``model/``; anything else is taken as given."""
-    p = Path(path)
-    return str(p / "model") if (p / "model" / "config.json").is_file() else path
+def _label(name: str) -> str:
+    """A GRPO run's ``<task>__<name>__<seed>__<time>/model`` -> its name; anything else as given."""
+    path = Path(name)
+    parts = path.parent.name.split("__") if path.name == "model" else []
+    return parts[1] if len(parts) == 4 else name
 
 
 def cmd_evaluate_output(args) -> int:
     from rltr.output.evaluate import evaluate_output
-    from rltr.output.grpo import load_generative, model_task
+    from rltr.output.grpo import load_generative, model_task, run_model_dir
     from rltr.output.report import format_output_table, write_output_report
 
     if args.n_examples < 1:
@@ -41,12 +42,12 @@ def cmd_evaluate_output(args) -> int:
     bad = [c for c in args.caps if c < 1]
     if bad:
         raise ValueError(f"--caps must be >= 1, got {bad}")
-    names = [args.model] + [_model_dir(t) for t in args.trained]
+    names = [args.model] + [run_model_dir(t) for t in args.trained]
     loaded = [load_generative(n) for n in names]
-    models = {}
-    for name, (lm, _, _) in zip(names, loaded):
-        label = Path(name).parent.name if Path(name).name == "model" else name
-        models[label] = lm.to(args.device)
+    labels = [_label(n) for n in names]
+    if len(set(labels)) < len(labels):
+        labels = names
+    models = {label: lm.to(args.device) for label, (lm, _, _) in zip(labels, loaded)}
     task = model_task(loaded[0][2], (args.task or [None])[0])
     results = evaluate_output(models, task, n_examples=args.n_examples, seed=args.seed, caps=args.caps,
                               reducer_spec=args.prompt_reducer, budget=args.prompt_budget,
@@ -54,7 +55,7 @@ def cmd_evaluate_output(args) -> int:
     print(f"task {task.name} (context {task.context_len}), {args.n_examples} held-out examples, seed {args.seed}, greedy decoding")
     print(format_output_table(results))
     if args.out is not None:
-        header = {"task": task.name, **{k: v for k, v in vars(args).items() if k not in ("methods", "budgets", "decision_layers")}}
+        header = {**{k: v for k, v in vars(args).items() if k not in ("methods", "budgets", "decision_layers")}, "task": task.name}
         write_output_report(results, args.out, header=header)
         print(f"wrote {args.out}/results.json, results.csv, report.md, output_length.png")
     return 0

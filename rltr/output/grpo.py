@@ -44,6 +44,12 @@ def model_folder(model: str) -> Path:
     return path
 
 
+def run_model_dir(path: str) -> str:
+    """A GRPO run folder stands for its exported ``model/``; anything else is returned as given."""
+    p = Path(path)
+    return str(p / "model") if (p / "model" / "config.json").is_file() else path
+
+
 def load_generative(model: str):
     """(HF causal LM, tokenizer, folder) of a built-in name or local folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

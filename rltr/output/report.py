@@ -28,22 +28,38 @@ def format_output_table(results: list[OutputResult]) -> str:
 
 
 def output_plot(results: list[OutputResult], path: str | Path, title: str = "") -> Path:
-    """Accuracy vs mean generated tokens: the base's caps as a line, every other result a labelled point."""
+    """Accuracy vs mean generated tokens with full prompts: the base (a star), the base under each cap (a
+    dashed line) and early stopping (a square), the other models in the order given (a line: e.g. a
+    length_weight sweep). Points at the same place share one label. Prompt-reduced runs are in the table only."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    plain = [r for r in results if "+" not in r.method]
+    base = plain[0].model if plain else ""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    caps = sorted((r.mean_tokens, r.accuracy) for r in results if r.method.startswith("cap:"))
+    caps = sorted((r.mean_tokens, r.accuracy) for r in plain if r.method.startswith("cap:"))
     if caps:
-        ax.plot([c[0] for c in caps], [c[1] for c in caps], "o--", color="grey", label=f"{results[0].model}: max_new_tokens caps")
-    for i, r in enumerate(r for r in results if not r.method.startswith("cap:")):
-        ax.plot(r.mean_tokens, r.accuracy, "*" if r.method == "greedy" else "s", markersize=11, color=plt.get_cmap("tab10")(i % 10),
-                label=f"{r.model}: {r.method}")  # fmt: skip
+        ax.plot([c[0] for c in caps], [c[1] for c in caps], "o--", color="grey", label=f"{base} + max_new_tokens cap")
+    for r in plain:
+        if r.method.startswith("cap:"):
+            ax.annotate(r.method.replace(":", " "), (r.mean_tokens, r.accuracy), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    marks = [(r, "*", "black", f"{base} (greedy)") for r in plain if r.model == base and r.method == "greedy"]
+    marks += [(r, "s", "tab:red", f"{base} + early stop at the first answer-shaped token") for r in plain if r.method == "early_stop"]
+    for r, marker, color, label in marks:
+        ax.plot(r.mean_tokens, r.accuracy, marker, color=color, markersize=12, label=label)
+    others = [r for r in plain if r.model != base and r.method == "greedy"]
+    if others:
+        ax.plot([r.mean_tokens for r in others], [r.accuracy for r in others], "o-", color="tab:blue", label="trained models")
+        spots: dict = {}
+        for r in others:
+            spots.setdefault((round(r.mean_tokens, 2), round(r.accuracy, 3)), []).append(r.model)
+        for (x, y), names in spots.items():
+            ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8, color="tab:blue")
     ax.set_xlabel("mean generated tokens per example")
     ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylim(-0.04, 1.06)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     if title:
@@ -68,5 +84,5 @@ def write_output_report(results: list[OutputResult], out: str | Path, header: di
     lines = ["# rltr output-length evaluation", ""] + [f"- {k}: {v}" for k, v in settings.items()]
     lines += ["", format_output_table(results), "", "![accuracy vs mean generated tokens](output_length.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
-    output_plot(results, out / "output_length.png", title=str(settings.get("task", "")))
+    output_plot(results, out / "output_length.png", title=f"{settings.get('task', '')}: accuracy vs generated tokens")
     return out
