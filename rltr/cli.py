@@ -157,7 +157,7 @@ def cmd_zoo_list(args) -> int:
             continue
         acc = m.get("accuracy", {})
         print("  path: " + str(m.get("path", "")))
-        print("  full-token exact match: " + ", ".join(f"{t} {a:.1%}" for t, a in acc.items()))
+        print(f"  {m.get('accuracy_label', 'full-token exact match')}: " + ", ".join(f"{t} {a:.1%}" for t, a in acc.items()))
         if "build_seconds" in m:
             print(f"  build time: {m['build_seconds']:.0f} s ({m.get('steps', '?')} steps)")
         if m.get("gaps"):
