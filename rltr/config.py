@@ -128,8 +128,8 @@ def apply_override(data: dict, assignment: str) -> None:
     node[parts[-1]] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
-    """YAML file (optional) < ``--set`` overrides -> validated :class:`TrainConfig`."""
+def read_config_data(path: str | Path | None = None, overrides: list[str] = ()) -> dict:
+    """The nested dict of a YAML file (optional) with ``--set`` overrides applied, before validation."""
     data: dict = {}
     if path is not None:
         path = Path(path)
@@ -138,7 +138,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
         data = yaml.safe_load(path.read_text()) or {}
     for o in overrides:
         apply_override(data, o)
-    cfg = from_dict(TrainConfig, data)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """YAML file (optional) < ``--set`` overrides -> validated :class:`TrainConfig`."""
+    cfg = from_dict(TrainConfig, read_config_data(path, overrides))
     if cfg.env.budget is not None and not 0 < cfg.env.budget <= 1:
         raise ConfigError(f"env.budget must be in (0, 1], got {cfg.env.budget}")
     if cfg.env.score not in ("accuracy", "loglik"):

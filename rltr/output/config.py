@@ -10,9 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from rltr.config import ConfigError, _f, apply_override, from_dict
+from rltr.config import ConfigError, _f, from_dict, read_config_data
 
 # Settings that worked for a tiny GPT-2 on this 2-core CPU; any of them can be overridden in the trl block.
 TRL_DEFAULTS = {
@@ -72,12 +70,4 @@ def check_config(cfg: GRPOLengthConfig) -> GRPOLengthConfig:
 
 def load_grpo_config(path: str | Path | None = None, overrides: list[str] = ()) -> GRPOLengthConfig:
     """YAML file (optional) < ``--set`` overrides -> validated :class:`GRPOLengthConfig`."""
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
-    for o in overrides:
-        apply_override(data, o)
-    return check_config(from_dict(GRPOLengthConfig, data))
+    return check_config(from_dict(GRPOLengthConfig, read_config_data(path, overrides)))

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 from rltr.output.evaluate import OutputResult
@@ -72,15 +70,10 @@ def output_plot(results: list[OutputResult], path: str | Path, title: str = "") 
 
 
 def write_output_report(results: list[OutputResult], out: str | Path, header: dict | None = None) -> Path:
+    from rltr.reports import write_results
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = [r.to_dict() for r in results]
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in (header or {}).items() if k != "func"}
-    (out / "results.json").write_text(json.dumps({"settings": settings, "results": rows}, indent=2))
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != "groups"], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    settings = write_results([r.to_dict() for r in results], out, header)
     lines = ["# rltr output-length evaluation", ""] + [f"- {k}: {v}" for k, v in settings.items()]
     lines += ["", format_output_table(results), "", "![accuracy vs mean generated tokens](output_length.png)", ""]
     (out / "report.md").write_text("\n".join(lines))

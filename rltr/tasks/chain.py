@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from rltr.tasks.base import Example, Task
-from rltr.tasks.vocab import N_NODES, SEP_ID, VOCAB_SIZE, scatter_in_filler, word_to_id, words_of
+from rltr.tasks.multihop import sample_edges
+from rltr.tasks.vocab import N_NODES, SEP_ID, VOCAB_SIZE, word_to_id, words_of
 
 NODE_IDS = frozenset(word_to_id[f"n{i}"] for i in range(N_NODES))  # the answer-shaped tokens
 
@@ -54,14 +55,8 @@ class Chain(Task):
         self.max_completion_len = n_edges + 8  # generation cap: the longest habit (n_edges + 5) and some slack
 
     def sample(self, rng: np.random.Generator) -> Example:
-        x, y, z = (int(v) for v in rng.choice(self.n_nodes, size=3, replace=False))
-        others = rng.permutation([n for n in range(self.n_nodes) if n not in (x, y)])[: self.n_edges - 2]
-        sources = [x, y] + [int(s) for s in others]
-        targets = [y, z] + [int(t) for t in rng.integers(self.n_nodes - 1, size=len(others))]
-        targets[2:] = [t + (t >= s) for s, t in zip(sources[2:], targets[2:])]  # no self-loops
-        order = rng.permutation(self.n_edges)
-        edges = [word_to_id[f"n{sources[i]}n{targets[i]}"] for i in order]
-        context, positions = scatter_in_filler(rng, "<chain>", edges, self.context_len)
+        g = sample_edges(rng, self.n_nodes, self.n_edges, "<chain>", self.context_len)
+        x, y, z, edges = g.x, g.y, g.z, g.edges
         n_hops = 2 if rng.random() < self.two_hop_ratio else 1
         path = [(word_to_id[f"n{x}n{y}"], word_to_id[f"n{y}"]), (word_to_id[f"n{y}n{z}"], word_to_id[f"n{z}"])][:n_hops]
         completion = edges[: int(rng.integers(self.n_edges + 1))]  # the scan
@@ -71,8 +66,8 @@ class Chain(Task):
             if hop == n_hops - 1 or rng.random() < self.copy_ratio:
                 completion.append(node)
         question = [SEP_ID, word_to_id[f"n{x}"], word_to_id[f"h{n_hops}"]]
-        relevant = sorted(positions[int(np.flatnonzero(order == i)[0])] for i in range(n_hops))
-        return Example(context + question + completion + [SEP_ID], self.context_len, len(completion) + 1, relevant, [0, 1])
+        relevant = sorted(g.chain_positions[:n_hops])
+        return Example(g.context + question + completion + [SEP_ID], self.context_len, len(completion) + 1, relevant, [0, 1])
 
     # ---- the generative contract: prompt, target, score -------------------------------------------
     @staticmethod
