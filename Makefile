@@ -14,9 +14,10 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 # torch first, pinned to the local CPU wheel, so the project's `torch>=2.3` never pulls CUDA builds.
-$(STAMP): $(BIN)/python pyproject.toml
+# The trl extra (GRPO output-length training; pulls datasets, pandas, pyarrow) is optional for users; installed here so its tests run.
+$(STAMP): $(BIN)/python pyproject.toml Makefile
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,trl]"
 	touch $(STAMP)
 
 install: $(STAMP)

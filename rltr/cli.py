@@ -20,6 +20,7 @@ from rltr.cli_args import csv_list as _csv
 from rltr.cli_args import layers as _layers
 from rltr.cli_args import mapping as _mapping
 from rltr.data_cli import add_data
+from rltr.output.cli import add_output_length_args, cmd_evaluate_output, cmd_train_grpo
 
 EXIT_USAGE = 2
 
@@ -63,6 +64,7 @@ def add_evaluate(sub) -> None:
     p.add_argument("--generate", action="store_true",
                    help="also generate each answer greedily on the same path and score it (exact match, token F1)")
     p.add_argument("--out", type=Path, default=None, help="folder for results.json, results.csv, report.md, pareto.png")
+    add_output_length_args(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -72,6 +74,8 @@ def cmd_evaluate(args) -> int:
     from rltr.reports import write_report
     from rltr.tasks import load_task
 
+    if getattr(args, "output_length", False):
+        return cmd_evaluate_output(args)
     if args.n_examples < 1:
         raise ValueError(f"--n-examples must be >= 1, got {args.n_examples}")
     device = distributed.setup(args.device)  # launched as several processes: shard the examples (no-op alone)
@@ -111,10 +115,15 @@ def add_train(sub) -> None:
                    help="where the backbone, envs and PPO run (same as --set env.device=...)")
     p.add_argument("--resume", type=Path, default=None, help="continue RUN_DIR from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--algo", choices=["ppo", "grpo"], default="ppo",
+                   help="ppo: a token-reduction router (SB3); grpo: output-length fine-tuning of a generative model "
+                        "with trl's GRPOTrainer (configs/grpo_length.yaml)")  # fmt: skip
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args) -> int:
+    if getattr(args, "algo", "ppo") == "grpo":
+        return cmd_train_grpo(args)
     from rltr.config import load_config
     from rltr.training import train
 
@@ -171,7 +180,7 @@ def cmd_zoo_list(args) -> int:
             continue
         acc = m.get("accuracy", {})
         print("  path: " + str(m.get("path", "")))
-        print("  full-token exact match: " + ", ".join(f"{t} {a:.1%}" for t, a in acc.items()))
+        print(f"  {m.get('accuracy_label', 'full-token exact match')}: " + ", ".join(f"{t} {a:.1%}" for t, a in acc.items()))
         if "build_seconds" in m:
             print(f"  build time: {m['build_seconds']:.0f} s ({m.get('steps', '?')} steps)")
         if m.get("gaps"):

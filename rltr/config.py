@@ -233,8 +233,8 @@ def apply_override(data: dict, assignment: str) -> None:
     node[parts[-1]] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
-    """YAML file (optional) < ``--set`` overrides -> validated :class:`TrainConfig`."""
+def read_config_data(path: str | Path | None = None, overrides: list[str] = ()) -> dict:
+    """The nested dict of a YAML file (optional) with ``--set`` overrides applied, before validation."""
     data: dict = {}
     if path is not None:
         path = Path(path)
@@ -243,4 +243,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
         data = yaml.safe_load(path.read_text()) or {}
     for o in overrides:
         apply_override(data, o)
-    return from_dict(TrainConfig, data)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """YAML file (optional) < ``--set`` overrides -> validated :class:`TrainConfig` (each block checks itself)."""
+    return from_dict(TrainConfig, read_config_data(path, overrides))

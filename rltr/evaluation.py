@@ -51,6 +51,8 @@ class EvalResult:
 
 def check_task_fits(backbone: Backbone, task: Task) -> None:
     task.check_fits(backbone)  # ValueError naming the mismatch (built-in vocabulary, or a tokenizer's ids)
+    if task.generative:
+        raise ValueError(f"task {task.name!r} is scored on generated output; use rltr evaluate --output-length")
 
 
 @torch.no_grad()

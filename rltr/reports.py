@@ -10,16 +10,22 @@ from rltr.evaluation import EvalResult, format_table, full_latency
 from rltr.plots import pareto_plot
 
 
-def write_report(results: list[EvalResult], out: Path, header: dict | None = None) -> None:
-    out = Path(out)
+def write_results(rows: list[dict], out: Path, header: dict | None = None) -> dict:
+    """Write ``out``/results.json (settings + rows) and results.csv (the rows' scalar fields); return the
+    settings (``header`` without the CLI's ``func``, paths as strings)."""
     out.mkdir(parents=True, exist_ok=True)
-    rows = [r.to_dict() for r in results]
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in (header or {}).items() if k != "func"}
     (out / "results.json").write_text(json.dumps({"settings": settings, "results": rows}, indent=2))
     with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=[k for k, v in rows[0].items() if not isinstance(v, (dict, list))], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    return settings
+
+
+def write_report(results: list[EvalResult], out: Path, header: dict | None = None) -> None:
+    out = Path(out)
+    settings = write_results([r.to_dict() for r in results], out, header)
     lines = ["# rltr evaluation", ""]
     lines += [f"- {k}: {v}" for k, v in settings.items()]
     lines += ["", format_table(results), ""]

@@ -35,3 +35,10 @@ def test_long_prompts_benchmark_runs(capsys):
     assert _load("long_prompts").main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "| 512 | " in out and "episodes/s" in out
+
+
+def test_output_length_benchmark_runs(capsys):
+    argv = ["--trained", "verbose", "--n-examples", "2", "--batch-sizes", "1,2", "--repeats", "1"]
+    assert _load("output_length").main(argv) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert len(rows) == 4 and all(row.endswith(" |") for row in rows), rows

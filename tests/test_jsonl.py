@@ -31,12 +31,18 @@ def _write(path, lines):
     return path
 
 
-@pytest.mark.parametrize("name", sorted(TASKS))
+@pytest.mark.parametrize("name", sorted(n for n, cls in TASKS.items() if not cls.generative))
 def test_export_round_trip_gives_the_same_examples(name, tmp_path, tokenizer):
     task = get_task(name)
     path = export_task(task, 12, tmp_path / f"{name}.jsonl", seed=5, split="validation")
     read = load_jsonl(path, tokenizer=tokenizer).examples(12, split="test")
     assert read == task.examples(12, seed=5, split="validation")
+
+
+def test_generative_tasks_are_not_exported(tmp_path):
+    with pytest.raises(ValueError, match="generated output"):
+        export_task(get_task("chain"), 3, tmp_path / "c.jsonl")
+    assert not (tmp_path / "c.jsonl").exists()
 
 
 def test_evaluating_the_exported_file_equals_the_builtin_task(default, tmp_path):

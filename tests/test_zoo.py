@@ -59,3 +59,19 @@ def test_tiny_rebuilds_and_learns(tmp_path):
         task = get_task(name, context_len=spec.context_len)
         assert meta["accuracy"][name] >= spec.min_accuracy, meta["accuracy"]  # 0.9; measured 0.98 in ~70 s
         assert evaluate_full(model, tok, task, n=200, seed=7) >= spec.min_accuracy
+
+
+def test_verbose_thinks_out_loud_and_answers(monkeypatch):
+    from rltr.output.generation import generate_on
+    from rltr.output.grpo import load_generative, model_task
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(1)
+    path = model_path("verbose")
+    assert sum(f.stat().st_size for f in path.iterdir()) <= 10 * 2**20
+    model, tok, _ = load_generative("verbose")
+    task = model_task(path)
+    assert task.name == "chain" and task.context_len == ZOO["verbose"].context_len and tok.eos_token_id == task.eos_id
+    gens = generate_on(model, task, task.examples(N_CHECK, seed=123), pad_id=tok.pad_token_id)
+    assert gens.accuracy >= ZOO["verbose"].min_accuracy, gens.accuracy
+    assert gens.mean_tokens >= 5.0, gens.mean_tokens  # the habit: well above the 2.5 tokens the answers need

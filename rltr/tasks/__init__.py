@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rltr.tasks.base import Batch, Example, Task, collate, exact_match
+from rltr.tasks.chain import Chain
 from rltr.tasks.instructed import InstructedRetrieval
 from rltr.tasks.jsonl import JSONL_PREFIX, JsonlTask, spec_path
 from rltr.tasks.majority import Majority
@@ -18,7 +19,9 @@ from rltr.tasks.pool import ExamplePool
 from rltr.tasks.retrieval import Retrieval
 from rltr.tasks.selective_copy import SelectiveCopy
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop, InstructedRetrieval)}
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop, InstructedRetrieval, Chain)
+}
 
 
 def get_task(name: str, **kwargs) -> Task:

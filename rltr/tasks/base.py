@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from rltr.tasks.vocab import PAD_ID, VOCAB_SIZE
+from rltr.tasks.vocab import BASE_VOCAB_SIZE, PAD_ID, VOCAB_SIZE
 
 SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
 
@@ -134,6 +134,10 @@ class Task:
     def tag(self) -> str:
         """The task word after ``<bos>`` (variants of a task the model knows reuse that task's tag)."""
         return f"<{self.name}>"
+    # False: scored by exact match of teacher-forced logits. True: scored on generated output
+    # (the task also defines prompt, target, final_answer, score_completion, eos_id, answer_ids; see chain.py).
+    generative: bool = False
+    vocab_size: int = BASE_VOCAB_SIZE  # the smallest model vocabulary the task's ids fit in
 
     def sample(self, rng: np.random.Generator) -> Example:  # pragma: no cover - interface
         raise NotImplementedError
@@ -149,9 +153,9 @@ class Task:
         """ValueError naming the mismatch unless ``backbone`` reads this task's token ids (built-in tasks:
         a model over rltr's built-in vocabulary)."""
         vocab = getattr(backbone.config, "vocab_size", None)
-        if vocab != VOCAB_SIZE:
+        if vocab is None or not self.vocab_size <= vocab <= VOCAB_SIZE:  # models built before later words were appended fit older tasks
             raise ValueError(
-                f"task {self.name!r} uses rltr's built-in vocabulary ({VOCAB_SIZE} words) but model "
+                f"task {self.name!r} uses rltr's built-in vocabulary ({self.vocab_size} words) but model "
                 f"{backbone.name!r} has vocab_size={vocab}; use a built-in model (rltr zoo list)"
             )
 

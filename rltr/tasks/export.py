@@ -49,6 +49,9 @@ def export_task(task: Task, n: int, out: str | Path, seed: int = 0, split: str =
     export leaves no partial file."""
     if n < 1:
         raise ValueError(f"--n must be >= 1, got {n}")
+    if task.generative:
+        raise ValueError(f"task {task.name!r} is scored on generated output (its targets think aloud before the answer); "
+                         "JSONL export holds context/question/answer examples only")
     lines = [dumps_line(example_record(e)) for e in task.examples(n, seed=seed, split=split)]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

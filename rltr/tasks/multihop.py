@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from rltr.tasks.base import Example, Task
@@ -25,14 +27,35 @@ class Multihop(Task):
         self.context_len, self.n_edges, self.n_nodes = context_len, n_edges, n_nodes
 
     def sample(self, rng: np.random.Generator) -> Example:
-        x, y, z = (int(v) for v in rng.choice(self.n_nodes, size=3, replace=False))
-        others = rng.permutation([n for n in range(self.n_nodes) if n not in (x, y)])[: self.n_edges - 2]
-        sources = [x, y] + [int(s) for s in others]
-        targets = [y, z] + [int(t) for t in rng.integers(self.n_nodes - 1, size=len(others))]
-        targets[2:] = [t + (t >= s) for s, t in zip(sources[2:], targets[2:])]  # no self-loops
-        order = rng.permutation(self.n_edges)
-        edges = [word_to_id[f"n{sources[i]}n{targets[i]}"] for i in order]
-        context, positions = scatter_in_filler(rng, "<multihop>", edges, self.context_len)
-        chain = sorted(positions[int(np.flatnonzero(order == i)[0])] for i in (0, 1))
-        tail = [SEP_ID, word_to_id[f"n{x}"], word_to_id[f"n{z}"]]
-        return Example(context + tail, self.context_len, 1, relevant=chain, protected=[0, 1], relevant_any=positions)
+        g = sample_edges(rng, self.n_nodes, self.n_edges, "<multihop>", self.context_len)
+        tail = [SEP_ID, word_to_id[f"n{g.x}"], word_to_id[f"n{g.z}"]]
+        return Example(g.context + tail, self.context_len, 1, relevant=sorted(g.chain_positions), protected=[0, 1],
+                       relevant_any=g.positions)
+
+
+@dataclass
+class Edges:
+    """A context of fused edges among filler holding the chain x -> y -> z."""
+
+    x: int
+    y: int
+    z: int
+    edges: list[int]  # edge ids in context order
+    context: list[int]  # context_len ids: <bos> <tag>, edges among filler
+    chain_positions: list[int]  # context positions of the edges x -> y and y -> z, in that order
+    positions: list[int]  # context positions of every edge, in context order
+
+
+def sample_edges(rng: np.random.Generator, n_nodes: int, n_edges: int, tag: str, context_len: int) -> Edges:
+    """``n_edges`` edges ``n{a}n{b}`` over ``n_nodes`` nodes with distinct sources and no self-loops,
+    the chain x -> y -> z among them, scattered in random order among filler after ``<bos> <tag>``."""
+    x, y, z = (int(v) for v in rng.choice(n_nodes, size=3, replace=False))
+    others = rng.permutation([n for n in range(n_nodes) if n not in (x, y)])[: n_edges - 2]
+    sources = [x, y] + [int(s) for s in others]
+    targets = [y, z] + [int(t) for t in rng.integers(n_nodes - 1, size=len(others))]
+    targets[2:] = [t + (t >= s) for s, t in zip(sources[2:], targets[2:])]  # no self-loops
+    order = rng.permutation(n_edges)
+    edges = [word_to_id[f"n{sources[i]}n{targets[i]}"] for i in order]
+    context, positions = scatter_in_filler(rng, tag, edges, context_len)
+    chain = [positions[int(np.flatnonzero(order == i)[0])] for i in (0, 1)]
+    return Edges(x, y, z, edges, context, chain, positions)

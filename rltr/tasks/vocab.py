@@ -3,7 +3,9 @@
 Words, in id order: specials (``<pad> <bos> <unk> <sep>``), one tag per task (``<retrieval>`` ...),
 filler ``f0..f15``, retrieval keys ``k0..k15`` / values ``v0..v15`` and their fused pairs ``k3v7``,
 selective-copy data ``d0..d15``, majority symbols ``m0..m3``, multihop nodes ``n0..n15`` and their
-fused edges ``n3n7`` (``i != j``). One word is one token; the tokenizer splits on whitespace only.
+fused edges ``n3n7`` (``i != j``), then words added later (:data:`ADDED_WORDS`, appended at the end so
+every earlier id, and the committed ``default`` model, stays valid). One word is one token; the
+tokenizer splits on whitespace only.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ N_VALUES = 16
 N_DATA = 16
 N_MAJORITY = 4
 N_NODES = 16
+# Appended after the original list (never insert above: ids of committed models would shift).
+# <chain> tags the verbose chain task; h1/h2 ask for one or two hops.
+ADDED_WORDS = ("<chain>", "h1", "h2")
 
 
 def _words() -> tuple[str, ...]:
@@ -29,12 +34,13 @@ def _words() -> tuple[str, ...]:
     words += [f"m{i}" for i in range(N_MAJORITY)]
     words += [f"n{i}" for i in range(N_NODES)]
     words += [f"n{i}n{j}" for i in range(N_NODES) for j in range(N_NODES) if i != j]
-    return tuple(words)
+    return tuple(words) + ADDED_WORDS
 
 
 WORDS: tuple[str, ...] = _words()
 word_to_id: dict[str, int] = {w: i for i, w in enumerate(WORDS)}
 VOCAB_SIZE = len(WORDS)
+BASE_VOCAB_SIZE = VOCAB_SIZE - len(ADDED_WORDS)  # the original list: what the tasks before <chain> use
 PAD_ID, BOS_ID, UNK_ID, SEP_ID = (word_to_id[w] for w in SPECIALS)
 FILLER_IDS = np.array([word_to_id[f"f{i}"] for i in range(N_FILLER)])
 
@@ -65,7 +71,8 @@ def build_tokenizer():
     """A ``PreTrainedTokenizerFast`` over :data:`WORDS` (WordLevel, whitespace split, no added BOS).
 
     ``tokenizer(" ".join(words)).input_ids == ids(words)``; it round-trips through
-    ``save_pretrained`` + ``AutoTokenizer.from_pretrained``.
+    ``save_pretrained`` + ``AutoTokenizer.from_pretrained``. ``<sep>`` is also the end-of-sequence token
+    (the zoo models' ``eos_token_id``: generation stops there).
     """
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
@@ -74,4 +81,5 @@ def build_tokenizer():
 
     core = Tokenizer(WordLevel(vocab=dict(word_to_id), unk_token="<unk>"))
     core.pre_tokenizer = WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", pad_token="<pad>", unk_token="<unk>", sep_token="<sep>")
+    return PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", pad_token="<pad>", unk_token="<unk>", sep_token="<sep>",
+                                   eos_token="<sep>")  # fmt: skip

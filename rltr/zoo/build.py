@@ -21,8 +21,13 @@ FORMAT_VERSION = 1
 @torch.no_grad()
 def evaluate_full(model, tokenizer_or_pad_id, task: Task, n: int = 1000, seed: int = 0,
                   split: str = "test", batch_size: int = 128) -> float:  # fmt: skip
-    """Exact-match accuracy of ``model`` with all tokens on ``n`` examples of ``task`` (plain forward)."""
+    """Exact-match accuracy of ``model`` with all tokens on ``n`` examples of ``task`` (plain forward);
+    for a generative task, the accuracy of greedy generation (the task scores the generated output)."""
     pad_id = getattr(tokenizer_or_pad_id, "pad_token_id", tokenizer_or_pad_id)
+    if task.generative:  # scored on greedy generation, not on teacher-forced logits
+        from rltr.output.generation import generative_accuracy
+
+        return generative_accuracy(model, task, n, seed, split, pad_id, batch_size)
     examples = task.examples(n, seed=seed, split=split)
     was_training, hits = model.training, 0.0
     model.eval()
@@ -103,6 +108,7 @@ def build_spec(spec: ZooSpec, out_dir: str | Path, *, seed: int | None = None, p
     model.eval()
     full_tasks = _tasks(spec, spec.context_len)
     accuracy = {t.name: evaluate_full(model, PAD_ID, t, spec.n_eval, seed, "test") for t in full_tasks}
+    generative = any(t.generative for t in full_tasks)
     meta = {
         "format_version": FORMAT_VERSION,
         "name": spec.name,
@@ -110,6 +116,7 @@ def build_spec(spec: ZooSpec, out_dir: str | Path, *, seed: int | None = None, p
         "tasks": list(spec.tasks),
         "context_len": spec.context_len,
         "accuracy": accuracy,
+        "accuracy_label": "greedy generation, answer after the thinking" if generative else "full-token exact match",
         "n_eval": spec.n_eval,
         "eval_split": "test",
         "eval_seed": seed,

@@ -50,6 +50,15 @@ ZOO: dict[str, ZooSpec] = {
             task_kwargs={"retrieval": {"n_keys": 8, "n_values": 8, "n_pairs": 6}},
         ),
         ZooSpec(
+            name="verbose",
+            description="GPT-2 4L x 128 that thinks out loud before it answers chain lookups (64-token contexts; generative)",
+            tasks=("chain",),
+            context_len=64,
+            curriculum=(32,),
+            n_positions=128,
+            target_accuracy=0.99,
+        ),
+        ZooSpec(
             name="tiny",
             description="GPT-2 2L x 64 on selective copy with 32-token contexts (a fast test build)",
             tasks=("selective_copy",),
