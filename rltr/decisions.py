@@ -34,6 +34,9 @@ class DecisionContext:
               model context rows never depend on the tail, so this equals deciding before it exists.
     n_context: (B,) long, context tokens per row before any reduction (what budgets and relative
               positions are measured against when query-agnostic).
+    answer:   (B, N) bool on the current slots, a teacher-forced answer at the end of the tail (None:
+              none). It is kept like the tail but never read by any decision, in either mode: at
+              generation time it does not exist yet.
     arch:     the FLOPs model of the backbone; with it every computation below charges its cost to
               ``flops`` ((B,) float64, per row, counted on each row's live tokens). None: nothing charged.
     """
@@ -51,6 +54,7 @@ class DecisionContext:
     query_aware: bool = True
     n_original: torch.Tensor | None = None  # (B,) long tokens per row before any reduction (tail included)
     n_context: torch.Tensor | None = None
+    answer: torch.Tensor | None = None
     arch: ArchSpec | None = None
     flops: torch.Tensor | None = None
     _cache: dict = field(default_factory=dict)
@@ -77,8 +81,11 @@ class DecisionContext:
         return self.state.alive & ~tail
 
     def observers(self) -> torch.Tensor:
-        """(B, N) bool: the slots a reducer may read (all live slots, or the context only when query-agnostic)."""
-        return self.state.alive if self.query_aware else self.context
+        """(B, N) bool: the slots a reducer may read: the live ones but a teacher-forced answer (query-aware),
+        or the context only (query-agnostic)."""
+        if not self.query_aware:
+            return self.context
+        return self.state.alive if self.answer is None else self.state.alive & ~self.answer
 
     def can_merge(self, kept: torch.Tensor) -> torch.Tensor:
         """(B, N) bool: unkept context tokens that some ``kept`` context token may absorb (a later one if
@@ -92,12 +99,15 @@ class DecisionContext:
         return src & (state.positions < dst_pos.max(1, keepdim=True).values)
 
     def query_rows(self) -> torch.Tensor:
-        """(B, N) bool: the "query": the tail when query-aware (or the last live token if there is no
-        tail), else the last context token, the latest thing a query-agnostic method can see."""
-        if self.query_aware and self.tail is not None and self.tail.any():
-            return self.tail & self.state.alive
-        rows = self.context
-        return (rows.long().cumsum(1) == rows.sum(1, keepdim=True)) & rows  # last context slot per row
+        """(B, N) bool: the "query": the question (the tail but any teacher-forced answer) when query-aware,
+        else the last context token, the latest thing a query-agnostic method can see. A row without
+        question tokens uses its last readable token."""
+        seen = self.observers()
+        last = (seen.long().cumsum(1) == seen.sum(1, keepdim=True)) & seen  # the last readable slot per row
+        if not self.query_aware or self.tail is None:
+            return last
+        question = self.tail & seen
+        return torch.where(question.any(1, keepdim=True), question, last)
 
     def recent_rows(self, n: int = 16) -> torch.Tensor:
         """(B, N) bool: the last ``n`` :meth:`observers` of each row (a recent window of queries)."""
@@ -280,14 +290,17 @@ class Decider:
     A decider may be reused for any number of runs and batch sizes: each run starts at its first
     decision layer, where the row counts and the trace are taken afresh (``trace`` is the latest run's).
 
-    relevant:    (B, N_original) bool on original positions (moved to the current slots here).
-    context_len: (B,) long, where each row's tail starts (positions >= it are the tail).
+    relevant:     (B, N_original) bool on original positions (moved to the current slots here).
+    context_len:  (B,) long, where each row's tail starts (positions >= it are the tail).
+    answer_start: (B,) long, where a teacher-forced answer starts (kept, never read by a decision).
     """
 
     def __init__(self, reducer, backbone, decision_layers, budget: float | None = None,
                  relevant: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                 context_len: torch.Tensor | None = None, query_aware: bool = True, charge: bool = True):
+                 context_len: torch.Tensor | None = None, query_aware: bool = True, charge: bool = True,
+                 answer_start: torch.Tensor | None = None):
         self.reducer, self.backbone, self.budget = reducer, backbone, check_budget(budget)
+        self.answer_start = answer_start
         self.layers = sorted(set(decision_layers))
         if not self.layers:
             raise ValueError("decision_layers is empty: give at least one layer")
@@ -302,7 +315,8 @@ class Decider:
             n = state.n_alive
             self.trace = RunTrace(n, torch.empty(0), torch.zeros(n.shape[0], dtype=torch.float64, device=n.device))
         ctx = decision_context(self.backbone, state, self.layers, step, self.trace.n_original, self.budget,
-                               self.relevant, self.context_len, self.query_aware, self.generator, arch=self.arch)
+                               self.relevant, self.context_len, self.query_aware, self.generator, arch=self.arch,
+                               answer_start=self.answer_start)
         new, slot_map = execute(ctx, self.reducer.decide(ctx))
         self.trace.decision_flops = self.trace.decision_flops + ctx.flops
         self.trace.slot_maps.append(slot_map)
@@ -338,15 +352,18 @@ def decision_context(
     query_aware: bool = True,
     generator: torch.Generator | None = None,
     arch: ArchSpec | None = None,
+    answer_start: torch.Tensor | None = None,
 ) -> DecisionContext:
     """The context of decision ``step`` (before layer ``decision_layers[step]``) for ``state``.
 
     ``n_original`` (B,) tokens per row before any reduction; ``relevant`` (B, N_original) bool on
     original positions (moved to the current slots here); ``context_len`` (B,) marks where each row's
-    tail starts (positions >= it are the tail). Query-agnostic budgets count the context only.
+    tail starts (positions >= it are the tail); ``answer_start`` (B,) where a teacher-forced answer
+    starts (no decision reads it). Query-agnostic budgets count the context only.
     """
     dev = state.alive.device
     rel = None if relevant is None else torch.gather(relevant.to(dev), 1, state.positions) & state.alive
+    answer = None if answer_start is None else (state.positions >= answer_start.to(dev)[:, None]) & state.alive
     tail, n_context = None, n_original
     if context_len is not None:
         context_len = context_len.to(dev)
@@ -357,12 +374,14 @@ def decision_context(
         backbone=backbone, layer=decision_layers[step], state=state, step=step, n_steps=len(decision_layers),
         budget=budget, n_keep=target_counts(n_original, budget, step, len(decision_layers), n_tail), relevant=rel,
         generator=generator, tail=tail, query_aware=query_aware, n_original=n_original, n_context=n_context, arch=arch,
+        answer=answer,
     )
 
 
 def make_decide(reducer, backbone, decision_layers, budget: float | None = None, relevant: torch.Tensor | None = None,
                 generator: torch.Generator | None = None, context_len: torch.Tensor | None = None,
-                query_aware: bool = True) -> Decider:
+                query_aware: bool = True, answer_start: torch.Tensor | None = None) -> Decider:
     """A ``decide(layer, state)`` callback for :meth:`Backbone.run` applying ``reducer`` at each decision
     layer (a :class:`Decider`; pass its ``on_layer`` to ``Backbone.run`` to record the full trace)."""
-    return Decider(reducer, backbone, decision_layers, budget, relevant, generator, context_len, query_aware)
+    return Decider(reducer, backbone, decision_layers, budget, relevant, generator, context_len, query_aware,
+                   answer_start=answer_start)

@@ -90,7 +90,8 @@ def run_method(
             inputs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long(), use_cache=False,
                           logits_to_keep=columns)
             if not full:
-                inputs["reduction_hints"] = PromptHints(batch.context_len, batch.protected, batch.relevant_for(query_aware))
+                inputs["reduction_hints"] = PromptHints(batch.context_len, batch.protected, batch.relevant_for(query_aware),
+                                                        batch.n_answer)
             if start == batches[0]:
                 model(**inputs)  # warm-up, untimed: first-call allocations would land on one method only
             t0 = time.perf_counter()

@@ -58,7 +58,7 @@ def run_decisions(backbone, batch, spec, budget, layers=(1,), query_aware=True):
     rec = Recording(get_reducer(spec))
     decide = make_decide(
         rec, backbone, list(layers), budget, batch.relevant, torch.Generator().manual_seed(0),
-        context_len=batch.context_len, query_aware=query_aware,
+        context_len=batch.context_len, query_aware=query_aware, answer_start=batch.lengths - batch.n_answer,
     )
     after = []
     state = backbone.embed(batch.input_ids, batch.attention_mask, protected=batch.protected)
@@ -292,3 +292,24 @@ def test_query_agnostic_router_ignores_the_tail(backbone, budget, tmp_path):
         ctx_state, d = rec.seen[0]
         outs.append(torch.where(ctx_state.positions < b.context_len[:, None], d.actions, -1))
     assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("spec", [*SPECS, "router"])
+def test_no_decision_reads_the_teacher_forced_answer(backbone, spec, tmp_path):
+    """Query-aware methods read the question, never the answer appended for teacher forcing (at generation
+    time it does not exist): another answer token gives identical decisions everywhere else."""
+    from tests.routers import random_router
+
+    if spec == "router":
+        spec = f"router:{random_router(backbone, tmp_path)}"
+    examples, batch = mixed_batch(seed=5)
+    changed = collate(examples, PAD_ID)
+    last = batch.lengths - 1
+    changed.input_ids = batch.input_ids.clone()
+    changed.input_ids[torch.arange(len(examples)), last] = (batch.input_ids[torch.arange(len(examples)), last] + 1) % VOCAB_SIZE
+    seen = []
+    for b in (batch, changed):
+        _, rec = run_decisions(backbone, b, spec, 0.25, query_aware=True)
+        state, d = rec.seen[0]
+        seen.append(torch.where(state.positions < last[:, None], d.actions, -1))
+    assert torch.equal(seen[0], seen[1]), spec

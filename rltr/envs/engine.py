@@ -181,5 +181,5 @@ class EpisodeEngine:
         budget = self.budget if budget == "env" else budget
         return decision_context(self.backbone, self.state, self.decision_layers, self._step, b.lengths, budget,
                                 b.relevant_for(self.settings.query_aware), b.context_len, self.settings.query_aware,
-                                arch=self.arch if charge else None)
+                                arch=self.arch if charge else None, answer_start=b.lengths - b.n_answer)
 

@@ -37,11 +37,14 @@ class PromptHints:
     protected:   (B, L) bool, further tokens never removed (e.g. BOS, a task tag).
     relevant:    (B, L) bool, tokens the answer depends on (read by the oracle reducer only; query-agnostic
                  callers pass what any question could need).
+    n_answer:    (B,) long, the last real tokens of each row that are a teacher-forced answer (part of the
+                 tail): kept, but never read by a decision (at generation time they do not exist yet).
     """
 
     context_len: torch.Tensor | None = None
     protected: torch.Tensor | None = None
     relevant: torch.Tensor | None = None
+    n_answer: torch.Tensor | None = None
 
 
 @dataclass
@@ -224,8 +227,9 @@ def reduced_prefill(
     tail_start, extra, relevant = _apply_hints(hints, order, alive, n_real - protect_last)
     protected = alive & ((idx < protect_first) | (idx >= tail_start[:, None]) | extra)
     state = backbone.embed(ids, alive, protected=protected)
+    n_answer = None if hints is None or hints.n_answer is None else hints.n_answer.to(ids.device).long().reshape(-1)
     decide = Decider(reducer, backbone, decision_layers, budget, relevant=relevant, generator=generator,
-                     context_len=tail_start, query_aware=query_aware)
+                     context_len=tail_start, query_aware=query_aware, answer_start=None if n_answer is None else n_real - n_answer)
     entering: list[TokenState] = []
 
     def on_layer(i: int, s: TokenState) -> None:
