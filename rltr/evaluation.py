@@ -44,6 +44,8 @@ class EvalResult:
     score: str = "accuracy"  # what ``accuracy`` holds: a teacher-forced score of rltr.scores.SCORES
     generated_exact_match: float | None = None  # answers generated greedily (n_answer tokens), when asked
     generated_token_f1: float | None = None
+    threshold: float | None = None  # a score method in threshold mode: keep the tokens scoring at least this
+    matched_to: str | None = None  # a row calibrated on training examples to this method's own-choice compute
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,12 +72,13 @@ def run_method(
     progress: bool = False,
     score: str = "accuracy",
     generate: bool = False,
+    split: str = "test",
 ) -> EvalResult:
     """Accuracy (or another ``score``), compute and latency of ``reducer`` at ``budget`` on ``n_examples``
     held-out examples, each batch one forward call of ``backbone.model`` under ``with reducer(model, ...)``;
     ``generate``: also score answers generated greedily on the same path (exact match, token F1)."""
     budget = check_budget(budget)
-    examples = task.examples(n_examples, seed=seed, split="test")
+    examples = task.examples(n_examples, seed=seed, split=split)
     spec = ArchSpec.from_config(backbone.config)
     model, full = backbone.model, reducer.name == "identity"
     reduction = contextlib.nullcontext() if full else reducer(
@@ -117,7 +120,7 @@ def run_method(
         task=task.name, method=getattr(reducer, "label", reducer.name), budget=budget,
         accuracy=float(correct.mean()), compute_fraction=float(fractions.mean()),
         kept_ratio=float(kept.mean()), latency_ms=1000 * distributed.total(seconds) / n, n_examples=n, query_aware=query_aware,
-        score=score, **(_generation_means(batches, generated) if generate else {}),
+        score=score, threshold=getattr(reducer, "threshold", None), **(_generation_means(batches, generated) if generate else {}),
     )
 
 
@@ -147,10 +150,13 @@ def evaluate(
     methods: list[str],
     budgets: list[float],
     progress: bool = True,
+    matched: str | None = None,
     **kwargs,
 ) -> list[EvalResult]:
     """Every method at every budget on every task (identity once, at full budget; budget None only for
-    methods that choose their own keep count: the oracle and routers)."""
+    methods that choose their own keep count: the oracle and routers). ``matched`` (a metric of
+    :data:`rltr.calibration.METRICS`): also every heuristic at each router's own-choice mean of it, as
+    a fixed budget and in threshold mode, calibrated on training examples (:func:`rltr.matched.matched_rows`)."""
     budgets = [check_budget(b) for b in budgets]
     reducers = [get_reducer(m) for m in methods]  # fail on a bad name before any work
     for m, r in zip(methods, reducers):
@@ -163,6 +169,10 @@ def evaluate(
             own = [b for b in budgets if b is not None or reducer.chooses_own_budget]
             for budget in [None] if reducer.name == "identity" else own:
                 results.append(run_method(backbone, task, reducer, budget, progress=progress, **kwargs))
+        if matched is not None:
+            from rltr.matched import matched_rows
+
+            results += matched_rows(backbone, task, [r for r in results if r.task == task.name], methods, matched, **kwargs)
     return results
 
 

@@ -87,23 +87,33 @@ class ContextActor(nn.Module):
         self.n_features, self.hidden, self.attn_dim = n_features, hidden, attn_dim
         self.project = nn.Linear(n_features, hidden)
         self.qkv = nn.Linear(hidden, 3 * attn_dim)
+        # first layer's input: [z (H), mixed (d), mean (H), max (H), g * max (H)]
         self.head = nn.Sequential(nn.Linear(4 * hidden + attn_dim, hidden), nn.ReLU(), nn.Linear(hidden, N_ACTIONS))
 
     def flops(self, n_tokens):
-        linears = sum(m.in_features * m.out_features for m in self.modules() if isinstance(m, nn.Linear))
-        return 2 * n_tokens * linears + 4 * n_tokens * n_tokens * self.attn_dim
+        """Per token: the projection, q/k/v, the head's per-token part; per row pair: 4 * attn_dim (scores
+        and mix). The head's mean/max part is one vector per row, computed once (not counted)."""
+        h, d = self.hidden, self.attn_dim
+        per_token = self.n_features * h + h * 3 * d + (2 * h + d) * h + h * N_ACTIONS
+        return 2 * n_tokens * per_token + 4 * n_tokens * n_tokens * d
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         assert obs.shape[-1] == self.n_features, f"obs has {obs.shape[-1]} features, network expects {self.n_features}"
         valid = obs[..., 0] > 0.5  # (B, N)
+        h, d = self.hidden, self.attn_dim
         z = self.project(obs)  # (B, N, H)
         g = torch.tanh(z)
-        q, k, v = self.qkv(g).split(self.attn_dim, dim=-1)  # (B, N, d) each
-        scores = (q @ k.transpose(1, 2)) * self.attn_dim**-0.5  # (B, N, N)
+        q, k, v = self.qkv(g).split(d, dim=-1)  # (B, N, d) each
+        scores = (q @ k.transpose(1, 2)) * d**-0.5  # (B, N, N)
         mixed = scores.masked_fill(~valid[:, None, :], -1e9).softmax(-1) @ v  # -1e9, not -inf: no NaN on empty rows
-        mean = masked_mean(g, valid)[:, None, :].expand_as(g)
-        top = g.masked_fill(~valid[..., None], -2.0).max(1, keepdim=True).values.expand_as(g)  # -2: below tanh's range
-        logits = self.head(torch.cat([z, mixed, mean, top, g * top], dim=-1))
+        mean = masked_mean(g, valid)[:, None, :]  # (B, 1, H)
+        top = g.masked_fill(~valid[..., None], -2.0).max(1, keepdim=True).values  # (B, 1, H); -2: below tanh's range
+        # the head's first layer on [z, mixed, mean, top, g * top], its mean/top columns once per row
+        first = self.head[0]
+        w_tok, w_row = first.weight[:, : h + d], first.weight[:, h + d : h + d + 2 * h]
+        per_token = torch.nn.functional.linear(torch.cat([z, mixed], -1), w_tok) + (g * top) @ first.weight[:, -h:].T
+        per_row = torch.nn.functional.linear(torch.cat([mean, top], -1), w_row, first.bias)  # (B, 1, H)
+        logits = self.head[2](self.head[1](per_token + per_row))
         forced = torch.full_like(logits, -1e9)
         forced[..., Action.KEEP] = 0.0
         return torch.where(valid[..., None], logits, forced)

@@ -20,7 +20,22 @@ REDUCERS: dict[str, type[Reducer]] = {
 
 
 def get_reducer(spec: str) -> Reducer:
-    """A reducer from its name (``random``), or ``name:argument`` for those that take one."""
+    """A reducer from its name (``random``), ``name:argument`` for those that take one, and ``...@T`` for a
+    score method in threshold mode (keep tokens scoring >= T: ``norm:hidden@0.9``)."""
+    spec, at, threshold = spec.partition("@")
+    reducer = _build(spec)
+    if at:
+        try:
+            value = float(threshold)
+        except ValueError:
+            raise ValueError(f"threshold {threshold!r} of {spec + at + threshold!r} is not a number") from None
+        if not isinstance(reducer, ScoreReducer):
+            raise ValueError(f"method {spec!r} keeps tokens by a budget, not by a score: no threshold mode (@)")
+        reducer.with_threshold(value)
+    return reducer
+
+
+def _build(spec: str) -> Reducer:
     name, _, arg = spec.partition(":")
     if name not in REDUCERS:
         raise ValueError(f"unknown method {spec!r}; known methods: {', '.join(sorted(REDUCERS))}")
