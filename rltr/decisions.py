@@ -93,10 +93,13 @@ class DecisionContext:
 
     def query_rows(self) -> torch.Tensor:
         """(B, N) bool: the "query": the tail when query-aware (or the last live token if there is no
-        tail), else the last context token, the latest thing a query-agnostic method can see."""
+        tail), else the last context token, the latest thing a query-agnostic method can see. Encoders
+        (non-causal, no tail): the first token, CLS, whose attention EViT ranks tokens by."""
         if self.query_aware and self.tail is not None and self.tail.any():
             return self.tail & self.state.alive
         rows = self.context
+        if not self.backbone.causal:
+            return rows & (rows.long().cumsum(1) == 1)  # first live slot per row: CLS
         return (rows.long().cumsum(1) == rows.sum(1, keepdim=True)) & rows  # last context slot per row
 
     def recent_rows(self, n: int = 16) -> torch.Tensor:
@@ -193,6 +196,18 @@ def check_budget(budget: float | None) -> float | None:
     return float(budget)
 
 
+def check_reducer(reducer, backbone, budget: float | None) -> float | None:
+    """``budget`` when ``reducer`` may run on ``backbone`` at it; ValueError naming the method otherwise (a
+    causal-only rule on an encoder, a budget for a method that sets its own token counts)."""
+    name = getattr(reducer, "label", None) or reducer.name
+    if getattr(reducer, "causal_only", False) and not backbone.causal:
+        raise ValueError(f"method {name!r} keeps a recent window of a causal sequence: not applicable to encoders "
+                         f"({backbone.family} model {backbone.name!r})")
+    if budget is not None and not getattr(reducer, "takes_budget", True):
+        raise ValueError(f"method {name!r} sets its own token counts; run it with budget none, not {budget}")
+    return budget
+
+
 def target_counts(n_original: torch.Tensor, budget: float | None, step: int, n_steps: int,
                   n_tail: torch.Tensor | None = None) -> torch.Tensor:
     """(B,) long tokens to keep after decision ``step`` of ``n_steps``: the budget is reached geometrically.
@@ -287,7 +302,7 @@ class Decider:
     def __init__(self, reducer, backbone, decision_layers, budget: float | None = None,
                  relevant: torch.Tensor | None = None, generator: torch.Generator | None = None,
                  context_len: torch.Tensor | None = None, query_aware: bool = True, charge: bool = True):
-        self.reducer, self.backbone, self.budget = reducer, backbone, check_budget(budget)
+        self.reducer, self.backbone, self.budget = reducer, backbone, check_reducer(reducer, backbone, check_budget(budget))
         self.layers = sorted(set(decision_layers))
         if not self.layers:
             raise ValueError("decision_layers is empty: give at least one layer")

@@ -8,14 +8,19 @@ from pathlib import Path
 import torch
 
 from rltr.backbones.base import Backbone, attention_bias, config_hash
+from rltr.backbones.bert import BertBackbone
+from rltr.backbones.encoder import EncoderBackbone
 from rltr.backbones.gpt2 import GPT2Backbone
 from rltr.backbones.llama import LlamaBackbone
 from rltr.backbones.mistral import MistralBackbone
 from rltr.backbones.qwen2 import Qwen2Backbone
 from rltr.backbones.qwen3 import Qwen3Backbone
+from rltr.backbones.vit import ViTBackbone
 
 ADAPTERS: dict[str, type[Backbone]] = {
-    t: cls for cls in (GPT2Backbone, LlamaBackbone, MistralBackbone, Qwen2Backbone, Qwen3Backbone) for t in cls.model_types
+    t: cls
+    for cls in (GPT2Backbone, LlamaBackbone, MistralBackbone, Qwen2Backbone, Qwen3Backbone, ViTBackbone, BertBackbone)
+    for t in cls.model_types
 }
 
 
@@ -46,7 +51,7 @@ def adapter_for(model) -> type[Backbone]:
 
 
 def wrap(model, name: str = "") -> Backbone:
-    """Wrap an already-loaded HF causal LM in its family adapter (frozen, eval mode)."""
+    """Wrap an already-loaded HF model in its family adapter (frozen, eval mode)."""
     return adapter_for(model)(model, name=name)
 
 
@@ -61,7 +66,7 @@ def load_backbone(
 
     Raises :class:`ModelLoadError` naming the value when it cannot be found or has no adapter.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     target = resolve_model(name_or_path)
     try:
@@ -73,7 +78,8 @@ def load_backbone(
         ) from None
     if config.model_type not in ADAPTERS:
         raise ModelLoadError(f"model family {config.model_type!r} of {name_or_path!r} has no adapter; supported: {sorted(ADAPTERS)}")
-    model = AutoModelForCausalLM.from_pretrained(target, dtype=dtype or torch.float32, attn_implementation=attn_implementation)
+    auto = ADAPTERS[config.model_type].auto_class(config)
+    model = auto.from_pretrained(target, dtype=dtype or torch.float32, attn_implementation=attn_implementation)
     if device is not None:
         model = model.to(device)
     return wrap(model, name=name_or_path)
@@ -82,12 +88,15 @@ def load_backbone(
 __all__ = [
     "ADAPTERS",
     "Backbone",
+    "BertBackbone",
+    "EncoderBackbone",
     "GPT2Backbone",
     "LlamaBackbone",
     "MistralBackbone",
     "ModelLoadError",
     "Qwen2Backbone",
     "Qwen3Backbone",
+    "ViTBackbone",
     "attention_bias",
     "config_hash",
     "load_backbone",

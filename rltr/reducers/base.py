@@ -20,6 +20,8 @@ class Reducer:
 
     name: str = ""
     chooses_own_budget: bool = False  # with budget None it picks how many tokens to keep (else it keeps all)
+    takes_budget: bool = True  # False: it sets its own token counts (tome:r=N) and runs with budget None only
+    causal_only: bool = False  # True: its rule needs a causal order (a recent window): refused on encoders
 
     def decide(self, ctx: DecisionContext) -> Decision:  # pragma: no cover - interface
         raise NotImplementedError

@@ -14,6 +14,7 @@ from rltr.reducers.base import ScoreReducer
 
 class HeavyHitters(ScoreReducer):
     name = "h2o"
+    causal_only = True  # a recent window means nothing where every token sees every other
 
     def score(self, ctx: DecisionContext) -> torch.Tensor:
         state = ctx.state
