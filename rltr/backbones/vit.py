@@ -65,7 +65,8 @@ class ViTBackbone(EncoderBackbone):
         want = self.image_shape
         if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != want:
             shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
-            raise ValueError(f"image batch of shape {shape} does not fit vit model {self.name!r}: expected (batch, {', '.join(map(str, want))})")
+            expected = ", ".join(map(str, want))
+            raise ValueError(f"image batch of shape {shape} does not fit vit model {self.name!r}: expected (batch, {expected})")
         hidden = self._vit.embeddings(pixel_values.to(self.device, self.dtype))  # (B, N, D)
         b, n = hidden.shape[:2]
         cls = torch.zeros(b, n, dtype=torch.bool, device=hidden.device)

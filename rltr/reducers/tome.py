@@ -107,7 +107,9 @@ def _bipartite_round(weighted: torch.Tensor, alive: torch.Tensor, protected: tor
     b_ok = (idx[1::2][None, :] < n_alive[:, None]) & ~torch.gather(protected, 1, b_slot)  # (B, Nb)
     unit = torch.nn.functional.normalize(weighted, dim=-1)
     feat = unit.shape[-1]
-    sim = torch.gather(unit, 1, a_slot[..., None].expand(-1, -1, feat)) @ torch.gather(unit, 1, b_slot[..., None].expand(-1, -1, feat)).transpose(1, 2)
+    unit_a = torch.gather(unit, 1, a_slot[..., None].expand(-1, -1, feat))  # (B, Na, F)
+    unit_b = torch.gather(unit, 1, b_slot[..., None].expand(-1, -1, feat))  # (B, Nb, F)
+    sim = unit_a @ unit_b.transpose(1, 2)
     sim = sim.masked_fill(~(a_ok[:, :, None] & b_ok[:, None, :]), float("-inf"))  # (B, Na, Nb)
     node_max, node_idx = sim.max(dim=-1)  # (B, Na): each A token's best edge
     n_protected = (protected & alive).sum(1)
