@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,10 +19,9 @@ from tqdm.auto import tqdm
 
 from rltr.backbones import Backbone
 from rltr.compute import ArchSpec
-from rltr.inference import PromptHints
 from rltr.reducers import Reducer, check_budget, get_reducer
-from rltr.tasks import Task, collate, exact_match
-from rltr.tasks.vocab import PAD_ID, VOCAB_SIZE
+from rltr.scores import score_function
+from rltr.tasks import Task
 
 
 @dataclass
@@ -36,18 +35,16 @@ class EvalResult:
     latency_ms: float  # measured wall-clock per example: the model's (patched) forward on a batch / batch size
     n_examples: int
     query_aware: bool = True
+    scores: dict = field(default_factory=dict)  # every score the task reports ({"accuracy": ...}); ``accuracy`` is the first
+
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def check_task_fits(backbone: Backbone, task: Task) -> None:
-    vocab = getattr(backbone.config, "vocab_size", None)
-    if vocab != VOCAB_SIZE:
-        raise ValueError(
-            f"task {task.name!r} uses rltr's built-in vocabulary ({VOCAB_SIZE} words) but model "
-            f"{backbone.name!r} has vocab_size={vocab}; use a built-in model (rltr zoo list)"
-        )
+    """ValueError naming both when ``task``'s inputs do not fit ``backbone`` (the task sets itself up for it)."""
+    task.prepare(backbone)
 
 
 @torch.no_grad()
@@ -71,39 +68,40 @@ def run_method(
     spec = ArchSpec.from_config(backbone.config)
     model, full = backbone.model, reducer.name == "identity"
     reduction = contextlib.nullcontext() if full else reducer(
-        model, budget=budget, protect_last=1, decision_layers=list(decision_layers), query_aware=query_aware, seed=seed,
+        model, budget=budget, decision_layers=list(decision_layers), seed=seed, **task.reduction_options(query_aware),
     )
-    correct, fractions, kept, seconds = [], [], [], 0.0
+    scores: dict[str, list] = {name: [] for name in task.scores}
+    fractions, kept, seconds = [], [], 0.0
     batches = range(0, len(examples), batch_size)
     with reduction:
         for start in tqdm(batches, desc=f"{task.name}/{reducer.name}@{budget}", disable=not progress, leave=False):
-            batch = collate(examples[start : start + batch_size], PAD_ID).to(backbone.device)
-            columns = batch.answer_mask.any(0).nonzero().flatten()  # positions whose logits are scored
-            inputs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long(), use_cache=False,
-                          logits_to_keep=columns)
-            if not full:
-                inputs["reduction_hints"] = PromptHints(batch.context_len, batch.protected, batch.relevant)
+            batch = task.collate(examples[start : start + batch_size]).to(backbone.device)
+            inputs = batch.model_inputs(reduced=not full)
             if start == 0:
                 model(**inputs)  # warm-up, untimed: first-call allocations would land on one method only
             t0 = time.perf_counter()
-            out = model(**inputs).logits
+            out = model(**inputs)
             _synchronize(backbone.device)
             seconds += time.perf_counter() - t0
-            logits = out.new_zeros((*batch.input_ids.shape, out.shape[-1]))
-            logits[:, columns] = out
-            correct.append(exact_match(logits, batch).cpu())
-            lengths = batch.lengths.cpu()
+            output = batch.model_output(out)
+            for name, values in scores.items():
+                values.append(score_function(name, batch.kind)(output, batch).cpu())
             if full:
-                frac, n_alive = torch.ones(len(lengths), dtype=torch.float64), lengths
+                n_rows = output.shape[0]
+                frac, kept_rows = torch.ones(n_rows, dtype=torch.float64), torch.ones(n_rows)
             else:
-                frac, n_alive = reduction.last.trace.compute_fraction(spec, batch.n_answer).cpu(), reduction.last.n_kept.cpu()
+                info = reduction.last
+                frac = info.trace.compute_fraction(spec, batch.n_head_tokens).cpu()
+                kept_rows = info.n_kept.cpu().float() / info.trace.n_original.cpu().float()
             fractions.append(frac.float())
-            kept.append(n_alive.float() / lengths.float())
+            kept.append(kept_rows)
     n = len(examples)
+    means = {name: float(torch.cat(values).mean()) for name, values in scores.items()}
     return EvalResult(
         task=task.name, method=getattr(reducer, "label", reducer.name), budget=budget,
-        accuracy=float(torch.cat(correct).mean()), compute_fraction=float(torch.cat(fractions).mean()),
+        accuracy=means[task.scores[0]], compute_fraction=float(torch.cat(fractions).mean()),
         kept_ratio=float(torch.cat(kept).mean()), latency_ms=1000 * seconds / n, n_examples=n, query_aware=query_aware,
+        scores=means,
     )
 
 
@@ -140,7 +138,7 @@ def evaluate(
     results = []
     for task in tasks:
         for reducer in reducers:
-            own = [b for b in budgets if b is not None or reducer.chooses_own_budget]
+            own = [b for b in budgets if b is not None or reducer.chooses_own_budget] if reducer.takes_budget else [None]
             for budget in [None] if reducer.name == "identity" else own:
                 results.append(run_method(backbone, task, reducer, budget, progress=progress, **kwargs))
     return results
@@ -152,18 +150,22 @@ def full_latency(results: list[EvalResult]) -> dict[str, float]:
 
 
 def format_table(results: list[EvalResult]) -> str:
-    """A markdown table: task, method, budget, accuracy, compute fraction, tokens kept, latency, and the
-    measured speedup over the full model (``identity`` on the same task; blank when it was not run)."""
+    """A markdown table: task, method, budget, the tasks' scores (accuracy for token and image tasks),
+    compute fraction, tokens kept, latency, and the measured speedup over the full model (``identity`` on the
+    same task; blank when it was not run)."""
     full = full_latency(results)
+    names = list(dict.fromkeys(k for r in results for k in (r.scores or {"accuracy": r.accuracy})))
     lines = [
-        "| task | method | budget | accuracy | compute fraction | tokens kept | latency ms/example | speedup |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"| task | method | budget | {' | '.join(names)} | compute fraction | tokens kept | latency ms/example | speedup |",
+        "|---|---|---:|" + "---:|" * len(names) + "---:|---:|---:|---:|",
     ]
     for r in results:
         budget = ("full" if r.method == "identity" else "own") if r.budget is None else f"{r.budget:.2f}"
         speedup = f"{full[r.task] / r.latency_ms:.2f}x" if r.task in full and r.latency_ms > 0 else ""
+        values = r.scores or {"accuracy": r.accuracy}
+        cells = " | ".join(f"{values[k]:.3f}" if k in values else "" for k in names)
         lines.append(
-            f"| {r.task} | {r.method} | {budget} | {r.accuracy:.3f} | {r.compute_fraction:.3f} | "
+            f"| {r.task} | {r.method} | {budget} | {cells} | {r.compute_fraction:.3f} | "
             f"{r.kept_ratio:.3f} | {r.latency_ms:.2f} | {speedup} |"
         )
     return "\n".join(lines)

@@ -1,10 +1,19 @@
-"""How an episode's answer is scored from the final token state: one function per score, by name.
+"""How an episode's output is scored: one function per (score, kind of output), by name.
 
 Every score is (B,) float in [0, 1], higher is better; the env's reward is ``score - compute_weight *
-compute_fraction``.
+compute_fraction``. A task's batches say what their head outputs (``batch.kind``):
+
+* ``tokens``:    (B, N, V) logits at the answer positions (built-in token tasks);
+* ``classes``:   (B, C) class logits (image classification);
+* ``embedding``: (B, D) pooled sentence embeddings, compared with the full model's (``batch.reference``).
+
+The env computes the output from the final token state (``batch.head_output``), evaluation from the HF
+forward's output (``batch.model_output``); both score it here.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -19,9 +28,52 @@ def answer_loglik(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     return torch.exp((logp * mask).sum(1) / mask.sum(1))
 
 
-SCORES = {
-    "accuracy": exact_match,  # 1 where every teacher-forced answer token is the argmax (= greedy generation)
-    "loglik": answer_loglik,  # denser: the answer's probability
+def class_accuracy(logits: torch.Tensor, batch) -> torch.Tensor:
+    """(B,) 1.0 where the top class is the label."""
+    return (logits.argmax(-1) == batch.labels).float()
+
+
+def class_probability(logits: torch.Tensor, batch) -> torch.Tensor:
+    """(B,) the probability the classifier gives the label (denser than accuracy)."""
+    return logits.float().softmax(-1).gather(-1, batch.labels[:, None]).squeeze(-1)
+
+
+def _cosines(embedding: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """(B, M) cosine of each embedding (B, D) with each reference embedding (M, D)."""
+    unit = torch.nn.functional.normalize(embedding.float(), dim=-1)
+    return unit @ torch.nn.functional.normalize(reference.float(), dim=-1).T
+
+
+def embedding_fidelity(embedding: torch.Tensor, batch) -> torch.Tensor:
+    """(B,) cosine of each embedding with the full model's embedding of the same sentence, clamped to [0, 1]."""
+    cos = _cosines(embedding, batch.reference).gather(1, batch.index[:, None]).squeeze(1)
+    return cos.clamp(0.0, 1.0)
+
+
+def self_retrieval(embedding: torch.Tensor, batch) -> torch.Tensor:
+    """(B,) 1.0 where, among the full embeddings of every corpus sentence, the nearest is the sentence's own."""
+    return (_cosines(embedding, batch.reference).argmax(1) == batch.index).float()
+
+
+def pair_retrieval(embedding: torch.Tensor, batch) -> torch.Tensor:
+    """(B,) 1.0 where, among the full embeddings of every other corpus sentence, the nearest is the sentence's
+    pair (its paraphrase): the task sentence embeddings exist for, done with a reduced query."""
+    cos = _cosines(embedding, batch.reference).scatter(1, batch.index[:, None], float("-inf"))  # not itself
+    return (cos.argmax(1) == batch.pair).float()
+
+
+SCORES: dict[str, dict[str, Callable]] = {
+    "accuracy": {
+        "tokens": exact_match,  # 1 where every teacher-forced answer token is the argmax (= greedy generation)
+        "classes": class_accuracy,
+    },
+    "loglik": {
+        "tokens": answer_loglik,  # denser: the answer's probability
+        "classes": class_probability,
+    },
+    "fidelity": {"embedding": embedding_fidelity},
+    "retrieval": {"embedding": self_retrieval},
+    "pair_retrieval": {"embedding": pair_retrieval},
 }
 
 
@@ -31,7 +83,15 @@ def check_score(name: str) -> str:
     return name
 
 
-def episode_score(backbone, batch: Batch, state: TokenState, score: str) -> torch.Tensor:
-    """(B,) score of each row's answer, from the logits of the final ``state`` at the answer positions."""
-    logits = backbone.answer_logits(state, batch.answer_mask)
-    return SCORES[check_score(score)](logits, batch)
+def score_function(name: str, kind: str) -> Callable:
+    """The function scoring outputs of ``kind`` by score ``name``; ValueError naming both when it does not apply."""
+    fns = SCORES[check_score(name)]
+    if kind not in fns:
+        usable = sorted(n for n, f in SCORES.items() if kind in f)
+        raise ValueError(f"score {name!r} does not apply to a task whose outputs are {kind}; use one of {usable}")
+    return fns[kind]
+
+
+def episode_score(backbone, batch, state: TokenState, score: str) -> torch.Tensor:
+    """(B,) score of each row's output, computed from the final ``state`` by the batch's head."""
+    return score_function(score, batch.kind)(batch.head_output(backbone, state), batch)

@@ -59,11 +59,11 @@ def test_budget_outside_unit_interval_is_rejected(capsys, budget):
 
 
 def test_unsupported_family_exits_2(tmp_path, capsys):
-    from transformers import BertConfig
+    from transformers import T5Config
 
-    BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path)
+    T5Config(num_layers=1, d_model=32, num_heads=2, d_ff=64).save_pretrained(tmp_path)
     code, _, err = _run(["evaluate", "--model", str(tmp_path), "--task", "retrieval"], capsys)
-    assert code == 2 and "'bert'" in err
+    assert code == 2 and "'t5'" in err
 
 
 def test_no_traceback_from_the_console_script(tmp_path):

@@ -79,7 +79,10 @@ def load_backbone(
     if config.model_type not in ADAPTERS:
         raise ModelLoadError(f"model family {config.model_type!r} of {name_or_path!r} has no adapter; supported: {sorted(ADAPTERS)}")
     auto = ADAPTERS[config.model_type].auto_class(config)
-    model = auto.from_pretrained(target, dtype=dtype or torch.float32, attn_implementation=attn_implementation)
+    try:
+        model = auto.from_pretrained(target, dtype=dtype or torch.float32, attn_implementation=attn_implementation)
+    except OSError as e:  # a config without weights, or weights that are not there
+        raise ModelLoadError(f"cannot load the weights of model {name_or_path!r}: {e}") from None
     if device is not None:
         model = model.to(device)
     return wrap(model, name=name_or_path)

@@ -75,12 +75,12 @@ class BertBackbone(EncoderBackbone):
                                    token_type_ids=named.get("token_type_ids"))
         return state, order
 
-    def forward_output(self, state: TokenState, columns: torch.Tensor, named: dict):
+    def forward_output(self, state: TokenState, columns, named: dict):
         from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions
 
         if self._bert is not self.model:
             raise ValueError(f"token reduction runs BertModel's forward; {type(self.model).__name__} adds a head it does not run")
-        pooler = self._bert.pooler
+        hidden, pooler = columns(), self._bert.pooler
         return BaseModelOutputWithPoolingAndCrossAttentions(
-            last_hidden_state=columns, pooler_output=None if pooler is None else pooler(columns),
+            last_hidden_state=hidden, pooler_output=None if pooler is None else pooler(hidden),
         )

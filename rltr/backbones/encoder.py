@@ -69,7 +69,7 @@ class EncoderBackbone(Backbone):
         the input column of each slot."""
         raise NotImplementedError
 
-    def forward_output(self, state: TokenState, columns: torch.Tensor, named: dict):
-        """The HF forward's output object for the final ``state``; ``columns`` (B, L, D) holds, at each
-        input column, the final state of the slot that token ended up in (0 where it was dropped)."""
+    def forward_output(self, state: TokenState, columns, named: dict):
+        """The HF forward's output object for the final ``state``; ``columns()`` gives (B, L, D): at each input
+        column the final state of the slot that token ended up in (0 where it was dropped), computed on demand."""
         raise NotImplementedError

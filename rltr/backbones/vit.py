@@ -107,10 +107,10 @@ class ViTBackbone(EncoderBackbone):
         b, n = state.alive.shape
         return state, torch.arange(n, device=state.alive.device).expand(b, n)
 
-    def forward_output(self, state: TokenState, columns: torch.Tensor, named: dict):
+    def forward_output(self, state: TokenState, columns, named: dict):
         from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 
         if hasattr(self.model, "classifier"):
             return ImageClassifierOutput(logits=self.class_logits(state))
-        pooler = self._vit.pooler
-        return BaseModelOutputWithPooling(last_hidden_state=columns, pooler_output=None if pooler is None else pooler(columns))
+        hidden, pooler = columns(), self._vit.pooler
+        return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=None if pooler is None else pooler(hidden))

@@ -23,9 +23,8 @@ from rltr.compute import ArchSpec
 from rltr.decisions import RunTrace, check_budget, decision_context, resolve_actions
 from rltr.features import FeatureSpec, merge_match, token_features
 from rltr.ops import TokenState, apply_actions
-from rltr.scores import check_score, episode_score
-from rltr.tasks import Example, Task, collate
-from rltr.tasks.vocab import PAD_ID
+from rltr.scores import episode_score, score_function
+from rltr.tasks import Task
 
 AUTOCAST_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 OBS_BOUND = 1e4  # features are clipped to +-OBS_BOUND (they are O(1) to O(N) by construction)
@@ -62,6 +61,7 @@ class EpisodeEngine:
 
     def __init__(self, backbone: Backbone, task: Task, settings, policy_flops: Callable | None = None):
         self.backbone, self.task, self.policy_flops = backbone, task, policy_flops
+        task.prepare(backbone)  # ValueError when the task's inputs do not fit the model
         self.arch = ArchSpec.from_config(backbone.config)
         self.device = backbone.device
         self.configure(settings)
@@ -71,7 +71,7 @@ class EpisodeEngine:
         bad = [i for i in settings.decision_layers if not 0 <= i < self.backbone.n_layers]
         if bad:
             raise ValueError(f"env.decision_layers {list(settings.decision_layers)} must lie within 0..{self.backbone.n_layers - 1}")
-        check_score(settings.score)
+        score_function(settings.score, self.task.kind)
         if settings.dtype != "float32" and self.device.type != "cuda":
             raise ValueError(f"env.dtype={settings.dtype!r} (autocast) needs a CUDA backbone; this one is on {self.device}")
         features = FeatureSpec.named(settings.features, n_hidden_proj=settings.n_hidden_proj)
@@ -83,18 +83,17 @@ class EpisodeEngine:
         self.budget = check_budget(settings.budget)
 
     # ---- one episode per row --------------------------------------------------------------------
-    def start(self, examples: list[Example]) -> None:
-        """Embed the padded batch of ``examples`` and run it up to the first decision layer."""
-        longest = max(len(e.input_ids) for e in examples)
-        if longest > self.settings.max_tokens:
-            raise ValueError(f"example of {longest} tokens exceeds env.max_tokens={self.settings.max_tokens}")
-        self.batch = collate(examples, PAD_ID).to(self.device)
-        b = self.batch
+    def start(self, examples: list) -> None:
+        """Embed the padded batch of ``examples`` (the task collates them) and run it up to the first decision layer."""
+        self.batch = self.task.collate(examples).to(self.device)
+        with self._autocast():
+            state = self.batch.embed(self.backbone)
+        n = state.n_alive  # (B,) tokens per row before any reduction
+        if int(n.max()) > self.settings.max_tokens:
+            raise ValueError(f"example of {int(n.max())} tokens exceeds env.max_tokens={self.settings.max_tokens}")
         self._step = 0
         self._counts: dict[int, torch.Tensor] = {}
-        self.trace = RunTrace(b.lengths, torch.empty(0), torch.zeros(len(examples), dtype=torch.float64, device=self.device))
-        with self._autocast():
-            state = self.backbone.embed(b.input_ids, b.attention_mask, protected=b.protected)
+        self.trace = RunTrace(n, torch.empty(0), torch.zeros(len(examples), dtype=torch.float64, device=self.device))
         self.state = self._advance(state, 0, self.decision_layers[0])
         self.ctx = self._context()
 
@@ -112,7 +111,7 @@ class EpisodeEngine:
         """Apply (B, max_tokens) actions at the current decision layer under the one budget rule, run the
         layers up to the next decision; True when the episodes have ended."""
         assert not self.done, "step() after the last decision: start() a new batch"
-        expected = (len(self.batch.lengths), self.settings.max_tokens)
+        expected = (len(self.trace.n_original), self.settings.max_tokens)
         assert tuple(actions.shape) == expected, f"actions have shape {tuple(actions.shape)}, expected {expected}"
         ctx = self.ctx
         actions = resolve_actions(ctx, actions.to(self.device, torch.long)[:, : ctx.state.alive.shape[1]])
@@ -136,7 +135,7 @@ class EpisodeEngine:
         b = self.batch
         with self._autocast():
             score = episode_score(self.backbone, b, self.state, self.settings.score).double()
-        frac = self.trace.compute_fraction(self.arch, b.n_answer.double())
+        frac = self.trace.compute_fraction(self.arch, b.n_head_tokens.double())
         reward = score - self.settings.compute_weight * frac
         return EpisodeResult(reward, score, frac, self.trace.tokens_per_layer, self.trace.kept_ratio)
 
@@ -167,6 +166,6 @@ class EpisodeEngine:
     def _context(self, budget: float | None | str = "env", charge: bool = True):
         b = self.batch
         budget = self.budget if budget == "env" else budget
-        return decision_context(self.backbone, self.state, self.decision_layers, self._step, b.lengths, budget,
+        return decision_context(self.backbone, self.state, self.decision_layers, self._step, self.trace.n_original, budget,
                                 b.relevant, b.context_len, self.settings.query_aware, arch=self.arch if charge else None)
 

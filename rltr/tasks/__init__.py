@@ -1,4 +1,4 @@
-"""Built-in synthetic tasks: a registry of :class:`~rltr.tasks.base.Task` classes.
+"""Built-in tasks: a registry of :class:`~rltr.tasks.base.Task` classes (synthetic token tasks; digits images).
 
 ``get_task("retrieval", context_len=128)`` builds one; every example starts ``<bos> <task-tag>``.
 """
@@ -6,12 +6,13 @@
 from __future__ import annotations
 
 from rltr.tasks.base import Batch, Example, Task, collate, exact_match
+from rltr.tasks.images import Digits
 from rltr.tasks.majority import Majority
 from rltr.tasks.multihop import Multihop
 from rltr.tasks.retrieval import Retrieval
 from rltr.tasks.selective_copy import SelectiveCopy
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop, Digits)}
 
 
 def get_task(name: str, **kwargs) -> Task:
