@@ -22,8 +22,11 @@ EXIT_USAGE = 2
 
 def _model_tasks(model: str) -> list[str]:
     """The tasks a built-in model (or a folder with rltr_zoo.json) was trained on."""
+    from rltr import zoo
     from rltr.backbones import resolve_model
 
+    if model in zoo.PACKAGED:
+        return list(zoo.PACKAGED[model].tasks)
     meta = Path(resolve_model(model)) / "rltr_zoo.json"
     if not meta.is_file():
         raise ValueError(f"model {model!r} has no rltr_zoo.json naming its tasks; pass --task")
@@ -148,7 +151,7 @@ def cmd_zoo_list(args) -> int:
             continue
         acc = m.get("accuracy", {})
         print("  path: " + str(m.get("path", "")))
-        print("  full-token exact match: " + ", ".join(f"{t} {a:.1%}" for t, a in acc.items()))
+        print("  full-token accuracy: " + ", ".join(f"{t} {a:.1%}" for t, a in acc.items()))
         if "build_seconds" in m:
             print(f"  build time: {m['build_seconds']:.0f} s ({m.get('steps', '?')} steps)")
         if m.get("gaps"):
@@ -156,6 +159,12 @@ def cmd_zoo_list(args) -> int:
         for t, g in m.get("gaps", {}).items():
             cells = "; ".join(f"{k}: oracle {v['oracle']:.1%} vs random {v['random']:.1%}" for k, v in g.items())
             print(f"    {t}: {cells}")
+    for name, entry in zoo.PACKAGED.items():
+        print(f"{name}: {entry.description}; tasks: {', '.join(entry.tasks)}")
+        try:
+            print(f"  path: {zoo.packaged_path(name)}")
+        except ValueError as e:
+            print(f"  not installed: {e}")
     return 0
 
 

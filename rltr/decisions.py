@@ -335,8 +335,20 @@ class Decider:
 
 def execute(ctx: DecisionContext, d: Decision) -> tuple[TokenState, torch.Tensor]:
     """Apply a reducer's :class:`Decision` under the one rule (:func:`resolve_actions`); returns the new
-    (compacted) state and the slot map (B, N_before) of where each token went (-1: dropped)."""
-    actions = resolve_actions(ctx, d.actions)
+    (compacted) state and the slot map (B, N_before) of where each token went (-1: dropped).
+
+    With chosen merge destinations (``d.merge_dst``), tokens that absorb merges are the last KEEPs the budget
+    cap drops, and a MERGE whose destination was dropped all the same is dropped with it (its group is gone)."""
+    if d.merge_dst is None:
+        actions = resolve_actions(ctx, d.actions)
+    else:
+        state = ctx.state
+        merging = (d.actions == Action.MERGE) & (d.merge_dst >= 0) & state.alive
+        absorbs = torch.zeros_like(merging).scatter(1, d.merge_dst.clamp_min(0), merging)  # (B, N) receives a merge
+        priority = state.positions.float() + absorbs.float() * (state.positions.max().float() + 1.0)
+        actions = resolve_actions(ctx, d.actions, keep_priority=priority)
+        lost = (actions == Action.MERGE) & (d.merge_dst >= 0) & (torch.gather(actions, 1, d.merge_dst.clamp_min(0)) != Action.KEEP)
+        actions = torch.where(lost, Action.DROP, actions)
     return apply_actions(ctx.state, actions, causal=ctx.backbone.causal, match=d.match, merge_dst=d.merge_dst,
                          dst_allowed=ctx.context, return_slot_map=True)
 

@@ -29,7 +29,8 @@ class ModelLoadError(ValueError):
 
 
 def resolve_model(name_or_path: str) -> str:
-    """A built-in zoo name (``default``) -> its folder; an existing path -> itself; else a hub name."""
+    """A built-in zoo name (``default``) or packaged model (``minilm``) -> its folder; an existing path -> itself;
+    else a hub name."""
     if not name_or_path or not str(name_or_path).strip():
         raise ModelLoadError("model name is empty")
     if os.path.isdir(name_or_path):
@@ -38,6 +39,8 @@ def resolve_model(name_or_path: str) -> str:
 
     if name_or_path in zoo.ZOO:
         return str(zoo.model_path(name_or_path))
+    if name_or_path in zoo.PACKAGED:  # a real model an installed package ships (minilm)
+        return str(zoo.packaged_path(name_or_path))
     return name_or_path
 
 

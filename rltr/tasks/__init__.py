@@ -1,4 +1,4 @@
-"""Built-in tasks: a registry of :class:`~rltr.tasks.base.Task` classes (synthetic token tasks; digits images).
+"""Built-in tasks: a registry of :class:`~rltr.tasks.base.Task` classes (synthetic token tasks; digits images; sentences).
 
 ``get_task("retrieval", context_len=128)`` builds one; every example starts ``<bos> <task-tag>``.
 """
@@ -11,8 +11,9 @@ from rltr.tasks.majority import Majority
 from rltr.tasks.multihop import Multihop
 from rltr.tasks.retrieval import Retrieval
 from rltr.tasks.selective_copy import SelectiveCopy
+from rltr.tasks.sentences import Sentences
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop, Digits)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop, Digits, Sentences)}
 
 
 def get_task(name: str, **kwargs) -> Task:

@@ -135,4 +135,4 @@ def build_model(name: str, out_dir: str | Path, *, seed: int | None = None, prog
     """Build the registered model ``name`` into ``out_dir``; returns its ``rltr_zoo.json`` metadata."""
     if name not in ZOO:
         raise ValueError(f"unknown zoo model {name!r}; known models: {', '.join(sorted(ZOO))}")
-    return build_spec(ZOO[name], out_dir, seed=seed, progress=progress)
+    return ZOO[name].build(out_dir, seed=seed, progress=progress)
