@@ -16,15 +16,17 @@ def write_report(results: list[EvalResult], out: Path, header: dict | None = Non
     rows = [r.to_dict() for r in results]
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in (header or {}).items() if k != "func"}
     (out / "results.json").write_text(json.dumps({"settings": settings, "results": rows}, indent=2))
+    flat = [{**{k: v for k, v in row.items() if k != "scores"}, **{f"score_{k}": v for k, v in row["scores"].items()}} for row in rows]
     with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in flat for k in row)))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(flat)
     lines = ["# rltr evaluation", ""]
     lines += [f"- {k}: {v}" for k, v in settings.items()]
     lines += ["", format_table(results), ""]
     for task in dict.fromkeys(r.task for r in results):
-        lines += [f"**{task}**: exact match · compute fraction · measured speedup over the full model", ""]
+        headline = next(iter(next(r for r in results if r.task == task).scores), "accuracy")  # the task's first score
+        lines += [f"**{task}**: {headline} · compute fraction · measured speedup over the full model", ""]
         lines += [pivot_table(results, task), ""]
     lines += ["![accuracy vs compute and vs measured latency](pareto.png)", ""]
     (out / "report.md").write_text("\n".join(lines))

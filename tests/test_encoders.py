@@ -100,7 +100,8 @@ def test_non_causal_merges_go_to_any_kept_token():
     bb = wrap(tiny_vit())
     cls = torch.zeros(1, 5, dtype=torch.bool)
     cls[0, 0] = True
-    ctx = DecisionContext(backbone=bb, layer=1, state=TokenState.from_hidden(torch.randn(1, 5, 64), protected=cls), n_keep=torch.tensor([3]))
+    state = TokenState.from_hidden(torch.randn(1, 5, 64), protected=cls)
+    ctx = DecisionContext(backbone=bb, layer=1, state=state, n_keep=torch.tensor([3]))
     kept = torch.tensor([[True, True, False, False, False]])
     assert ctx.can_merge(kept)[0].tolist() == [False, False, True, True, True]
     assert ctx.query_rows()[0].tolist() == [True, False, False, False, False]  # EViT's query: CLS

@@ -59,3 +59,30 @@ def test_tiny_rebuilds_and_learns(tmp_path):
         task = get_task(name, context_len=spec.context_len)
         assert meta["accuracy"][name] >= spec.min_accuracy, meta["accuracy"]  # 0.9; measured 0.98 in ~70 s
         assert evaluate_full(model, tok, task, n=200, seed=7) >= spec.min_accuracy
+
+
+def test_vit_digits_loads_offline_and_meets_its_accuracy(monkeypatch):
+    from transformers import AutoModelForImageClassification
+
+    from rltr.zoo.vit_digits import accuracy
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(1)
+    path = model_path("vit-digits")
+    meta = json.loads((path / "rltr_zoo.json").read_text())
+    assert sum(f.stat().st_size for f in path.iterdir()) <= 10 * 2**20
+    model = AutoModelForImageClassification.from_pretrained(path)
+    spec = ZOO["vit-digits"]
+    n_patches = (spec.image_size // spec.patch_size) ** 2
+    assert n_patches >= 64 and model.config.image_size == spec.image_size and meta["tasks"] == ["digits"]
+    assert meta["accuracy"]["digits"] >= spec.min_accuracy
+    assert accuracy(model, "test", spec.image_size) >= spec.min_accuracy  # all 360 held-out images, plain HF forward
+
+
+def test_digit_splits_are_disjoint_and_fixed():
+    from rltr.tasks.images import SPLIT_SIZES, split_indices
+
+    parts = {s: set(split_indices(s).tolist()) for s in SPLIT_SIZES}
+    assert [len(p) for p in parts.values()] == list(SPLIT_SIZES.values())
+    assert not (parts["train"] & parts["test"]) and not (parts["validation"] & parts["test"])
+    assert split_indices("test").tolist() == split_indices("test").tolist()
