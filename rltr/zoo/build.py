@@ -58,7 +58,6 @@ def _new_model(spec: ZooSpec):
 
 def build_spec(spec: ZooSpec, out_dir: str | Path, *, seed: int | None = None, progress: bool = True) -> dict:
     """Train ``spec`` (seeded), save the HF folder + ``rltr_zoo.json`` to ``out_dir``, return the metadata."""
-    import transformers
     from tqdm.auto import tqdm
 
     seed = spec.seed if seed is None else seed
@@ -116,6 +115,16 @@ def build_spec(spec: ZooSpec, out_dir: str | Path, *, seed: int | None = None, p
         "validation_accuracy": val_acc,
         "steps": step + 1,
         "stage_steps": stage_steps,  # steps at which each curriculum length started
+        **build_facts(model, spec, seed, start),
+    }
+    return save_built(model, out_dir, meta, build_tokenizer())
+
+
+def build_facts(model, spec, seed: int, start: float) -> dict:
+    """What every built model records besides its accuracy: seed, build time, size, library versions, spec."""
+    import transformers
+
+    return {
         "seed": seed,
         "build_seconds": round(time.perf_counter() - start, 1),
         "n_params": sum(p.numel() for p in model.parameters()),
@@ -123,10 +132,15 @@ def build_spec(spec: ZooSpec, out_dir: str | Path, *, seed: int | None = None, p
         "transformers_version": transformers.__version__,
         "spec": spec.to_dict(),
     }
+
+
+def save_built(model, out_dir: str | Path, meta: dict, tokenizer=None) -> dict:
+    """Save ``model`` (and ``tokenizer``) as an HF folder with ``rltr_zoo.json`` = ``meta``; return ``meta``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
-    build_tokenizer().save_pretrained(out)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
     (out / "rltr_zoo.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 

@@ -8,7 +8,6 @@ with ``AutoModelForImageClassification.from_pretrained(model_path("vit-digits"))
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -96,8 +95,9 @@ def accuracy(model, split: str, image_size: int, batch_size: int = 256) -> float
 
 def build_vit(spec: ViTDigitsSpec, out_dir: str | Path, *, seed: int | None = None, progress: bool = True) -> dict:
     """Train ``spec`` (seeded), save the HF folder + ``rltr_zoo.json`` to ``out_dir``, return the metadata."""
-    import transformers
     from tqdm.auto import tqdm
+
+    from rltr.zoo.build import build_facts, save_built  # late: build imports the registry, which imports this module
 
     seed = spec.seed if seed is None else seed
     start = time.perf_counter()
@@ -145,15 +145,6 @@ def build_vit(spec: ViTDigitsSpec, out_dir: str | Path, *, seed: int | None = No
         "eval_split": "test",
         "validation_accuracy": {"digits": val_acc},
         "steps": step + 1,
-        "seed": seed,
-        "build_seconds": round(time.perf_counter() - start, 1),
-        "n_params": sum(p.numel() for p in model.parameters()),
-        "torch_version": torch.__version__,
-        "transformers_version": transformers.__version__,
-        "spec": spec.to_dict(),
+        **build_facts(model, spec, seed, start),
     }
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    (out / "rltr_zoo.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return meta
+    return save_built(model, out_dir, meta)
