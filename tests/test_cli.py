@@ -84,6 +84,10 @@ def test_encoder_bad_input_exits_2_with_one_clear_line(tmp_path, capsys):
     assert code == 2 and "gives token ids" in err and "takes images" in err
     code, _, err = _run(["evaluate", "--model", str(vit_dir), "--task", "digits", "--methods", "window", "--n-examples", "2"], capsys)
     assert code == 2 and "not applicable to encoders" in err
+    small = tmp_path / "vit16"
+    tiny_vit(image_size=16).save_pretrained(small)  # images of the wrong shape for the task's 32 x 32 digits
+    code, _, err = _run(["evaluate", "--model", str(small), "--task", "digits", "--n-examples", "2"], capsys)
+    assert code == 2 and "(1, 32, 32) images" in err and "(1, 16, 16) images" in err and "Traceback" not in err
 
 
 def test_evaluate_an_encoder_with_tome_r(tmp_path, capsys):
@@ -94,3 +98,11 @@ def test_evaluate_an_encoder_with_tome_r(tmp_path, capsys):
                          "--budgets", "0.5", "--decision-layers", "0,1,2", "--n-examples", "8"], capsys)
     assert code == 0
     assert "| digits | tome:r=4 | own |" in out and "| digits | attn_topk | 0.50 |" in out and "| digits | tome:r=4 | 0.50 |" not in out
+
+
+def test_apply_refuses_an_encoder(tmp_path, capsys):
+    from tests.conftest import tiny_vit
+
+    tiny_vit(image_size=32).save_pretrained(tmp_path / "vit")
+    code, _, err = _run(["apply", "--method", "tome", "--model", str(tmp_path / "vit"), "--prompt", "hello"], capsys)
+    assert code == 2 and "is an encoder" in err
