@@ -67,6 +67,14 @@ def _tokenizer(model: str):
         raise ValueError(f"model {model!r} has no tokenizer files to encode/decode text with") from None
 
 
+def _check_length(args, backbone, n_prompt: int) -> None:
+    """Prompt + generated tokens must fit the model's positions (else the embedding raises IndexError)."""
+    limit = backbone.max_positions
+    if limit is not None and n_prompt + args.max_new_tokens > limit:
+        raise ValueError(f"prompt of {n_prompt} tokens + {args.max_new_tokens} new tokens (--max-new-tokens) = "
+                         f"{n_prompt + args.max_new_tokens} tokens, more than the {limit} positions of model {args.model!r}")
+
+
 def _generate(model, ids: torch.Tensor, max_new_tokens: int) -> tuple[list[int], float]:
     t0 = time.perf_counter()
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False)
@@ -88,6 +96,7 @@ def cmd_apply(args) -> int:
     prompt, protect_last, protect_first, answer = _prompt(args, backbone)
     protect_last = protect_last if args.protect_last is None else args.protect_last
     protect_first = protect_first if args.protect_first is None else args.protect_first
+    _check_length(args, backbone, len(prompt))
     ids = torch.tensor([prompt], device=backbone.device)
     reduction = reducer(model, budget=args.budget, protect_last=protect_last, protect_first=protect_first,
                         decision_layers=args.decision_layers, seed=args.seed)

@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 
 from rltr.apply_cli import add_apply
+from rltr.cli_args import Parser
 from rltr.cli_args import budgets as _budgets
 from rltr.cli_args import csv_list as _csv
 from rltr.cli_args import layers as _layers
+from rltr.cli_args import mapping as _mapping
 
 EXIT_USAGE = 2
 
@@ -41,6 +43,8 @@ def add_evaluate(sub) -> None:
                                    "compute fraction, tokens kept, measured latency and speedup over identity.")
     p.add_argument("--model", default="default", help="built-in model name (rltr zoo list), local folder or hub name")
     p.add_argument("--task", type=_csv, default=None, help="task name(s), comma-separated; default: the model's tasks")
+    p.add_argument("--task-kwargs", type=_mapping, default={},
+                   help="keyword arguments of the task(s), a YAML mapping, e.g. '{n_pairs: [1, 6]}'")
     p.add_argument("--methods", type=_csv, default=["identity", "random"], help="reducers, comma-separated")
     p.add_argument("--budgets", type=_budgets, default=[0.5],
                    help="fractions of tokens to keep, each in (0, 1]; 'none' = the method's own choice")
@@ -64,7 +68,7 @@ def cmd_evaluate(args) -> int:
     if args.n_examples < 1:
         raise ValueError(f"--n-examples must be >= 1, got {args.n_examples}")
     backbone = load_backbone(args.model, device=args.device)
-    tasks = [get_task(t) for t in (args.task or _model_tasks(args.model))]
+    tasks = [get_task(t, **args.task_kwargs) for t in (args.task or _model_tasks(args.model))]
     results = evaluate(
         backbone, tasks, args.methods, args.budgets, n_examples=args.n_examples, seed=args.seed,
         decision_layers=args.decision_layers, batch_size=args.batch_size, query_aware=not args.query_agnostic,
@@ -220,7 +224,8 @@ def cmd_demo(args) -> int:
         router = export_router(run_dir, Path("routers") / cfg.name)
         t_train = time.perf_counter() - t0
         ns = argparse.Namespace(
-            model=cfg.env.model, task=[cfg.env.task], methods=[f"router:{router}", *DEMO_METHODS], budgets=args.budgets,
+            model=cfg.env.model, task=[cfg.env.task], task_kwargs=cfg.env.task_kwargs, methods=[f"router:{router}", *DEMO_METHODS],
+            budgets=args.budgets,
             decision_layers=cfg.env.decision_layers, n_examples=args.n_examples, batch_size=64, seed=0, device="cpu",
             out=Path("reports") / cfg.name, query_agnostic=not cfg.env.query_aware,
         )
@@ -232,7 +237,7 @@ def cmd_demo(args) -> int:
 
 # ---- entry point ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rltr", description="RL-guided token reduction for frozen transformers.")
+    parser = Parser(prog="rltr", description="RL-guided token reduction for frozen transformers.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train(sub)
     add_export(sub)

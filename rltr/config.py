@@ -1,7 +1,8 @@
 """Training configuration: dataclasses with a help string per field; YAML < ``--set key=value``.
 
-Unknown keys and wrong types are errors that name the key and value. The ``ppo`` block is passed
-straight to ``stable_baselines3.PPO`` (SB3 validates it).
+Unknown keys, wrong types and out-of-range values are errors that name the key and value (checked when
+a config is built, before any run folder exists). The ``ppo`` block is passed straight to
+``stable_baselines3.PPO``; its keys are checked against PPO's signature, its values by SB3.
 """
 
 from __future__ import annotations
@@ -16,8 +17,14 @@ from pathlib import Path
 import yaml
 
 from rltr.envs.engine import AUTOCAST_DTYPES  # float32, bfloat16, float16
-from rltr.features import FEATURE_SETS  # full, light
+from rltr.features import FEATURE_SETS, PROJECTIONS  # full, light; gaussian, orthogonal
+from rltr.policies.network import NETWORKS, network_spec  # mlp, attention
 from rltr.scores import SCORES  # accuracy, loglik
+
+# PPO keyword arguments that rltr.training passes itself, and the config key each comes from.
+PPO_SET_BY_RLTR = {"policy": "TokenPolicy", "env": "env.*", "policy_kwargs": "policy.*", "seed": "seed",
+                   "device": "env.device", "tensorboard_log": "the run folder's tb/", "verbose": "0",
+                   "_init_setup_model": "True"}
 
 
 class ConfigError(ValueError):
@@ -42,6 +49,8 @@ class EnvConfig:
     budget: float | None = _f(None, "token keep fraction enforced on the policy, in (0, 1]; null: policy decides")
     max_tokens: int = _f(192, "observation slots (>= the longest example)")
     n_hidden_proj: int = _f(16, "dims of a fixed random projection of hidden states added to token features")
+    projection: str = _f("gaussian", "that projection: gaussian (the original routers'), or orthogonal (orthonormal "
+                                     "columns: with n_hidden_proj = the model width the full hidden state, rotated)")
     features: str = _f("full", "feature set: full, or light (no attention rows, no all-pairs similarity: a cheaper decision)")
     device: str = _f("auto", "device of the frozen backbone and of PPO: auto (cuda if available), cpu, cuda or cuda:N")
     batched: bool = _f(True, "run the n_envs episodes in lockstep with batched forwards (False: a DummyVecEnv of single envs)")
@@ -60,6 +69,8 @@ class EnvConfig:
             bad("device", self.device, "auto, cpu, mps, cuda or cuda:N")
         if self.features not in FEATURE_SETS:
             bad("features", self.features, f"one of {list(FEATURE_SETS)}")
+        if self.projection not in PROJECTIONS:
+            bad("projection", self.projection, f"one of {list(PROJECTIONS)}")
         if self.dtype not in AUTOCAST_DTYPES:
             bad("dtype", self.dtype, f"one of {list(AUTOCAST_DTYPES)}")
         if self.dtype != "float32" and not self.batched:
@@ -79,6 +90,19 @@ class EnvConfig:
 @dataclass
 class PolicyConfig:
     hidden: int = _f(64, "width of the per-token actor and of the critic")
+    network: str = _f("mlp", "actor: mlp (each token from its own features + a pooled summary) or attention (plus one "
+                             "softmax-attention step across tokens: decisions can depend on other tokens)")
+    attn_dim: int = _f(32, "width of the attention step (network: attention)")
+
+    def __post_init__(self) -> None:
+        if self.network not in NETWORKS:
+            raise ConfigError(f"policy.network must be one of {sorted(NETWORKS)}, got {self.network!r}")
+        if self.hidden < 1 or self.attn_dim < 1:
+            raise ConfigError(f"policy.hidden and policy.attn_dim must be >= 1, got {self.hidden}, {self.attn_dim}")
+
+    def spec(self) -> dict:
+        """The actor's description, as stored in a router's config.json."""
+        return network_spec(self.network, self.hidden, self.attn_dim)
 
 
 @dataclass
@@ -91,12 +115,19 @@ class ImitationConfig:
     lr: float = _f(3e-3, "Adam learning rate for cloning")
     batch_size: int = _f(64, "demonstrations per gradient step")
 
+    def __post_init__(self):
+        for key in ("n_episodes", "epochs", "batch_size"):
+            _at_least(f"imitation.{key}", getattr(self, key), 1)
+        if not self.lr > 0:
+            raise ConfigError(f"imitation.lr must be > 0, got {self.lr}")
+        _check_budget("imitation.budget", self.budget)
+
 
 @dataclass
 class TrainConfig:
     name: str = _f("default", "run name (part of the run folder's name)")
     seed: int = _f(0, "seed of PPO, the envs and the examples")
-    total_timesteps: int = _f(20000, "PPO environment steps (decisions), after imitation")
+    total_timesteps: int = _f(20000, "PPO environment steps (decisions), after imitation (0: imitation only)")
     n_envs: int = _f(4, "parallel environments")
     checkpoint_every: int = _f(5000, "save a checkpoint every this many steps")
     runs_dir: str = _f("runs", "parent folder of run folders")
@@ -105,8 +136,43 @@ class TrainConfig:
     imitation: ImitationConfig = field(default_factory=ImitationConfig, metadata={"help": "imitation warm start"})
     ppo: dict = _f({}, "keyword arguments passed straight to stable_baselines3.PPO")
 
+    def __post_init__(self):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name) or set(self.name) == {"."}:
+            raise ConfigError(f"name names the run folder: letters, digits, '_', '.', '-' only, got {self.name!r}")
+        if not 0 <= self.seed < 2**31:
+            raise ConfigError(f"seed must be in [0, 2**31), got {self.seed}")
+        for key in ("n_envs", "checkpoint_every"):
+            _at_least(key, getattr(self, key), 1)
+        _at_least("total_timesteps", self.total_timesteps, 0 if self.imitation.enabled else 1)  # 0: imitation only
+        _check_ppo_keys(self.ppo)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _at_least(key: str, value: int, low: int) -> None:
+    if value < low:
+        raise ConfigError(f"{key} must be >= {low}, got {value}")
+
+
+def _check_budget(key: str, value: float | None) -> None:
+    if value is not None and not 0 < value <= 1:
+        raise ConfigError(f"{key} must be in (0, 1] or null, got {value}")
+
+
+def _check_ppo_keys(ppo: dict) -> None:
+    """Every key of the ``ppo`` block must be a keyword of ``stable_baselines3.PPO`` that rltr leaves to the user."""
+    import inspect
+
+    from stable_baselines3 import PPO
+
+    ours = sorted(set(ppo) & set(PPO_SET_BY_RLTR))
+    if ours:
+        raise ConfigError(f"ppo.{ours[0]}: rltr sets this itself (from {PPO_SET_BY_RLTR[ours[0]]}); remove it from the ppo block")
+    known = sorted(set(inspect.signature(PPO.__init__).parameters) - {"self"} - set(PPO_SET_BY_RLTR))
+    unknown = sorted(set(ppo) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown ppo key(s) {['ppo.' + k for k in unknown]}; known: {known}")
 
 
 def _check_type(path: str, value, tp):

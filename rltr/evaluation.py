@@ -76,7 +76,7 @@ def run_method(
     with reduction:
         for start in tqdm(batches, desc=f"{task.name}/{reducer.name}@{budget}", disable=not progress, leave=False):
             batch = task.collate(examples[start : start + batch_size]).to(backbone.device)
-            inputs = batch.model_inputs(reduced=not full)
+            inputs = batch.model_inputs(reduced=not full, query_aware=query_aware)
             if start == 0:
                 model(**inputs)  # warm-up, untimed: first-call allocations would land on one method only
             t0 = time.perf_counter()

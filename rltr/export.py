@@ -31,7 +31,7 @@ def export_router(run_dir: str | Path, out: str | Path) -> Path:
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "features": meta["features"],
-        "network": {"type": "TokenActor", "hidden": meta["hidden"]},
+        "network": meta.get("network", {"type": "TokenActor", "hidden": meta["hidden"]}),
         "decision_layers": meta["decision_layers"],
         "query_aware": meta["query_aware"],
         "backbone": meta["backbone"],

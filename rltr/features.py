@@ -14,6 +14,7 @@ import torch
 from rltr.decisions import DecisionContext
 
 FEATURE_SETS = ("full", "light")  # FeatureSpec.named: light = no attention rows, no all-pairs similarity
+PROJECTIONS = ("gaussian", "orthogonal")  # FeatureSpec.projection
 
 TOKEN_FEATURES = (
     "valid",  # 1 on slots the policy may read: live ones (query-agnostic: live context ones); the rest is 0
@@ -41,6 +42,11 @@ class FeatureSpec:
     proj_seed: int = 0
     attention: bool = True
     similarity: bool = True
+    projection: str = "gaussian"  # or "orthogonal": orthonormal columns (n_hidden_proj <= d_model)
+
+    def __post_init__(self) -> None:
+        if self.projection not in PROJECTIONS:
+            raise ValueError(f"projection must be one of {list(PROJECTIONS)}, got {self.projection!r}")
 
     @classmethod
     def named(cls, feature_set: str, **kw) -> FeatureSpec:
@@ -54,7 +60,7 @@ class FeatureSpec:
     def from_dict(cls, d: dict) -> FeatureSpec:
         """From a router's ``config.json`` (routers saved before the attention/similarity switches see
         every feature)."""
-        return cls(**{f: d[f] for f in ("n_hidden_proj", "proj_seed", "attention", "similarity") if f in d})
+        return cls(**{f: d[f] for f in ("n_hidden_proj", "proj_seed", "attention", "similarity", "projection") if f in d})
 
     @property
     def n_features(self) -> int:
@@ -63,22 +69,29 @@ class FeatureSpec:
     def to_dict(self) -> dict:
         return {**asdict(self), "token_features": list(TOKEN_FEATURES), "global_features": list(GLOBAL_FEATURES)}
 
-    def projection(self, d_model: int, device) -> torch.Tensor:
+    def projection_matrix(self, d_model: int, device) -> torch.Tensor:
         """(d_model, n_hidden_proj) the fixed random projection (seeded; made once per device)."""
-        return _projection(self.proj_seed, d_model, self.n_hidden_proj, str(device))
+        if self.projection == "orthogonal" and self.n_hidden_proj > d_model:
+            raise ValueError(f"an orthogonal projection has at most d_model={d_model} columns, got n_hidden_proj={self.n_hidden_proj}")
+        return _projection(self.proj_seed, d_model, self.n_hidden_proj, self.projection, str(device))
 
 
 @functools.lru_cache(maxsize=32)
-def _projection(seed: int, d_model: int, n_proj: int, device: str) -> torch.Tensor:
+def _projection(seed: int, d_model: int, n_proj: int, kind: str, device: str) -> torch.Tensor:
+    """Gaussian columns N(0, 1/d), or the same made orthonormal (unit columns: a unit hidden state has
+    coordinates of size ~1/sqrt(d) either way, so features keep their scale)."""
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(d_model, n_proj, generator=g) / d_model**0.5).to(device)
+    m = torch.randn(d_model, n_proj, generator=g) / d_model**0.5
+    if kind == "orthogonal":
+        m = torch.linalg.qr(m).Q
+    return m.to(device)
 
 
 def hidden_projection(ctx: DecisionContext, spec: FeatureSpec) -> torch.Tensor:
     """(B, N, P) unit hidden states in the spec's random projection (computed once per decision, charged)."""
     if "hidden_proj" not in ctx._cache:
         h = ctx.state.hidden.float()
-        ctx._cache["hidden_proj"] = torch.nn.functional.normalize(h, dim=-1) @ spec.projection(h.shape[-1], h.device)
+        ctx._cache["hidden_proj"] = torch.nn.functional.normalize(h, dim=-1) @ spec.projection_matrix(h.shape[-1], h.device)
         if ctx.arch is not None:
             ctx.charge(2 * ctx.n_live * h.shape[-1] * spec.n_hidden_proj)
     return ctx._cache["hidden_proj"]

@@ -2,12 +2,17 @@
 
 A run folder ``runs/<task>__<name>__<seed>__<time>/`` holds ``config.yaml``, ``command.txt``,
 ``meta.json`` (what export needs), ``tb/`` (TensorBoard), ``checkpoints/`` and ``final_model.zip``.
+It is created only after the config, the model, the task and PPO are built, and removed again if
+training stops before its first checkpoint (nothing there to resume). A seed fixes the result on one
+machine: the same config trains the same weights (tests/test_training.py checks it bit for bit).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import re
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -15,31 +20,33 @@ import numpy as np
 import torch
 import yaml
 from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from tqdm.auto import tqdm
 
+from rltr.checkpoints import CheckpointEvery, ContinueTensorBoard, checkpoints, latest_checkpoint, save_atomically
 from rltr.config import ConfigError, TrainConfig, from_dict
 from rltr.envs import EpisodeEngine, make_batched_env, make_env, resolve_device
 from rltr.features import FeatureSpec
 from rltr.policies.imitation import behaviour_clone, collect_demonstrations
-from rltr.policies.network import TokenActor
+from rltr.policies.network import build_actor
 from rltr.policies.sb3_policy import TokenPolicy
+from rltr.reducers import get_reducer
 
-CKPT_PREFIX = "ppo"
+__all__ = ["latest_checkpoint", "load_run_config", "make_vec_env", "train"]
 
 
 def policy_flops(cfg: TrainConfig, n_features: int):
     """The policy network's own cost of one decision on (B,) tokens, charged in the env's reward as a
-    router's is at inference (one formula: :meth:`TokenActor.flops`)."""
-    return TokenActor(n_features, cfg.policy.hidden).flops
+    router's is at inference (one formula: the actor's ``flops``)."""
+    return build_actor(n_features, cfg.policy.spec()).flops
 
 
 def make_vec_env(cfg: TrainConfig) -> VecEnv:
     """``cfg.n_envs`` envs sharing one frozen backbone, each seeded differently: by default one
     :class:`~rltr.envs.BatchedTokenReductionEnv` (batched forwards), else (``env.batched: false``) a
     ``DummyVecEnv`` of single envs. Both give the same episodes for the same seed."""
-    n_features = FeatureSpec.named(cfg.env.features, n_hidden_proj=cfg.env.n_hidden_proj).n_features
+    n_features = FeatureSpec.named(cfg.env.features, n_hidden_proj=cfg.env.n_hidden_proj, projection=cfg.env.projection).n_features
     cost = policy_flops(cfg, n_features)
     if cfg.env.batched:
         envs = make_batched_env(cfg.env, n_envs=cfg.n_envs, policy_flops=cost)
@@ -81,20 +88,6 @@ class EpisodeStats(BaseCallback):
         self.bar.close()
 
 
-def new_run_dir(cfg: TrainConfig) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path(cfg.runs_dir) / f"{cfg.env.task}__{cfg.name}__{cfg.seed}__{stamp}"
-    path.mkdir(parents=True, exist_ok=False)
-    return path
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    ckpts = list((run_dir / "checkpoints").glob(f"{CKPT_PREFIX}_*_steps.zip"))
-    if not ckpts:
-        return None
-    return max(ckpts, key=lambda p: int(re.search(r"_(\d+)_steps", p.name).group(1)))
-
-
 def load_run_config(run_dir: Path) -> TrainConfig:
     cfg_file = Path(run_dir) / "config.yaml"
     if not cfg_file.is_file():
@@ -102,42 +95,81 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     return from_dict(TrainConfig, yaml.safe_load(cfg_file.read_text()))
 
 
+@contextlib.contextmanager
+def _removed_if_nothing_saved(run_dir: Path, new: bool):
+    """A new run that fails before its first checkpoint leaves nothing to resume: remove its folder."""
+    try:
+        yield
+    except BaseException:
+        if new and not checkpoints(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            print(f"rltr: training stopped before its first checkpoint; removed {run_dir}", file=sys.stderr)
+        elif new:
+            print(f"rltr: training stopped; continue it with: rltr train --resume {run_dir}", file=sys.stderr)
+        raise
+
+
+def _new_run(cfg: TrainConfig) -> Path:
+    """Where a new run goes; the folder is created only once config, model, task and PPO are built."""
+    if cfg.imitation.enabled:
+        try:  # a bad name fails now, not after the folder exists
+            get_reducer(cfg.imitation.reducer)
+        except ValueError as e:
+            raise ConfigError(f"imitation.reducer: {e}") from None
+    return Path(cfg.runs_dir) / f"{cfg.env.task}__{cfg.name}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _resume_point(run_dir: Path) -> tuple[TrainConfig, Path]:
+    """A run's own config and its newest readable checkpoint."""
+    cfg = load_run_config(run_dir)
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise ConfigError(f"run {str(run_dir)!r} has no readable checkpoint to resume from")
+    print(f"rltr: resuming {run_dir} from {ckpt.name}", file=sys.stderr)
+    return cfg, ckpt
+
+
+def _start_run_dir(run_dir: Path, cfg: TrainConfig, command: str) -> None:
+    run_dir.mkdir(parents=True, exist_ok=False)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    (run_dir / "command.txt").write_text(command + "\n")
+
+
 def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None, progress: bool = True) -> Path:
     """Train (or, with ``resume``, continue a run with its own config) and return the run folder."""
     if resume is not None:
         run_dir = Path(resume)
-        cfg = load_run_config(run_dir)
-        ckpt = latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise ConfigError(f"run {str(run_dir)!r} has no checkpoint to resume from")
+        cfg, ckpt = _resume_point(run_dir)
     else:
-        run_dir = new_run_dir(cfg)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        (run_dir / "command.txt").write_text(command + "\n")
+        run_dir = _new_run(cfg)
     torch.manual_seed(cfg.seed)
-    vec = make_vec_env(cfg)
+    vec = make_vec_env(cfg)  # loads the model and the task: bad names fail here, before any folder exists
     engine = engine_of(vec)
-    _write_meta(run_dir, cfg, engine)
     device = resolve_device(cfg.env.device)  # PPO runs where the backbone runs
     if resume is not None:
         model = PPO.load(ckpt, env=vec, device=device, tensorboard_log=str(run_dir / "tb"))
     else:
         ppo_kwargs = {"n_steps": 128, "batch_size": 64, "n_epochs": 4, "gamma": 1.0, "learning_rate": 3e-4, **cfg.ppo}
-        model = PPO(TokenPolicy, vec, policy_kwargs={"hidden": cfg.policy.hidden}, seed=cfg.seed, device=device,
+        policy_kwargs = {"hidden": cfg.policy.hidden, "network": cfg.policy.spec()}
+        model = PPO(TokenPolicy, vec, policy_kwargs=policy_kwargs, seed=cfg.seed, device=device,
                     tensorboard_log=str(run_dir / "tb"), verbose=0, **ppo_kwargs)
-        if cfg.imitation.enabled:
+        _start_run_dir(run_dir, cfg, command)
+    with _removed_if_nothing_saved(run_dir, new=resume is None):
+        _write_meta(run_dir, cfg, engine)
+        if resume is None and cfg.imitation.enabled:
             im = cfg.imitation
             obs, acts = collect_demonstrations(engine, im.reducer, im.budget, im.n_episodes, seed=cfg.seed, progress=progress)
             stats = behaviour_clone(model.policy.actor, obs, acts, im.epochs, im.lr, im.batch_size, cfg.seed, progress)
             (run_dir / "imitation.json").write_text(json.dumps(stats, indent=2))
-    remaining = cfg.total_timesteps - model.num_timesteps
-    callbacks = CallbackList([
-        CheckpointCallback(max(cfg.checkpoint_every // cfg.n_envs, 1), str(run_dir / "checkpoints"), CKPT_PREFIX),
-        EpisodeStats(cfg.total_timesteps, progress),
-    ])
-    if remaining > 0:
-        model.learn(remaining, callback=callbacks, reset_num_timesteps=resume is None, tb_log_name="ppo")
-    model.save(run_dir / "final_model.zip")
+        remaining = cfg.total_timesteps - model.num_timesteps
+        callbacks = CallbackList([
+            CheckpointEvery(run_dir / "checkpoints", cfg.checkpoint_every),
+            ContinueTensorBoard(),
+            EpisodeStats(cfg.total_timesteps, progress),
+        ])
+        if remaining > 0:
+            model.learn(remaining, callback=callbacks, reset_num_timesteps=resume is None, tb_log_name="ppo")
+        save_atomically(model, run_dir / "final_model.zip")
     return run_dir
 
 
@@ -149,6 +181,7 @@ def _write_meta(run_dir: Path, cfg: TrainConfig, engine: EpisodeEngine) -> None:
         "decision_layers": engine.decision_layers,
         "query_aware": cfg.env.query_aware,
         "hidden": cfg.policy.hidden,
+        "network": cfg.policy.spec(),
         "task": cfg.env.task,
         "compute_weight": cfg.env.compute_weight,
     }

@@ -106,3 +106,41 @@ def test_apply_refuses_an_encoder(tmp_path, capsys):
     tiny_vit(image_size=32).save_pretrained(tmp_path / "vit")
     code, _, err = _run(["apply", "--method", "tome", "--model", str(tmp_path / "vit"), "--prompt", "hello"], capsys)
     assert code == 2 and "is an encoder" in err
+
+
+@pytest.mark.parametrize(
+    "argv, prog",
+    [
+        (["evaluate", "--budgets", "2"], "rltr evaluate"),
+        (["evaluate", "--no-such-flag"], "rltr evaluate"),
+        (["apply", "--method", "tome"], "rltr apply"),
+        (["apply", "--method", "tome", "--task", "retrieval", "--budget", "none"], "rltr apply"),
+        (["train", "--device", "tpu"], "rltr train"),
+        (["export", "runs/x"], "rltr export"),
+        (["zoo", "build"], "rltr zoo build"),
+        (["demo", "--n-examples", "many"], "rltr demo"),
+        ([], "rltr"),
+    ],
+)
+def test_argparse_errors_are_one_line_naming_the_subcommand(capsys, argv, prog):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err.count("\n") == 1 and err.startswith(f"{prog}: error: ") and "usage:" not in err, err
+
+
+def test_apply_over_long_prompt_is_one_line_naming_the_limit(capsys):
+    filler = " ".join(f"f{i % 16}" for i in range(400))
+    code, out, err = _run(["apply", "--method", "tome", "--prompt", f"<bos> <retrieval> {filler} <sep> k3"], capsys)
+    last = err.rstrip().splitlines()[-1]  # (stderr may also carry transformers' weight-loading bar)
+    assert code == 2 and last.startswith("rltr apply: error: ") and "Traceback" not in err, err
+    assert "404 tokens" in last and "32 new tokens" in last and "256 positions" in last, last
+    assert out == ""  # nothing generated
+
+
+def test_apply_prompt_plus_new_tokens_past_the_positions_is_rejected(capsys):
+    code, _, err = _run(["apply", "--method", "tome", "--task", "retrieval", "--max-new-tokens", "200"], capsys)
+    last = err.rstrip().splitlines()[-1]
+    assert code == 2 and last.startswith("rltr apply: error: ") and "Traceback" not in err, err
+    assert "200 new tokens" in last and "256 positions" in last, last

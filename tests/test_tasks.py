@@ -32,7 +32,7 @@ def test_examples_are_valid(task):
     for e in task.examples(N, seed=0):
         words = words_of(e.input_ids)
         assert e.context_len >= 128, e.context_len
-        assert words[:2] == ["<bos>", f"<{task.name}>"], words[:2]
+        assert words[:2] == ["<bos>", task.tag], words[:2]
         assert e.protected == [0, 1], e.protected
         assert words[e.context_len] == "<sep>", words[e.context_len]
         assert "<sep>" not in words[: e.context_len] and "<pad>" not in words
@@ -103,3 +103,42 @@ def test_exact_match_on_teacher_forced_answer():
 def test_unknown_task_names_the_known_ones():
     with pytest.raises(ValueError, match="unknown task 'nope'.*majority.*retrieval"):
         get_task("nope")
+
+
+@pytest.mark.parametrize("pairs", [4, [1, 4]])
+def test_instructed_retrieval_relevant_sets(pairs):
+    """The instruction names the group the question asks; relevant_any is exactly that group's pairs."""
+    sizes = Counter()
+    for e in get_task("instructed_retrieval", pairs_per_group=pairs).examples(N, seed=2):
+        words = words_of(e.input_ids)
+        group = int(words[2][1:])  # m0 / m1
+        pairs_at = {p: w for p, w in enumerate(words[: e.context_len]) if w[0] == "k" and "v" in w}
+        mine = sorted(p for p, w in pairs_at.items() if int(w[1:].split("v")[0]) // 4 == group)
+        assert e.relevant_any == mine and set(e.relevant) <= set(mine)
+        (q,) = e.relevant
+        assert pairs_at[q] == words[-2] + words[-1]
+        assert len({w.split("v")[0] for w in pairs_at.values()}) == len(pairs_at)  # distinct keys
+        sizes[len(mine)] += 1
+    assert set(sizes) == ({4} if pairs == 4 else {1, 2, 3, 4}), sizes
+
+
+def test_retrieval_variable_load_and_relevant_any():
+    counts = Counter()
+    for e in get_task("retrieval", n_pairs=[1, 6]).examples(N, seed=2):
+        pairs = [p for p, w in enumerate(words_of(e.input_ids[: e.context_len])) if w[0] == "k" and "v" in w]
+        assert e.relevant_any == pairs and set(e.relevant) <= set(pairs)
+        counts[len(pairs)] += 1
+    assert len(counts) >= 5 and min(counts) >= 1 and max(counts) <= 6
+    with pytest.raises(ValueError, match="n_pairs"):
+        get_task("retrieval", n_pairs=[3, 1])
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("instructed_retrieval", {}), ("instructed_retrieval", {"pairs_per_group": [1, 4]}), ("retrieval", {"n_pairs": [1, 6]}),
+])
+def test_default_model_answers_the_variants_with_all_tokens(name, kwargs):
+    from rltr.backbones import load_backbone
+    from rltr.zoo import evaluate_full
+
+    model = load_backbone("default").model
+    assert evaluate_full(model, PAD_ID, get_task(name, **kwargs), n=300) >= 0.95

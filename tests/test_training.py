@@ -10,8 +10,9 @@ from rltr.cli import main
 from rltr.config import ConfigError, load_config
 from tests.conftest import tiny_task_gpt2
 
-TINY = ["--set", "total_timesteps=256", "--set", "n_envs=2", "--set", "checkpoint_every=128",
-        "--set", "imitation.n_episodes=8", "--set", "ppo={n_steps: 64, batch_size: 32, n_epochs: 2}", "--no-progress"]
+TINY_SETS = ["total_timesteps=256", "n_envs=2", "checkpoint_every=128", "imitation.n_episodes=8",
+             "ppo={n_steps: 64, batch_size: 32, n_epochs: 2}"]
+TINY = [*(a for kv in TINY_SETS for a in ("--set", kv)), "--no-progress"]
 
 
 def _save_tiny(path, seed=0):
@@ -155,3 +156,159 @@ def test_network_tanh_is_torch_tanh_and_loads_nn_tanh_weights():
     actor = TokenActor(28, 16)
     legacy = nn.Sequential(nn.Linear(28, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh())
     assert set(actor.embed.state_dict()) == set(legacy.state_dict())
+
+
+def test_unknown_ppo_key_is_a_config_error_naming_the_known_ones():
+    with pytest.raises(ConfigError, match=r"ppo\.nope.*n_steps"):
+        load_config(None, ["ppo.nope=1"])
+    with pytest.raises(ConfigError, match=r"ppo\.seed.*rltr sets"):
+        load_config(None, ["ppo.seed=3"])  # rltr passes seed, device, policy_kwargs, ... itself
+    assert load_config(None, ["ppo.ent_coef=0.01"]).ppo == {"ent_coef": 0.01}
+
+
+@pytest.mark.parametrize("override", [
+    "total_timesteps=-5", "n_envs=0", "checkpoint_every=0", "seed=-1", "name=a/b",
+    "imitation.n_episodes=0", "imitation.epochs=0", "imitation.batch_size=0", "imitation.lr=0", "imitation.budget=1.5",
+    "policy.hidden=0",
+])
+def test_out_of_range_values_name_key_and_value(override):
+    key, value = override.split("=")
+    with pytest.raises(ConfigError) as exc:
+        load_config(None, [override])
+    assert key in str(exc.value) and value in str(exc.value), str(exc.value)
+
+
+def test_zero_ppo_steps_only_with_imitation():
+    assert load_config(None, ["total_timesteps=0"]).total_timesteps == 0  # imitation only
+    with pytest.raises(ConfigError, match="total_timesteps must be >= 1, got 0"):
+        load_config(None, ["total_timesteps=0", "imitation.enabled=false"])
+
+
+def test_cli_bad_config_creates_no_run_folder(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for bad in (["--set", "ppo.nope=1"], ["--set", "total_timesteps=-5"], ["--set", "env.model=/no/such/model"],
+                ["--set", "env.task=nonsense"], ["--set", "imitation.reducer=nonsense"]):
+        assert main(["train", "--set", f"runs_dir={runs}", *bad, "--no-progress"]) == 2
+        assert "Traceback" not in capsys.readouterr().err
+        assert not runs.exists() or not any(runs.iterdir()), list(runs.iterdir())
+
+
+def _resumable_copy(run, tmp_path, total=None):
+    """A copy of the trained run as a kill after its 256-step checkpoint would leave it: no final model."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "final_model.zip").unlink()
+    if total is not None:
+        cfg = (copy / "config.yaml").read_text().replace("total_timesteps: 256", f"total_timesteps: {total}")
+        (copy / "config.yaml").write_text(cfg)
+    return copy
+
+
+def test_failure_before_the_first_checkpoint_removes_the_run_folder(tmp_path, monkeypatch, capsys):
+    import rltr.training
+
+    def broken(*args, **kwargs):
+        raise ValueError("demonstrations failed")
+
+    monkeypatch.setattr(rltr.training, "collect_demonstrations", broken)
+    model = _save_tiny(tmp_path / "model")
+    runs = tmp_path / "runs"
+    assert main(["train", "--set", f"env.model={model}", "--set", f"runs_dir={runs}", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "demonstrations failed" in err and "removed" in err
+    assert not any(runs.iterdir()), list(runs.iterdir())
+
+
+def test_checkpoint_save_is_atomic(tmp_path):
+    """A save that dies half-way leaves the previous file under the name, whole."""
+    from rltr.checkpoints import save_atomically
+
+    class DiesMidSave:
+        def save(self, f):
+            f.write(b"PK\x03\x04 half a zip")
+            raise KeyboardInterrupt  # as a kill in the middle of writing
+
+    path = tmp_path / "ppo_256_steps.zip"
+    path.write_bytes(b"the intact previous file")
+    with pytest.raises(KeyboardInterrupt):
+        save_atomically(DiesMidSave(), path)
+    assert path.read_bytes() == b"the intact previous file"
+
+
+def test_resume_skips_a_truncated_latest_checkpoint(trained, tmp_path, capsys):
+    import zipfile
+
+    from stable_baselines3 import PPO
+
+    _, _, run = trained
+    copy = _resumable_copy(run, tmp_path)
+    latest = copy / "checkpoints" / "ppo_256_steps.zip"
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])  # killed mid-save
+    assert main(["train", "--resume", str(copy), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "ppo_256_steps.zip" in err and "unreadable" in err and "ppo_128_steps.zip" in err, err
+    assert PPO.load(copy / "final_model.zip").num_timesteps == 256
+    assert zipfile.ZipFile(latest).testzip() is None  # rewritten whole by the resumed run
+
+
+def test_export_skips_a_truncated_latest_checkpoint(trained, tmp_path, capsys):
+    _, _, run = trained
+    copy = _resumable_copy(run, tmp_path)
+    (copy / "checkpoints" / "ppo_256_steps.zip").write_bytes(b"")
+    assert main(["export", str(copy), "--out", str(tmp_path / "router")]) == 0
+    config = json.loads((tmp_path / "router" / "config.json").read_text())
+    assert config["training"]["checkpoint"] == "ppo_128_steps.zip"
+    assert "ppo_256_steps.zip" in capsys.readouterr().err
+
+
+def test_resumed_run_logs_each_step_once(trained, tmp_path):
+    """The interrupted run logged up to step 256, the resumed one replays from its 128-step checkpoint:
+    TensorBoard must show one value per step, on one step axis (one tb folder)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, _, run = trained
+    copy = _resumable_copy(run, tmp_path, total=384)
+    (copy / "checkpoints" / "ppo_256_steps.zip").unlink()
+    assert main(["train", "--resume", str(copy), "--no-progress"]) == 0
+    assert [p.name for p in (copy / "tb").iterdir()] == ["ppo_1"]
+    acc = EventAccumulator(str(copy / "tb" / "ppo_1"))
+    acc.Reload()
+    steps = {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    assert steps["rollout/score"] == [128, 256, 384], steps
+    assert steps["train/loss"] == [384], steps  # the interrupted run's update at 256 was lost with it
+    assert all(s == sorted(set(s)) for s in steps.values()), steps
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_training_is_deterministic_for_a_seed(tmp_path, batched):
+    """Two trainings with one seed give identical router weights: one here, one in a fresh process with
+    another hash seed (set iteration order) and the same single thread."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from rltr.export import export_router
+    from rltr.training import train
+
+    model = _save_tiny(tmp_path / "model")
+    sets = [f"env.model={model}", f"env.batched={str(batched).lower()}", *TINY_SETS]
+    routers = []
+    for i in range(2):
+        runs = tmp_path / f"runs{i}"
+        if i == 0:
+            train(load_config(None, [*sets, f"runs_dir={runs}"]), progress=False)
+        else:
+            argv = [sys.executable, "-m", "rltr.cli", "train", "--no-progress"]
+            for kv in [*sets, f"runs_dir={runs}"]:
+                argv += ["--set", kv]
+            env = {**os.environ, "PYTHONHASHSEED": "12345", "OMP_NUM_THREADS": "1"}
+            subprocess.run(argv, check=True, env=env, capture_output=True)
+        (run,) = runs.iterdir()
+        routers.append(load_file(export_router(run, tmp_path / f"router{i}") / "model.safetensors"))
+    assert routers[0].keys() == routers[1].keys()
+    for name in routers[0]:
+        assert torch.equal(routers[0][name], routers[1][name]), name

@@ -74,7 +74,7 @@ class EpisodeEngine:
         score_function(settings.score, self.task.kind)
         if settings.dtype != "float32" and self.device.type != "cuda":
             raise ValueError(f"env.dtype={settings.dtype!r} (autocast) needs a CUDA backbone; this one is on {self.device}")
-        features = FeatureSpec.named(settings.features, n_hidden_proj=settings.n_hidden_proj)
+        features = FeatureSpec.named(settings.features, n_hidden_proj=settings.n_hidden_proj, projection=settings.projection)
         old = getattr(self, "settings", None)
         if old is not None and (features != self.features or settings.max_tokens != old.max_tokens):
             raise ValueError("features, n_hidden_proj and max_tokens fix the observation space: make a new env to change them")
@@ -167,5 +167,6 @@ class EpisodeEngine:
         b = self.batch
         budget = self.budget if budget == "env" else budget
         return decision_context(self.backbone, self.state, self.decision_layers, self._step, self.trace.n_original, budget,
-                                b.relevant, b.context_len, self.settings.query_aware, arch=self.arch if charge else None)
+                                b.relevant_for(self.settings.query_aware), b.context_len, self.settings.query_aware,
+                                arch=self.arch if charge else None)
 

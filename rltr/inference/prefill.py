@@ -35,7 +35,8 @@ class PromptHints:
                  protected tail (the question, or a teacher-forced answer). The tail is never shorter
                  than ``protect_last``.
     protected:   (B, L) bool, further tokens never removed (e.g. BOS, a task tag).
-    relevant:    (B, L) bool, tokens the answer depends on (read by the oracle reducer only).
+    relevant:    (B, L) bool, tokens the answer depends on (read by the oracle reducer only; query-agnostic
+                 callers pass what any question could need).
     """
 
     context_len: torch.Tensor | None = None

@@ -1,7 +1,13 @@
-"""The per-token policy network: pure torch, shared by the SB3 policy (training) and routers (inference).
+"""The per-token policy networks: pure torch, shared by the SB3 policy (training) and routers (inference).
 
 Weights are shared over tokens, so one network handles any sequence length. Shapes: B rows, N slots,
 F features per slot (column 0 is the validity flag, see :mod:`rltr.features`), A = 3 actions.
+
+``TokenActor`` (``policy.network: mlp``) decides each token from its own features and a mean-pooled
+summary of all of them. ``ContextActor`` (``policy.network: attention``) adds one softmax-attention step
+across tokens, so a token's decision can depend on another token (an instruction, a question) or on how
+much else is there. Only valid slots are ever read or pooled, so in query-agnostic mode (where the tail's
+slots are invalid) nothing depends on the question.
 """
 
 from __future__ import annotations
@@ -55,6 +61,58 @@ class TokenActor(nn.Module):
         forced = torch.full_like(logits, -1e9)
         forced[..., Action.KEEP] = 0.0
         return torch.where(valid[..., None], logits, forced)
+
+
+class ContextActor(TokenActor):
+    """:class:`TokenActor` plus one cross-token step: each token attends (single head, ``attn_dim`` wide,
+    softmax over the valid slots) to every valid token's embedding; the head reads [token, attended mix,
+    pooled summary]. Cost: the per-token linears plus 4 * N^2 * attn_dim FLOPs for the N x N scores and
+    the mix (:meth:`flops`)."""
+
+    def __init__(self, n_features: int, hidden: int = 64, attn_dim: int = 32):
+        super().__init__(n_features, hidden)
+        self.attn_dim = attn_dim
+        self.qkv = nn.Linear(hidden, 3 * attn_dim)
+        self.mix_out = nn.Linear(attn_dim, hidden)
+        self.head = nn.Sequential(nn.Linear(3 * hidden, hidden), Tanh(), nn.Linear(hidden, N_ACTIONS))
+
+    def flops(self, n_tokens):
+        return super().flops(n_tokens) + 4 * n_tokens * n_tokens * self.attn_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        assert obs.shape[-1] == self.n_features, f"obs has {obs.shape[-1]} features, network expects {self.n_features}"
+        valid = obs[..., 0] > 0.5  # (B, N)
+        h = self.embed(obs)  # (B, N, H)
+        q, k, v = self.qkv(h).split(self.attn_dim, dim=-1)  # (B, N, d) each
+        scores = (q @ k.transpose(1, 2)) * self.attn_dim**-0.5  # (B, N, N)
+        att = scores.masked_fill(~valid[:, None, :], -1e9).softmax(-1)  # -1e9, not -inf: no NaN on empty rows
+        mixed = self.mix_out(att @ v)  # (B, N, H)
+        pooled = masked_mean(h, valid)[:, None, :].expand_as(h)
+        logits = self.head(torch.cat([h, mixed, pooled], dim=-1))
+        forced = torch.full_like(logits, -1e9)
+        forced[..., Action.KEEP] = 0.0
+        return torch.where(valid[..., None], logits, forced)
+
+
+ACTORS = {"TokenActor": TokenActor, "ContextActor": ContextActor}
+NETWORKS = {"mlp": "TokenActor", "attention": "ContextActor"}  # policy.network -> actor class
+
+
+def network_spec(network: str = "mlp", hidden: int = 64, attn_dim: int = 32) -> dict:
+    """The actor's description as stored in a router's config.json (``{"type": ..., widths}``)."""
+    if network not in NETWORKS:
+        raise ValueError(f"policy.network must be one of {sorted(NETWORKS)}, got {network!r}")
+    spec = {"type": NETWORKS[network], "hidden": hidden}
+    return {**spec, "attn_dim": attn_dim} if network == "attention" else spec
+
+
+def build_actor(n_features: int, spec: dict) -> TokenActor:
+    """The actor a :func:`network_spec` describes (routers saved before ``type`` existed are TokenActors)."""
+    kind = spec.get("type", "TokenActor")
+    if kind not in ACTORS:
+        raise ValueError(f"unknown network type {kind!r}; known: {sorted(ACTORS)}")
+    kwargs = {k: spec[k] for k in ("hidden", "attn_dim") if k in spec and (k != "attn_dim" or kind == "ContextActor")}
+    return ACTORS[kind](n_features, **kwargs)
 
 
 class TokenCritic(nn.Module):

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rltr.features import FeatureSpec
-from rltr.policies.network import TokenActor
+from rltr.policies.network import build_actor
 
 FORMAT = "rltr-router"
 FORMAT_VERSION = 1
@@ -29,7 +29,7 @@ class Router(torch.nn.Module):
         super().__init__()
         self.config = config
         self.features = FeatureSpec.from_dict(config["features"])
-        self.actor = TokenActor(self.features.n_features, config["network"]["hidden"])
+        self.actor = build_actor(self.features.n_features, config["network"])
 
     @property
     def decision_layers(self) -> list[int]:

@@ -14,7 +14,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from torch.distributions import Categorical
 
 from rltr.ops import N_ACTIONS
-from rltr.policies.network import TokenActor, TokenCritic
+from rltr.policies.network import TokenCritic, build_actor
 
 
 class TokenCategorical(Distribution):
@@ -54,24 +54,28 @@ class TokenCategorical(Distribution):
 
 
 class TokenPolicy(ActorCriticPolicy):
-    """Actor: :class:`TokenActor` (shared over tokens); critic: :class:`TokenCritic` on pooled tokens.
+    """Actor: a per-token network (:func:`rltr.policies.network.build_actor`); critic: :class:`TokenCritic`
+    on pooled tokens.
 
-    ``policy_kwargs``: ``hidden`` (width of both networks). Everything else is SB3's.
+    ``policy_kwargs``: ``hidden`` (width of both networks) and ``network`` (the actor's
+    :func:`~rltr.policies.network.network_spec`; default a TokenActor). Everything else is SB3's.
     """
 
-    def __init__(self, observation_space: spaces.Box, action_space: spaces.MultiDiscrete, lr_schedule, hidden: int = 64, **kwargs):
+    def __init__(self, observation_space: spaces.Box, action_space: spaces.MultiDiscrete, lr_schedule, hidden: int = 64,
+                 network: dict | None = None, **kwargs):
         assert len(observation_space.shape) == 2, f"TokenPolicy needs (N, F) observations, got {observation_space.shape}"
         assert isinstance(action_space, spaces.MultiDiscrete), f"TokenPolicy needs MultiDiscrete actions, got {action_space}"
         self.hidden = hidden
+        self.network = dict(network or {"type": "TokenActor", "hidden": hidden})
         kwargs.pop("net_arch", None)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     def _get_constructor_parameters(self) -> dict:
-        return {**super()._get_constructor_parameters(), "hidden": self.hidden}
+        return {**super()._get_constructor_parameters(), "hidden": self.hidden, "network": self.network}
 
     def _build(self, lr_schedule) -> None:
         n_tokens, n_features = self.observation_space.shape
-        self.actor = TokenActor(n_features, self.hidden)
+        self.actor = build_actor(n_features, self.network)
         self.critic = TokenCritic(n_features, self.hidden)
         self.action_dist = TokenCategorical(n_tokens)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)

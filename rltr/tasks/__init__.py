@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from rltr.tasks.base import Batch, Example, Task, collate, exact_match
 from rltr.tasks.images import Digits
+from rltr.tasks.instructed import InstructedRetrieval
 from rltr.tasks.majority import Majority
 from rltr.tasks.multihop import Multihop
 from rltr.tasks.retrieval import Retrieval
 from rltr.tasks.selective_copy import SelectiveCopy
 from rltr.tasks.sentences import Sentences
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop, Digits, Sentences)}
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop, InstructedRetrieval, Digits, Sentences)
+}
 
 
 def get_task(name: str, **kwargs) -> Task:

@@ -28,6 +28,9 @@ class Example:
     n_answer: int
     relevant: list[int] = field(default_factory=list)  # context positions the answer depends on
     protected: list[int] = field(default_factory=list)  # context positions never reduced (BOS, task tag)
+    # context positions ANY question this context could be asked may depend on (what a query-agnostic
+    # method could at best keep); None: the same as ``relevant``
+    relevant_any: list[int] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.input_ids)
@@ -35,7 +38,9 @@ class Example:
             raise ValueError(f"context_len={self.context_len} must lie in (0, {n - self.n_answer}]")
         if self.n_answer < 1:
             raise ValueError(f"n_answer={self.n_answer} must be >= 1")
-        bad = [p for p in self.relevant + self.protected if not 0 <= p < self.context_len]
+        if self.relevant_any is None:
+            self.relevant_any = list(self.relevant)
+        bad = [p for p in self.relevant + self.protected + self.relevant_any if not 0 <= p < self.context_len]
         if bad:
             raise ValueError(f"relevant/protected positions {bad} fall outside the context [0, {self.context_len})")
 
@@ -55,6 +60,12 @@ class Batch:
     n_answer: torch.Tensor  # (B,) long
     relevant: torch.Tensor  # (B, N) bool, context tokens the answer depends on
     protected: torch.Tensor  # (B, N) bool: explicit protected positions, plus the whole tail
+    relevant_any: torch.Tensor  # (B, N) bool, context tokens any question about the context may depend on
+
+    def relevant_for(self, query_aware: bool) -> torch.Tensor:
+        """(B, N) bool what an oracle may know: the question's own tokens when it sees the question, else
+        the tokens any question about this context could need (the honest query-agnostic limit)."""
+        return self.relevant if query_aware else self.relevant_any
 
     @property
     def answer_mask(self) -> torch.Tensor:
@@ -82,15 +93,15 @@ class Batch:
         """(B, N, V) logits at the answer positions of the final ``state`` (0 elsewhere)."""
         return backbone.answer_logits(state, self.answer_mask)
 
-    def model_inputs(self, reduced: bool) -> dict:
+    def model_inputs(self, reduced: bool, query_aware: bool = True) -> dict:
         """Keyword arguments of the HF model's forward for this batch: logits at the scored columns only;
-        under token reduction (``reduced``) also the tail, protected and relevant tokens."""
+        under token reduction (``reduced``) also the tail, protected and relevant tokens (:meth:`relevant_for`)."""
         inputs = dict(input_ids=self.input_ids, attention_mask=self.attention_mask.long(), use_cache=False,
                       logits_to_keep=self._scored_columns())
         if reduced:
             from rltr.inference import PromptHints  # late: inference builds on the backbones, not on tasks
 
-            inputs["reduction_hints"] = PromptHints(self.context_len, self.protected, self.relevant)
+            inputs["reduction_hints"] = PromptHints(self.context_len, self.protected, self.relevant_for(query_aware))
         return inputs
 
     def model_output(self, out) -> torch.Tensor:
@@ -112,10 +123,12 @@ def collate(examples: list[Example], pad_id: int) -> Batch:
     b, n = len(examples), max(len(e.input_ids) for e in examples)
     ids = torch.full((b, n), pad_id, dtype=torch.long)
     relevant = torch.zeros(b, n, dtype=torch.bool)
+    relevant_any = torch.zeros(b, n, dtype=torch.bool)
     protected = torch.zeros(b, n, dtype=torch.bool)
     for i, e in enumerate(examples):
         ids[i, : len(e.input_ids)] = torch.tensor(e.input_ids)
         relevant[i, e.relevant] = True
+        relevant_any[i, e.relevant_any] = True
         protected[i, e.protected] = True
         protected[i, e.context_len : len(e.input_ids)] = True
     lengths = torch.tensor([len(e.input_ids) for e in examples])
@@ -127,6 +140,7 @@ def collate(examples: list[Example], pad_id: int) -> Batch:
         n_answer=torch.tensor([e.n_answer for e in examples]),
         relevant=relevant,
         protected=protected,
+        relevant_any=relevant_any,
     )
 
 
@@ -177,6 +191,11 @@ class Task:
     def reduction_options(self, query_aware: bool) -> dict:
         """Keyword arguments of ``reducer(model, ...)`` for this task's inputs: the question is the protected tail."""
         return {"protect_last": 1, "query_aware": query_aware}
+
+    @property
+    def tag(self) -> str:
+        """The task word after ``<bos>`` (variants of a task the model knows reuse that task's tag)."""
+        return f"<{self.name}>"
 
     def sample(self, rng: np.random.Generator) -> Example:  # pragma: no cover - interface
         raise NotImplementedError

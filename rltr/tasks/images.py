@@ -87,7 +87,10 @@ class ImageBatch:
         """(B, 10) class logits of the final state."""
         return backbone.class_logits(state)
 
-    def model_inputs(self, reduced: bool) -> dict:
+    def relevant_for(self, query_aware: bool) -> None:
+        return None  # no token is known to matter
+
+    def model_inputs(self, reduced: bool, query_aware: bool = True) -> dict:
         return {"pixel_values": self.pixel_values}
 
     def model_output(self, out) -> torch.Tensor:

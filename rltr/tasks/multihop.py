@@ -35,4 +35,4 @@ class Multihop(Task):
         context, positions = scatter_in_filler(rng, "<multihop>", edges, self.context_len)
         chain = sorted(positions[int(np.flatnonzero(order == i)[0])] for i in (0, 1))
         tail = [SEP_ID, word_to_id[f"n{x}"], word_to_id[f"n{z}"]]
-        return Example(context + tail, self.context_len, 1, relevant=chain, protected=[0, 1])
+        return Example(context + tail, self.context_len, 1, relevant=chain, protected=[0, 1], relevant_any=positions)

@@ -94,7 +94,10 @@ class SentenceBatch:
         """(B, D) size-weighted mean of the final states."""
         return backbone.mean_pooled(state)
 
-    def model_inputs(self, reduced: bool) -> dict:
+    def relevant_for(self, query_aware: bool) -> None:
+        return None  # no token is known to matter
+
+    def model_inputs(self, reduced: bool, query_aware: bool = True) -> dict:
         return {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
 
     def model_output(self, out) -> torch.Tensor:
