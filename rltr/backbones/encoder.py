@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from rltr.backbones.base import Backbone, attention_bias
+from rltr.backbones.base import Backbone
 from rltr.ops import TokenState
 
 
@@ -36,11 +36,15 @@ class EncoderBackbone(Backbone):
     forward_args: tuple[str, ...] = ()  # the HF forward's arguments a reduced forward honours
 
     def _layer_bias(self, i: int, state: TokenState) -> torch.Tensor | None:
-        """None (the kernel's unmasked path, exact and fastest) while every slot is live and unmerged;
-        else the dead-key mask with log(size) on merged keys."""
+        """None (the kernel's unmasked path, exact and fastest) while every slot is live and unmerged; else
+        (B, 1, 1, N): non-causal attention masks by key only, so one row serves every query: dead keys
+        masked, log(size) on live ones (proportional attention). Every row keeps a live key (CLS), so no
+        softmax row is empty; dead query rows compute values nobody reads."""
         if bool(state.alive.all()) and bool((state.sizes == 1).all()):
             return None
-        return attention_bias(state, False, self.dtype)
+        neg = torch.finfo(self.dtype).min
+        log_size = torch.log(state.sizes.clamp_min(1.0)).to(self.dtype)
+        return torch.where(state.alive, log_size, torch.full_like(log_size, neg))[:, None, None, :]
 
     @property
     def lm_head(self):

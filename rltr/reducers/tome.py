@@ -55,20 +55,18 @@ class ToMe(Reducer):
         causal = ctx.backbone.causal
         keys = ctx.keys().float()  # (B, H, N, d_head), charged by ctx
         metric = keys.transpose(1, 2).flatten(2) if causal else keys.mean(1)  # (B, N, F)
-        sizes = state.sizes.float().clone()  # (B, N)
-        weighted = metric * sizes[..., None]  # (B, N, F): size-weighted metric sums of each survivor
+        weighted = metric * state.sizes.float()[..., None]  # (B, N, F): size-weighted metric sums of each survivor
         alive = state.alive.clone()  # survivors of the rounds so far
         dst = torch.full_like(state.positions, -1)  # (B, N) where each merged token went
         rows = torch.arange(alive.shape[0], device=alive.device)[:, None].expand_as(dst)
-        first = True
+        rounds = 0
         while True:
             if self.r is not None:  # the paper's mode: one round of r merges
-                need = torch.full_like(ctx.n_keep, self.r) if first else torch.zeros_like(ctx.n_keep)
+                need = torch.full_like(ctx.n_keep, self.r)
             else:
                 need = (alive.sum(1) - ctx.n_keep).clamp_min(0)  # (B,) tokens still to remove
-            first = False
-            if not need.any():
-                break
+                if not need.any():
+                    break
             if causal:
                 merged, best = _causal_round(weighted, alive & ctx.context, state, need)
                 cost = 2 * ctx.n_live**2 * metric.shape[-1]  # the N x N similarities of every slot
@@ -79,13 +77,14 @@ class ToMe(Reducer):
                 ctx.charge(torch.where(need > 0, cost, 0.0))
             if not merged.any():
                 break  # no admissible merge left
-            b_idx, src = merged.nonzero(as_tuple=True)
-            d_idx = best[b_idx, src]
-            weighted = weighted.index_put((b_idx, d_idx), weighted[b_idx, src], accumulate=True)
-            sizes = sizes.index_put((b_idx, d_idx), sizes[b_idx, src], accumulate=True)
             dst = torch.where(merged, best, dst)
+            rounds += 1
+            if self.r is not None:
+                break
+            b_idx, src = merged.nonzero(as_tuple=True)
+            weighted = weighted.index_put((b_idx, best[b_idx, src]), weighted[b_idx, src], accumulate=True)
             alive = alive & ~merged
-        for _ in range(int(state.alive.shape[1]).bit_length()):  # resolve chains a -> b -> c to a -> c
+        for _ in range(int(state.alive.shape[1]).bit_length() if rounds > 1 else 0):  # resolve chains a -> b -> c to a -> c
             nxt = dst[rows, dst.clamp_min(0)]
             dst = torch.where((dst >= 0) & (nxt >= 0), nxt, dst)
         actions = torch.where(dst >= 0, Action.MERGE, Action.KEEP).long()
