@@ -19,7 +19,7 @@ import time
 
 import torch
 
-HEURISTICS = ["tome", "attn_topk", "attn_topk:merge", "norm", "random"]
+HEURISTICS = ["tome", "attn_topk", "attn_topk:merge", "norm", "norm:hidden", "random"]
 
 
 def timed_cases(model, cases: dict, batches: list, repeats: int) -> dict:
