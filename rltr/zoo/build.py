@@ -82,11 +82,7 @@ def build_spec(spec: ZooSpec, out_dir: str | Path, *, seed: int | None = None, p
         batch = collate([t.sample(r) for t, r in zip(tasks, rngs) for _ in range(per_task)], PAD_ID)
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long()).logits
         loss = answer_loss(logits, batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(model, opt, sched, loss)
         if (step + 1) % spec.eval_every == 0:
             val_acc = {t.name: evaluate_full(model, PAD_ID, t, spec.n_val, seed, "validation") for t in tasks}
             bar.set_postfix(loss=f"{loss.item():.3f}", len=lengths[stage], **{k: f"{v:.3f}" for k, v in val_acc.items()})
@@ -118,6 +114,15 @@ def build_spec(spec: ZooSpec, out_dir: str | Path, *, seed: int | None = None, p
         **build_facts(model, spec, seed, start),
     }
     return save_built(model, out_dir, meta, build_tokenizer())
+
+
+def optimizer_step(model, opt, sched, loss) -> None:
+    """One optimiser step on ``loss`` with gradients clipped to norm 1, then one scheduler step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
 
 
 def build_facts(model, spec, seed: int, start: float) -> dict:

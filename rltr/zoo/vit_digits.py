@@ -97,7 +97,7 @@ def build_vit(spec: ViTDigitsSpec, out_dir: str | Path, *, seed: int | None = No
     """Train ``spec`` (seeded), save the HF folder + ``rltr_zoo.json`` to ``out_dir``, return the metadata."""
     from tqdm.auto import tqdm
 
-    from rltr.zoo.build import build_facts, save_built  # late: build imports the registry, which imports this module
+    from rltr.zoo.build import build_facts, optimizer_step, save_built  # late: build imports the registry, which imports this module
 
     seed = spec.seed if seed is None else seed
     start = time.perf_counter()
@@ -122,11 +122,7 @@ def build_vit(spec: ViTDigitsSpec, out_dir: str | Path, *, seed: int | None = No
         part = train[rng.integers(len(train), size=spec.batch_size)]
         x = digit_pixels(shifted(torch.from_numpy(images[part]), spec.max_shift, g), spec.image_size)
         loss = torch.nn.functional.cross_entropy(model(pixel_values=x).logits, torch.from_numpy(labels[part]))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(model, opt, sched, loss)
         if (step + 1) % spec.eval_every == 0:
             val_acc = accuracy(model, "validation", spec.image_size)
             bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{val_acc:.3f}")
