@@ -84,6 +84,9 @@ def cmd_apply(args) -> int:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     reducer = get_reducer(f"router:{args.router}" if args.router is not None else args.method)
     backbone = load_backbone(args.model, device=args.device)
+    if not backbone.causal:
+        raise ValueError(f"rltr apply generates text with a causal LM; {backbone.family} model {args.model!r} is an encoder: "
+                         f"use rltr evaluate, or `with reducer(model): model(...)`")
     model = backbone.model
     prompt, protect_last, protect_first, answer = _prompt(args, backbone)
     protect_last = protect_last if args.protect_last is None else args.protect_last

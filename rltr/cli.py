@@ -27,8 +27,11 @@ EXIT_USAGE = 2
 
 def _model_tasks(model: str) -> list[str]:
     """The tasks a built-in model (or a folder with rltr_zoo.json) was trained on."""
+    from rltr import zoo
     from rltr.backbones import resolve_model
 
+    if model in zoo.PACKAGED:
+        return list(zoo.PACKAGED[model].tasks)
     meta = Path(resolve_model(model)) / "rltr_zoo.json"
     if not meta.is_file():
         raise ValueError(f"model {model!r} has no rltr_zoo.json naming its tasks; pass --task")
@@ -188,6 +191,12 @@ def cmd_zoo_list(args) -> int:
         for t, g in m.get("gaps", {}).items():
             cells = "; ".join(f"{k}: oracle {v['oracle']:.1%} vs random {v['random']:.1%}" for k, v in g.items())
             print(f"    {t}: {cells}")
+    for name, entry in zoo.PACKAGED.items():
+        print(f"{name}: {entry.description}; tasks: {', '.join(entry.tasks)}")
+        try:
+            print(f"  path: {zoo.packaged_path(name)}")
+        except ValueError as e:
+            print(f"  not installed: {e}")
     return 0
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3")  # model types read as Llama-shaped blocks
+ENCODERS = ("vit", "bert")  # plain-MLP encoders; the head is ViT's classifier (vocab_size = labels) or none (BERT: pooling)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,12 @@ class ArchSpec:
                 config.num_hidden_layers, d, config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads,
                 head_dim, config.intermediate_size, 3, config.vocab_size,
             )
-        raise ValueError(f"no FLOPs model for model_type {mt!r}; supported: {sorted(['gpt2', *LLAMA_LIKE])}")
+        if mt in ENCODERS:  # ViT's patch embedding (one small matmul per patch) is left out, as token embeddings are
+            d = config.hidden_size
+            n_out = config.num_labels if mt == "vit" else 0
+            return cls(config.num_hidden_layers, d, config.num_attention_heads, config.num_attention_heads,
+                       d // config.num_attention_heads, config.intermediate_size, 2, n_out)
+        raise ValueError(f"no FLOPs model for model_type {mt!r}; supported: {sorted(['gpt2', *LLAMA_LIKE, *ENCODERS])}")
 
 
 def layer_flops(spec: ArchSpec, n_tokens, n_keys=None):

@@ -100,9 +100,12 @@ class DecisionContext:
 
     def query_rows(self) -> torch.Tensor:
         """(B, N) bool: the "query": the question (the tail but any teacher-forced answer) when query-aware,
-        else the last context token, the latest thing a query-agnostic method can see. A row without
-        question tokens uses its last readable token."""
+        else the last context token, the latest thing a query-agnostic method can see; a row without
+        question tokens uses its last readable token. Encoders (non-causal, no tail): the first token,
+        CLS, whose attention EViT ranks tokens by."""
         seen = self.observers()
+        if not self.backbone.causal and (self.tail is None or not self.tail.any()):
+            return seen & (seen.long().cumsum(1) == 1)  # first readable slot per row: CLS
         last = (seen.long().cumsum(1) == seen.sum(1, keepdim=True)) & seen  # the last readable slot per row
         if not self.query_aware or self.tail is None:
             return last
@@ -203,6 +206,18 @@ def check_budget(budget: float | None) -> float | None:
     return float(budget)
 
 
+def check_reducer(reducer, backbone, budget: float | None) -> float | None:
+    """``budget`` when ``reducer`` may run on ``backbone`` at it; ValueError naming the method otherwise (a
+    causal-only rule on an encoder, a budget for a method that sets its own token counts)."""
+    name = getattr(reducer, "label", None) or reducer.name
+    if getattr(reducer, "causal_only", False) and not backbone.causal:
+        raise ValueError(f"method {name!r} keeps a recent window of a causal sequence: not applicable to encoders "
+                         f"({backbone.family} model {backbone.name!r})")
+    if budget is not None and not getattr(reducer, "takes_budget", True):
+        raise ValueError(f"method {name!r} sets its own token counts; run it with budget none, not {budget}")
+    return budget
+
+
 def target_counts(n_original: torch.Tensor, budget: float | None, step: int, n_steps: int,
                   n_tail: torch.Tensor | None = None) -> torch.Tensor:
     """(B,) long tokens to keep after decision ``step`` of ``n_steps``: the budget is reached geometrically.
@@ -299,7 +314,7 @@ class Decider:
                  relevant: torch.Tensor | None = None, generator: torch.Generator | None = None,
                  context_len: torch.Tensor | None = None, query_aware: bool = True, charge: bool = True,
                  answer_start: torch.Tensor | None = None):
-        self.reducer, self.backbone, self.budget = reducer, backbone, check_budget(budget)
+        self.reducer, self.backbone, self.budget = reducer, backbone, check_reducer(reducer, backbone, check_budget(budget))
         self.answer_start = answer_start
         self.layers = sorted(set(decision_layers))
         if not self.layers:
@@ -334,8 +349,20 @@ class Decider:
 
 def execute(ctx: DecisionContext, d: Decision) -> tuple[TokenState, torch.Tensor]:
     """Apply a reducer's :class:`Decision` under the one rule (:func:`resolve_actions`); returns the new
-    (compacted) state and the slot map (B, N_before) of where each token went (-1: dropped)."""
-    actions = resolve_actions(ctx, d.actions)
+    (compacted) state and the slot map (B, N_before) of where each token went (-1: dropped).
+
+    With chosen merge destinations (``d.merge_dst``), tokens that absorb merges are the last KEEPs the budget
+    cap drops, and a MERGE whose destination was dropped all the same is dropped with it (its group is gone)."""
+    if d.merge_dst is None:
+        actions = resolve_actions(ctx, d.actions)
+    else:
+        state = ctx.state
+        merging = (d.actions == Action.MERGE) & (d.merge_dst >= 0) & state.alive
+        absorbs = torch.zeros_like(merging).scatter(1, d.merge_dst.clamp_min(0), merging)  # (B, N) receives a merge
+        priority = state.positions.float() + absorbs.float() * (state.positions.max().float() + 1.0)
+        actions = resolve_actions(ctx, d.actions, keep_priority=priority)
+        lost = (actions == Action.MERGE) & (d.merge_dst >= 0) & (torch.gather(actions, 1, d.merge_dst.clamp_min(0)) != Action.KEEP)
+        actions = torch.where(lost, Action.DROP, actions)
     return apply_actions(ctx.state, actions, causal=ctx.backbone.causal, match=d.match, merge_dst=d.merge_dst,
                          dst_allowed=ctx.context, return_slot_map=True)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,10 +24,9 @@ from rltr import distributed
 from rltr.backbones import Backbone
 from rltr.compute import ArchSpec
 from rltr.eval_scores import generated_scores, reference_logits
-from rltr.inference import PromptHints
 from rltr.reducers import Reducer, check_budget, get_reducer
-from rltr.scores import NEEDS_REFERENCE, score_logits
-from rltr.tasks import Task, collate
+from rltr.scores import NEEDS_REFERENCE, score_function
+from rltr.tasks import Task
 
 
 @dataclass
@@ -41,7 +40,8 @@ class EvalResult:
     latency_ms: float  # measured wall-clock per example: the model's (patched) forward on a batch / batch size
     n_examples: int
     query_aware: bool = True
-    score: str = "accuracy"  # what ``accuracy`` holds: a teacher-forced score of rltr.scores.SCORES
+    score: str = "accuracy"  # what ``accuracy`` holds: the headline score (rltr.scores.SCORES)
+    scores: dict = field(default_factory=dict)  # every score measured ({"accuracy": ...}); ``accuracy`` is the first
     generated_exact_match: float | None = None  # answers generated greedily (n_answer tokens), when asked
     generated_token_f1: float | None = None
     threshold: float | None = None  # a score method in threshold mode: keep the tokens scoring at least this
@@ -52,7 +52,8 @@ class EvalResult:
 
 
 def check_task_fits(backbone: Backbone, task: Task) -> None:
-    task.check_fits(backbone)  # ValueError naming the mismatch (built-in vocabulary, or a tokenizer's ids)
+    """ValueError naming both when ``task``'s inputs do not fit ``backbone`` (the task sets itself up for it)."""
+    task.prepare(backbone)
     if task.generative:
         raise ValueError(f"task {task.name!r} is scored on generated output; use rltr evaluate --output-length")
 
@@ -70,57 +71,58 @@ def run_method(
     batch_size: int = 64,
     query_aware: bool = True,
     progress: bool = False,
-    score: str = "accuracy",
+    score: str | None = None,
     generate: bool = False,
     split: str = "test",
 ) -> EvalResult:
-    """Accuracy (or another ``score``), compute and latency of ``reducer`` at ``budget`` on ``n_examples``
-    held-out examples, each batch one forward call of ``backbone.model`` under ``with reducer(model, ...)``;
+    """Scores (the task's, or just ``score``), compute and latency of ``reducer`` at ``budget`` on ``n_examples``
+    held-out examples (``split``), each batch one forward call of ``backbone.model`` under ``with reducer(model, ...)``;
     ``generate``: also score answers generated greedily on the same path (exact match, token F1)."""
     budget = check_budget(budget)
     examples = task.examples(n_examples, seed=seed, split=split)
     spec = ArchSpec.from_config(backbone.config)
     model, full = backbone.model, reducer.name == "identity"
     reduction = contextlib.nullcontext() if full else reducer(
-        model, budget=budget, protect_last=1, decision_layers=list(decision_layers), query_aware=query_aware, seed=seed,
+        model, budget=budget, decision_layers=list(decision_layers), seed=seed, **task.reduction_options(query_aware),
     )
-    correct, fractions, kept, seconds, generated = [], [], [], 0.0, []
+    names = [score] if score else list(task.scores)
+    scores: dict[str, list] = {name: [] for name in names}
+    fractions, kept, seconds, generated = [], [], 0.0, []
     batches = distributed.my_batches(len(examples), batch_size)  # all of them, unless launched as several processes
     with reduction:
         for start in tqdm(batches, desc=f"{task.name}/{reducer.name}@{budget}", disable=not progress, leave=False):
-            batch = collate(examples[start : start + batch_size], task.pad_id).to(backbone.device)
-            columns = batch.answer_mask.any(0).nonzero().flatten()  # positions whose logits are scored
-            inputs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long(), use_cache=False,
-                          logits_to_keep=columns)
-            if not full:
-                inputs["reduction_hints"] = PromptHints(batch.context_len, batch.protected, batch.relevant_for(query_aware),
-                                                        batch.n_answer)
+            batch = task.collate(examples[start : start + batch_size]).to(backbone.device)
+            inputs = batch.model_inputs(reduced=not full, query_aware=query_aware)
             if start == batches[0]:
                 model(**inputs)  # warm-up, untimed: first-call allocations would land on one method only
             t0 = time.perf_counter()
-            out = model(**inputs).logits
+            out = model(**inputs)
             _synchronize(backbone.device)
             seconds += time.perf_counter() - t0
-            logits = out.new_zeros((*batch.input_ids.shape, out.shape[-1]))
-            logits[:, columns] = out
-            ref = reference_logits(model, inputs, columns, batch.input_ids.shape) if score in NEEDS_REFERENCE else None
-            correct.append(score_logits(score, logits, batch, ref).cpu())
+            output = batch.model_output(out)
+            if batch.kind == "tokens" and any(name in NEEDS_REFERENCE for name in names):
+                batch.reference = reference_logits(model, inputs, batch._scored_columns(), batch.input_ids.shape)
+            for name, values in scores.items():
+                values.append(score_function(name, batch.kind)(output, batch).cpu())
             if generate:
                 generated.append(torch.stack(generated_scores(model, batch, task.pad_id, query_aware, reduced=not full), 1))
-            lengths = batch.lengths.cpu()
             if full:
-                frac, n_alive = torch.ones(len(lengths), dtype=torch.float64), lengths
+                n_rows = output.shape[0]
+                frac, kept_rows = torch.ones(n_rows, dtype=torch.float64), torch.ones(n_rows)
             else:
-                frac, n_alive = reduction.last.trace.compute_fraction(spec, batch.n_answer).cpu(), reduction.last.n_kept.cpu()
+                info = reduction.last
+                frac = info.trace.compute_fraction(spec, batch.n_head_tokens).cpu()
+                kept_rows = info.n_kept.cpu().float() / info.trace.n_original.cpu().float()
             fractions.append(frac.float())
-            kept.append(n_alive.float() / lengths.float())
+            kept.append(kept_rows)
     n = len(examples)
-    correct, fractions, kept = (distributed.in_order(batches, rows) for rows in (correct, fractions, kept))  # every example
+    fractions, kept = (distributed.in_order(batches, rows) for rows in (fractions, kept))  # every example
+    means = {name: float(distributed.in_order(batches, values).mean()) for name, values in scores.items()}
     return EvalResult(
         task=task.name, method=getattr(reducer, "label", reducer.name), budget=budget,
-        accuracy=float(correct.mean()), compute_fraction=float(fractions.mean()),
-        kept_ratio=float(kept.mean()), latency_ms=1000 * distributed.total(seconds) / n, n_examples=n, query_aware=query_aware,
-        score=score, threshold=getattr(reducer, "threshold", None), **(_generation_means(batches, generated) if generate else {}),
+        accuracy=means[names[0]], compute_fraction=float(fractions.mean()), kept_ratio=float(kept.mean()),
+        latency_ms=1000 * distributed.total(seconds) / n, n_examples=n, query_aware=query_aware, score=names[0], scores=means,
+        threshold=getattr(reducer, "threshold", None), **(_generation_means(batches, generated) if generate else {}),
     )
 
 
@@ -166,7 +168,7 @@ def evaluate(
     results = []
     for task in tasks:
         for reducer in reducers:
-            own = [b for b in budgets if b is not None or reducer.chooses_own_budget]
+            own = [b for b in budgets if b is not None or reducer.chooses_own_budget] if reducer.takes_budget else [None]
             for budget in [None] if reducer.name == "identity" else own:
                 results.append(run_method(backbone, task, reducer, budget, progress=progress, **kwargs))
         if matched is not None:
@@ -182,18 +184,22 @@ def full_latency(results: list[EvalResult]) -> dict[str, float]:
 
 
 def format_table(results: list[EvalResult]) -> str:
-    """A markdown table: task, method, budget, accuracy, compute fraction, tokens kept, latency, and the
-    measured speedup over the full model (``identity`` on the same task; blank when it was not run)."""
+    """A markdown table: task, method, budget, the tasks' scores (accuracy for token and image tasks),
+    compute fraction, tokens kept, latency, and the measured speedup over the full model (``identity`` on the
+    same task; blank when it was not run)."""
     full = full_latency(results)
+    names = list(dict.fromkeys(k for r in results for k in (r.scores or {"accuracy": r.accuracy})))
     lines = [
-        "| task | method | budget | accuracy | compute fraction | tokens kept | latency ms/example | speedup |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"| task | method | budget | {' | '.join(names)} | compute fraction | tokens kept | latency ms/example | speedup |",
+        "|---|---|---:|" + "---:|" * len(names) + "---:|---:|---:|---:|",
     ]
     for r in results:
         budget = ("full" if r.method == "identity" else "own") if r.budget is None else f"{r.budget:.2f}"
         speedup = f"{full[r.task] / r.latency_ms:.2f}x" if r.task in full and r.latency_ms > 0 else ""
+        values = r.scores or {"accuracy": r.accuracy}
+        cells = " | ".join(f"{values[k]:.3f}" if k in values else "" for k in names)
         lines.append(
-            f"| {r.task} | {r.method} | {budget} | {r.accuracy:.3f} | {r.compute_fraction:.3f} | "
+            f"| {r.task} | {r.method} | {budget} | {cells} | {r.compute_fraction:.3f} | "
             f"{r.kept_ratio:.3f} | {r.latency_ms:.2f} | {speedup} |"
         )
     return "\n".join(lines)

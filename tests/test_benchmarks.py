@@ -42,3 +42,12 @@ def test_output_length_benchmark_runs(capsys):
     assert _load("output_length").main(argv) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
     assert len(rows) == 4 and all(row.endswith(" |") for row in rows), rows
+
+
+def test_encoders_benchmark_runs_and_scores_the_same_calls(capsys):
+    encoders = _load("encoders")
+    assert encoders.main(["--quick", "--text", "none", "--n", "32", "--batch", "16"]) == 0
+    out = capsys.readouterr().out
+    full = [line for line in out.splitlines() if line.startswith("| full (plain HF forward) |")]
+    assert len(full) == 2 and float(full[0].split("|")[2]) >= 0.9  # the built-in model's accuracy, from the timed calls
+    assert "| tome:r=8 |" in out and "| tome @0.5, decision before layer 1 |" in out

@@ -59,17 +59,53 @@ def test_budget_outside_unit_interval_is_rejected(capsys, budget):
 
 
 def test_unsupported_family_exits_2(tmp_path, capsys):
-    from transformers import BertConfig
+    from transformers import T5Config
 
-    BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path)
+    T5Config(num_layers=1, d_model=32, num_heads=2, d_ff=64).save_pretrained(tmp_path)
     code, _, err = _run(["evaluate", "--model", str(tmp_path), "--task", "retrieval"], capsys)
-    assert code == 2 and "'bert'" in err
+    assert code == 2 and "'t5'" in err
 
 
 def test_no_traceback_from_the_console_script(tmp_path):
     out = subprocess.run([sys.executable, "-m", "rltr.cli", "evaluate", "--model", str(tmp_path / "missing")],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr and "missing" in out.stderr
+
+
+def test_encoder_bad_input_exits_2_with_one_clear_line(tmp_path, capsys):
+    from tests.conftest import tiny_bert, tiny_vit
+
+    bert_dir, vit_dir = tmp_path / "bert", tmp_path / "vit"
+    tiny_bert().save_pretrained(bert_dir)
+    tiny_vit(image_size=32).save_pretrained(vit_dir)
+    code, _, err = _run(["evaluate", "--model", str(bert_dir), "--task", "digits", "--n-examples", "2"], capsys)
+    assert code == 2 and "gives images" in err and "takes tokens" in err  # a text model given images
+    code, _, err = _run(["evaluate", "--model", str(vit_dir), "--task", "retrieval", "--n-examples", "2"], capsys)
+    assert code == 2 and "gives token ids" in err and "takes images" in err
+    code, _, err = _run(["evaluate", "--model", str(vit_dir), "--task", "digits", "--methods", "window", "--n-examples", "2"], capsys)
+    assert code == 2 and "not applicable to encoders" in err
+    small = tmp_path / "vit16"
+    tiny_vit(image_size=16).save_pretrained(small)  # images of the wrong shape for the task's 32 x 32 digits
+    code, _, err = _run(["evaluate", "--model", str(small), "--task", "digits", "--n-examples", "2"], capsys)
+    assert code == 2 and "(1, 32, 32) images" in err and "(1, 16, 16) images" in err and "Traceback" not in err
+
+
+def test_evaluate_an_encoder_with_tome_r(tmp_path, capsys):
+    from tests.conftest import tiny_vit
+
+    tiny_vit(image_size=32).save_pretrained(tmp_path / "vit")
+    code, out, _ = _run(["evaluate", "--model", str(tmp_path / "vit"), "--task", "digits", "--methods", "identity,tome:r=4,attn_topk",
+                         "--budgets", "0.5", "--decision-layers", "0,1,2", "--n-examples", "8"], capsys)
+    assert code == 0
+    assert "| digits | tome:r=4 | own |" in out and "| digits | attn_topk | 0.50 |" in out and "| digits | tome:r=4 | 0.50 |" not in out
+
+
+def test_apply_refuses_an_encoder(tmp_path, capsys):
+    from tests.conftest import tiny_vit
+
+    tiny_vit(image_size=32).save_pretrained(tmp_path / "vit")
+    code, _, err = _run(["apply", "--method", "tome", "--model", str(tmp_path / "vit"), "--prompt", "hello"], capsys)
+    assert code == 2 and "is an encoder" in err
 
 
 @pytest.mark.parametrize(

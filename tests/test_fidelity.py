@@ -9,7 +9,7 @@ from rltr.evaluation import run_method
 from rltr.generation import token_f1
 from rltr.ops import Action
 from rltr.reducers import get_reducer
-from rltr.scores import SCORES, score_logits
+from rltr.scores import SCORES, score_function
 from rltr.tasks import collate, get_task
 
 
@@ -54,7 +54,7 @@ def test_fidelity_needs_no_labels(backbone):
 def test_scores_without_a_reference_are_refused():
     batch = collate(get_task("retrieval").examples(2), 0)
     with pytest.raises(ValueError, match="'fidelity'.*reference"):
-        score_logits("fidelity", torch.zeros(2, batch.input_ids.shape[1], 5), batch)
+        score_function("fidelity", "tokens")(torch.zeros(2, batch.input_ids.shape[1], 5), batch)
     assert {"accuracy", "loglik", "fidelity", "fidelity_kl"} <= set(SCORES)
 
 

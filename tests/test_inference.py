@@ -162,7 +162,7 @@ def test_sliding_window_generate_inside_the_window_and_a_clear_error_past_it():
 
 
 def test_bad_inputs_raise_clear_value_errors(tmp_path):
-    from transformers import BertConfig, BertModel
+    from transformers import OPTConfig, OPTForCausalLM
 
     model = tiny_gpt2()
     window = get_reducer("window")
@@ -179,9 +179,9 @@ def test_bad_inputs_raise_clear_value_errors(tmp_path):
         with get_reducer(f"router:{mismatch}")(model, budget=0.5):
             pass
     assert "forward" not in vars(model) and all(p.requires_grad for p in model.parameters())
-    bert = BertModel(BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64))
-    with pytest.raises(ValueError, match="'bert'"):
-        window(bert, budget=0.5)
+    opt = OPTForCausalLM(OPTConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, ffn_dim=64, word_embed_proj_dim=32))
+    with pytest.raises(ValueError, match="'opt'"):
+        window(opt, budget=0.5)
     for kw, needle in [({"budget": 0.0}, "budget"), ({"protect_last": 0}, "protect_last"),
                        ({"decision_layers": [7]}, "out of range")]:
         with pytest.raises(ValueError, match=needle):

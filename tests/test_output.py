@@ -136,10 +136,10 @@ def test_words_appended_later_keep_older_models_valid():
     from rltr.tasks.vocab import BASE_VOCAB_SIZE, VOCAB_SIZE, WORDS
 
     assert WORDS[-3:] == ("<chain>", "h1", "h2") and VOCAB_SIZE == BASE_VOCAB_SIZE + 3
-    old = SimpleNamespace(config=SimpleNamespace(vocab_size=BASE_VOCAB_SIZE), name="default")  # the committed default
+    old = SimpleNamespace(config=SimpleNamespace(vocab_size=BASE_VOCAB_SIZE), name="default", inputs="tokens")  # the committed default
     check_task_fits(old, get_task("retrieval"))
     with pytest.raises(ValueError, match=f"task 'chain' uses rltr's built-in vocabulary \\({VOCAB_SIZE} words\\).*{BASE_VOCAB_SIZE}"):
         check_task_fits(old, get_task("chain"))
-    new = SimpleNamespace(config=SimpleNamespace(vocab_size=VOCAB_SIZE), name="verbose")
+    new = SimpleNamespace(config=SimpleNamespace(vocab_size=VOCAB_SIZE), name="verbose", inputs="tokens")
     with pytest.raises(ValueError, match="task 'chain' is scored on generated output; use rltr evaluate --output-length"):
         check_task_fits(new, get_task("chain"))

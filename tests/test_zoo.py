@@ -75,3 +75,30 @@ def test_verbose_thinks_out_loud_and_answers(monkeypatch):
     gens = generate_on(model, task, task.examples(N_CHECK, seed=123), pad_id=tok.pad_token_id)
     assert gens.accuracy >= ZOO["verbose"].min_accuracy, gens.accuracy
     assert gens.mean_tokens >= 5.0, gens.mean_tokens  # the habit: well above the 2.5 tokens the answers need
+
+
+def test_vit_digits_loads_offline_and_meets_its_accuracy(monkeypatch):
+    from transformers import AutoModelForImageClassification
+
+    from rltr.zoo.vit_digits import accuracy
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(1)
+    path = model_path("vit-digits")
+    meta = json.loads((path / "rltr_zoo.json").read_text())
+    assert sum(f.stat().st_size for f in path.iterdir()) <= 10 * 2**20
+    model = AutoModelForImageClassification.from_pretrained(path)
+    spec = ZOO["vit-digits"]
+    n_patches = (spec.image_size // spec.patch_size) ** 2
+    assert n_patches >= 64 and model.config.image_size == spec.image_size and meta["tasks"] == ["digits"]
+    assert meta["accuracy"]["digits"] >= spec.min_accuracy
+    assert accuracy(model, "test", spec.image_size) >= spec.min_accuracy  # all 360 held-out images, plain HF forward
+
+
+def test_digit_splits_are_disjoint_and_fixed():
+    from rltr.tasks.images import SPLIT_SIZES, split_indices
+
+    parts = {s: set(split_indices(s).tolist()) for s in SPLIT_SIZES}
+    assert [len(p) for p in parts.values()] == list(SPLIT_SIZES.values())
+    assert not (parts["train"] & parts["test"]) and not (parts["validation"] & parts["test"])
+    assert split_indices("test").tolist() == split_indices("test").tolist()

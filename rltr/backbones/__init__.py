@@ -8,14 +8,19 @@ from pathlib import Path
 import torch
 
 from rltr.backbones.base import Backbone, attention_bias, config_hash
+from rltr.backbones.bert import BertBackbone
+from rltr.backbones.encoder import EncoderBackbone
 from rltr.backbones.gpt2 import GPT2Backbone
 from rltr.backbones.llama import LlamaBackbone
 from rltr.backbones.mistral import MistralBackbone
 from rltr.backbones.qwen2 import Qwen2Backbone
 from rltr.backbones.qwen3 import Qwen3Backbone
+from rltr.backbones.vit import ViTBackbone
 
 ADAPTERS: dict[str, type[Backbone]] = {
-    t: cls for cls in (GPT2Backbone, LlamaBackbone, MistralBackbone, Qwen2Backbone, Qwen3Backbone) for t in cls.model_types
+    t: cls
+    for cls in (GPT2Backbone, LlamaBackbone, MistralBackbone, Qwen2Backbone, Qwen3Backbone, ViTBackbone, BertBackbone)
+    for t in cls.model_types
 }
 
 
@@ -24,7 +29,8 @@ class ModelLoadError(ValueError):
 
 
 def resolve_model(name_or_path: str) -> str:
-    """A built-in zoo name (``default``) -> its folder; an existing path -> itself; else a hub name."""
+    """A built-in zoo name (``default``) or packaged model (``minilm``) -> its folder; an existing path -> itself;
+    else a hub name."""
     if not name_or_path or not str(name_or_path).strip():
         raise ModelLoadError("model name is empty")
     if os.path.isdir(name_or_path):
@@ -33,6 +39,8 @@ def resolve_model(name_or_path: str) -> str:
 
     if name_or_path in zoo.ZOO:
         return str(zoo.model_path(name_or_path))
+    if name_or_path in zoo.PACKAGED:  # a real model an installed package ships (minilm)
+        return str(zoo.packaged_path(name_or_path))
     return name_or_path
 
 
@@ -46,7 +54,7 @@ def adapter_for(model) -> type[Backbone]:
 
 
 def wrap(model, name: str = "") -> Backbone:
-    """Wrap an already-loaded HF causal LM in its family adapter (frozen, eval mode)."""
+    """Wrap an already-loaded HF model in its family adapter (frozen, eval mode)."""
     return adapter_for(model)(model, name=name)
 
 
@@ -61,7 +69,7 @@ def load_backbone(
 
     Raises :class:`ModelLoadError` naming the value when it cannot be found or has no adapter.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     target = resolve_model(name_or_path)
     try:
@@ -73,7 +81,11 @@ def load_backbone(
         ) from None
     if config.model_type not in ADAPTERS:
         raise ModelLoadError(f"model family {config.model_type!r} of {name_or_path!r} has no adapter; supported: {sorted(ADAPTERS)}")
-    model = AutoModelForCausalLM.from_pretrained(target, dtype=dtype or torch.float32, attn_implementation=attn_implementation)
+    auto = ADAPTERS[config.model_type].auto_class(config)
+    try:
+        model = auto.from_pretrained(target, dtype=dtype or torch.float32, attn_implementation=attn_implementation)
+    except OSError as e:  # a config without weights, or weights that are not there
+        raise ModelLoadError(f"cannot load the weights of model {name_or_path!r}: {e}") from None
     if device is not None:
         model = model.to(device)
     return wrap(model, name=name_or_path)
@@ -82,12 +94,15 @@ def load_backbone(
 __all__ = [
     "ADAPTERS",
     "Backbone",
+    "BertBackbone",
+    "EncoderBackbone",
     "GPT2Backbone",
     "LlamaBackbone",
     "MistralBackbone",
     "ModelLoadError",
     "Qwen2Backbone",
     "Qwen3Backbone",
+    "ViTBackbone",
     "attention_bias",
     "config_hash",
     "load_backbone",

@@ -72,7 +72,8 @@ def config_hash(config) -> str:
 
 
 class Backbone:
-    """Frozen causal LM run layer by layer. Subclasses set ``family`` and implement the hooks.
+    """Frozen transformer run layer by layer (causal LMs here; encoders in :mod:`rltr.backbones.encoder`).
+    Subclasses set ``family`` and implement the hooks.
 
     Shapes: B batch, N current tokens, D hidden, H heads, V vocabulary.
     """
@@ -80,6 +81,14 @@ class Backbone:
     family: str = ""
     model_types: tuple[str, ...] = ()
     causal: bool = True
+    inputs: str = "tokens"  # what the model reads: token ids, or images (pixel values)
+
+    @classmethod
+    def auto_class(cls, config):
+        """The transformers Auto class that loads this family's model for ``config``."""
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM
 
     def __init__(self, model: nn.Module, name: str = ""):
         self.model = model.eval().requires_grad_(False)
@@ -115,6 +124,15 @@ class Backbone:
     def sliding_window(self, i: int) -> int | None:
         """Layer ``i``'s sliding attention window in tokens (None: full attention)."""
         return None
+
+    def special_tokens(self, alive: torch.Tensor) -> torch.Tensor | None:
+        """(B, N) bool: tokens the family always protects, on the right-aligned slots with ``alive`` (B, N)
+        (encoders: CLS, SEP); None: none."""
+        return None
+
+    def embed_images(self, pixel_values: torch.Tensor, protected: torch.Tensor | None = None) -> TokenState:
+        """Token state entering layer 0 for a (B, C, H, W) image batch (vision families only)."""
+        raise ValueError(f"{self.family} model {self.name!r} takes token ids, not images (pixel values)")
 
     def _start_prompt(self, hidden: torch.Tensor, positions: torch.Tensor) -> None:
         """Called once per embedded prompt with its full positions (B, N), before any reduction
@@ -164,8 +182,9 @@ class Backbone:
         """
         return self._embed(input_ids, attention_mask, protected, position_ids)[0]
 
-    def _embed(self, input_ids, attention_mask, protected, position_ids) -> tuple[TokenState, torch.Tensor]:
-        """(state, order (B, N) long: the caller's column of each slot)."""
+    def _embed(self, input_ids, attention_mask, protected, position_ids, **columns) -> tuple[TokenState, torch.Tensor]:
+        """(state, order (B, N) long: the caller's column of each slot). ``columns``: further per-column
+        (B, N) inputs of :meth:`embed_tokens` (e.g. BERT's token types), aligned like the ids; None ones are left out."""
         input_ids = input_ids.to(self.device)
         if input_ids.ndim != 2 or input_ids.numel() == 0:
             raise ValueError(f"input must be a non-empty (batch, tokens) tensor, got shape {tuple(input_ids.shape)}")
@@ -175,11 +194,15 @@ class Backbone:
         ids, alive, order = right_aligned(input_ids, attention_mask)
         if protected is not None:
             protected = aligned(protected.to(self.device).expand(b, n), order)
+        special = self.special_tokens(alive)
+        if special is not None:
+            protected = special if protected is None else protected | special
         if position_ids is None:
             positions = torch.arange(n, device=self.device).expand(b, n)
         else:
             positions = aligned(position_ids.to(self.device).expand(b, n), order)
-        hidden = self.embed_tokens(ids, positions)
+        extra = {k: aligned(v.to(self.device).expand(b, n), order) for k, v in columns.items() if v is not None}
+        hidden = self.embed_tokens(ids, positions, **extra)
         self._start_prompt(hidden, positions)
         return TokenState.from_hidden(hidden, alive=alive, positions=positions, protected=protected), order
 

@@ -24,8 +24,8 @@ from rltr.compute import ArchSpec
 from rltr.decisions import RunTrace, check_budget, decision_context, resolve_actions
 from rltr.features import FeatureSpec, merge_match, token_features
 from rltr.ops import TokenState, apply_actions
-from rltr.scores import NEEDS_REFERENCE, check_score, episode_score
-from rltr.tasks import Example, Task, collate
+from rltr.scores import NEEDS_REFERENCE, episode_score, score_function
+from rltr.tasks import Task
 
 AUTOCAST_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 OBS_BOUND = 1e4  # features are clipped to +-OBS_BOUND (they are O(1) to O(N) by construction)
@@ -63,6 +63,7 @@ class EpisodeEngine:
 
     def __init__(self, backbone: Backbone, task: Task, settings, policy_flops: Callable | None = None):
         self.backbone, self.task, self.policy_flops = backbone, task, policy_flops
+        task.prepare(backbone)  # ValueError when the task's inputs do not fit the model
         self.arch = ArchSpec.from_config(backbone.config)
         self.device = backbone.device
         self.configure(settings)
@@ -72,7 +73,7 @@ class EpisodeEngine:
         bad = [i for i in settings.decision_layers if not 0 <= i < self.backbone.n_layers]
         if bad:
             raise ValueError(f"env.decision_layers {list(settings.decision_layers)} must lie within 0..{self.backbone.n_layers - 1}")
-        check_score(settings.score)
+        score_function(settings.score, self.task.kind)
         if settings.dtype != "float32" and self.device.type != "cuda":
             raise ValueError(f"env.dtype={settings.dtype!r} (autocast) needs a CUDA backbone; this one is on {self.device}")
         if settings.max_tokens == "auto":  # the task's longest example (a dataset's exactly; a generator's from samples)
@@ -86,20 +87,20 @@ class EpisodeEngine:
         self.budget = check_budget(settings.budget)
 
     # ---- one episode per row --------------------------------------------------------------------
-    def start(self, examples: list[Example]) -> None:
-        """Embed the padded batch of ``examples`` and run it up to the first decision layer."""
-        longest = max(len(e.input_ids) for e in examples)
-        if longest > self.settings.max_tokens:
-            raise ValueError(f"example of {longest} tokens exceeds env.max_tokens={self.settings.max_tokens}")
-        self.batch = collate(examples, self.task.pad_id).to(self.device)
-        b = self.batch
+    def start(self, examples: list) -> None:
+        """Embed the padded batch of ``examples`` (the task collates them) and run it up to the first decision layer."""
+        self.batch = self.task.collate(examples).to(self.device)
+        with self._autocast():
+            state = self.batch.embed(self.backbone)
+        n = state.n_alive  # (B,) tokens per row before any reduction
+        if int(n.max()) > self.settings.max_tokens:
+            raise ValueError(f"example of {int(n.max())} tokens exceeds env.max_tokens={self.settings.max_tokens}")
         self._step = 0
         self._counts: dict[int, torch.Tensor] = {}
-        self.trace = RunTrace(b.lengths, torch.empty(0), torch.zeros(len(examples), dtype=torch.float64, device=self.device))
-        with self._autocast():
-            state = self.backbone.embed(b.input_ids, b.attention_mask, protected=b.protected)
+        self.trace = RunTrace(n, torch.empty(0), torch.zeros(len(examples), dtype=torch.float64, device=self.device))
         self.state = self._advance(state, 0, self.decision_layers[0])
-        self.reference = self._reference() if self.settings.score in NEEDS_REFERENCE else None
+        if self.settings.score in NEEDS_REFERENCE and self.batch.kind == "tokens":  # what token fidelity compares with
+            self.batch.reference = self._reference()
         self.ctx = self._context()
 
     @property
@@ -116,7 +117,7 @@ class EpisodeEngine:
         """Apply (B, max_tokens) actions at the current decision layer under the one budget rule, run the
         layers up to the next decision; True when the episodes have ended."""
         assert not self.done, "step() after the last decision: start() a new batch"
-        expected = (len(self.batch.lengths), self.settings.max_tokens)
+        expected = (len(self.trace.n_original), self.settings.max_tokens)
         assert tuple(actions.shape) == expected, f"actions have shape {tuple(actions.shape)}, expected {expected}"
         ctx = self.ctx
         actions = resolve_actions(ctx, actions.to(self.device, torch.long)[:, : ctx.state.alive.shape[1]])
@@ -139,8 +140,8 @@ class EpisodeEngine:
         assert self.done, "result() before the episodes ended"
         b = self.batch
         with self._autocast():
-            score = episode_score(self.backbone, b, self.state, self.settings.score, self.reference).double()
-        frac = self.trace.compute_fraction(self.arch, b.n_answer.double())
+            score = episode_score(self.backbone, b, self.state, self.settings.score).double()
+        frac = self.trace.compute_fraction(self.arch, b.n_head_tokens.double())
         reward = score - self.settings.compute_weight * frac
         return EpisodeResult(reward, score, frac, self.trace.tokens_per_layer, self.trace.kept_ratio)
 
@@ -159,12 +160,12 @@ class EpisodeEngine:
         return contextlib.nullcontext() if amp is None else torch.autocast(device_type=self.device.type, dtype=amp)
 
     def _reference(self) -> torch.Tensor:
-        """(B, N, V) the full model's logits at the answer positions (what the fidelity scores compare with):
-        the unreduced state at the first decision run through the remaining layers (not charged: it is the
-        reward's yardstick, not the policy's work)."""
+        """The full model's head output (token tasks: (B, N, V) logits at the answer positions), what the
+        fidelity scores compare with: the unreduced state at the first decision run through the remaining
+        layers (not charged: it is the reward's yardstick, not the policy's work)."""
         with self._autocast():
             full = self.backbone.run_layers(self.state, self.decision_layers[0], self.backbone.n_layers)
-            return self.backbone.answer_logits(full, self.batch.answer_mask)
+            return self.batch.head_output(self.backbone, full)
 
     def _advance(self, state: TokenState, start: int, stop: int) -> TokenState:
         def count(i, s):
@@ -179,7 +180,7 @@ class EpisodeEngine:
     def _context(self, budget: float | None | str = "env", charge: bool = True):
         b = self.batch
         budget = self.budget if budget == "env" else budget
-        return decision_context(self.backbone, self.state, self.decision_layers, self._step, b.lengths, budget,
+        return decision_context(self.backbone, self.state, self.decision_layers, self._step, self.trace.n_original, budget,
                                 b.relevant_for(self.settings.query_aware), b.context_len, self.settings.query_aware,
-                                arch=self.arch if charge else None, answer_start=b.lengths - b.n_answer)
+                                arch=self.arch if charge else None, answer_start=b.answer_start)
 

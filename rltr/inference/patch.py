@@ -28,24 +28,22 @@ merge applied to that layer's cache.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import weakref
 
 import torch
 from transformers.cache_utils import DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from rltr.backbones import adapter_for, wrap
-from rltr.decisions import check_budget
+from rltr.inference.patching import DEFAULT_BUDGET, ForwardPatch, named_arguments
 from rltr.inference.prefill import PrefixInfo, PromptHints, check_window, prompt_logits, reduced_prefill
 from rltr.reducers.base import Reducer
 
 
-class TokenReduction:
+class TokenReduction(ForwardPatch):
     """Context manager applying ``reducer`` to ``model``'s prompt pass (``forward`` and ``generate()``).
 
-    budget:          fraction of prompt tokens to keep, in (0, 1] (None: the reducer's own choice).
+    budget:          fraction of prompt tokens to keep, in (0, 1] (None: the reducer's own choice; default
+                     0.5, or None for a reducer that sets its own token counts, e.g. ``tome:r=8``).
     protect_last:    the last K real prompt tokens (the question tail) are never removed; they are the
                      "query" of query-aware reducers. >= 1, so the last token always gives logits.
     protect_first:   the first K tokens are protected too (BOS / attention sinks); default 0.
@@ -64,89 +62,40 @@ class TokenReduction:
         model,
         reducer: Reducer,
         *,
-        budget: float | None = 0.5,
+        budget: float | None = DEFAULT_BUDGET,
         protect_last: int = 1,
         protect_first: int = 0,
         decision_layers: list[int] | None = None,
         query_aware: bool | None = None,
         seed: int = 0,
     ):
-        adapter_for(model)  # ValueError naming the family when no adapter supports it
         if not isinstance(protect_last, int) or protect_last < 1:
             raise ValueError(f"protect_last must be an int >= 1 (the last prompt token must survive), got {protect_last!r}")
         if not isinstance(protect_first, int) or protect_first < 0:
             raise ValueError(f"protect_first must be an int >= 0, got {protect_first!r}")
-        router = getattr(reducer, "router", None)
-        layers = decision_layers if decision_layers is not None else (router.decision_layers if router is not None else [1])
-        if not layers:
-            raise ValueError("decision_layers is empty: give at least one layer")
-        self.model, self.reducer, self.budget = model, reducer, check_budget(budget)
-        self.protect_last, self.protect_first, self.seed = protect_last, protect_first, seed
-        self.decision_layers = sorted({int(i) for i in layers})
-        self.query_aware = bool(getattr(reducer, "query_aware", True)) if query_aware is None else query_aware
-        self.last: PrefixInfo | None = None
+        super().__init__(model, reducer, budget=budget, decision_layers=decision_layers, query_aware=query_aware, seed=seed,
+                         default_layers=[1])
+        self.protect_last, self.protect_first = protect_last, protect_first
         self._prefixes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # cache -> PrefixInfo
-        self._saved = None
 
     def __repr__(self) -> str:
         return (f"TokenReduction({self.reducer!r}, budget={self.budget}, protect_last={self.protect_last}, "
                 f"decision_layers={self.decision_layers})")
 
-    # ---- patch / unpatch ------------------------------------------------------------------------
-    def __enter__(self) -> TokenReduction:
-        model = self.model
-        if getattr(vars(model).get("forward"), "_rltr_reduction", None) is not None:
-            raise ValueError("model is already under token reduction; nest no reductions")
-        self._saved = (model.training, [p.requires_grad for p in model.parameters()], vars(model).get("forward"))
-        try:
-            self.backbone = wrap(model)  # sets eval mode and requires_grad=False: restored on exit
-            bad = [i for i in self.decision_layers if not 0 <= i < self.backbone.n_layers]
-            if bad:
-                raise ValueError(f"decision layers {bad} out of range for a {self.backbone.n_layers}-layer model")
-            router = getattr(self.reducer, "router", None)
-            if router is not None:
-                router.check_backbone(self.backbone)  # RouterError (a ValueError) on a config-hash mismatch
-            model.forward = self._patched(model.forward)
-        except BaseException:
-            self._restore()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        self._restore()
-        return False
-
-    def _restore(self) -> None:
-        if self._saved is None:
-            return
-        training, requires_grad, forward = self._saved
-        if forward is None:
-            vars(self.model).pop("forward", None)
-        else:
-            self.model.forward = forward
-        for p, flag in zip(self.model.parameters(), requires_grad):
-            p.requires_grad_(flag)
-        self.model.train(training)
-        self._saved = None
-
-    def _patched(self, original):
-        sig = inspect.signature(original)
-
-        @functools.wraps(original)
-        def forward(*args, reduction_hints: PromptHints | None = None, **kwargs):
-            named = _named_arguments(sig, args, kwargs)
-            cache = named.get("past_key_values")
-            prefill = cache is None or (cache not in self._prefixes and cache.get_seq_length() == 0)
-            if reduction_hints is not None and not prefill:
-                raise ValueError("reduction_hints describe a prompt; this call continues a cache")
-            if cache is not None and cache in self._prefixes:
-                return original(**self._decode_inputs(named, self._prefixes[cache]))
-            if prefill:
-                return self._prefill(named, reduction_hints)
-            return original(**named)
-
-        forward._rltr_reduction = self
-        return forward
+    def _forward(self, original, sig, args: tuple, kwargs: dict):
+        """Prefill (no cache, or an empty one) -> reduced prompt pass; decode of a cache this context filled ->
+        the original forward with the reduced prompt's mask; anything else -> the original forward."""
+        reduction_hints: PromptHints | None = kwargs.pop("reduction_hints", None)
+        named = named_arguments(sig, args, kwargs)
+        cache = named.get("past_key_values")
+        prefill = cache is None or (cache not in self._prefixes and cache.get_seq_length() == 0)
+        if reduction_hints is not None and not prefill:
+            raise ValueError("reduction_hints describe a prompt; this call continues a cache")
+        if cache is not None and cache in self._prefixes:
+            return original(**self._decode_inputs(named, self._prefixes[cache]))
+        if prefill:
+            return self._prefill(named, reduction_hints)
+        return original(**named)
 
     # ---- the two passes -----------------------------------------------------------------------
     def _prefill(self, named: dict, hints: PromptHints | None = None):
@@ -201,16 +150,6 @@ class TokenReduction:
         if named.get("position_ids") is None:
             named["position_ids"] = (info.next_position[:, None] + n_gen - q + torch.arange(q, device=device)).to(input_ids.device)
         return named
-
-
-def _named_arguments(sig: inspect.Signature, args: tuple, kwargs: dict) -> dict:
-    """The call's arguments by name (positional ones mapped through the original signature, **kwargs flattened)."""
-    bound = sig.bind(*args, **kwargs)
-    named = dict(bound.arguments)
-    for name, p in sig.parameters.items():
-        if p.kind is inspect.Parameter.VAR_KEYWORD and name in named:
-            named.update(named.pop(name))
-    return named
 
 
 def _check_positions(position_ids, attention_mask, input_ids) -> None:

@@ -163,7 +163,7 @@ def keep_final_slots(cache: DynamicCache, entering: list[TokenState], final: Tok
     for i, state in enumerate(entering):
         if state.positions is final.positions:  # no decision since this layer: same slots already
             continue
-        slot = _final_slots(state, trace, decision_layers, i)  # (B, N_i): final slot of each token, -1 if dropped
+        slot = final_slots(state, trace, decision_layers, i)  # (B, N_i): final slot of each token, -1 if dropped
         weight = torch.where(slot >= 0, state.sizes, 0.0)  # (B, N_i)
         idx = slot.clamp_min(0)
         total = weight.new_zeros(weight.shape[0], n_final).scatter_add_(1, idx, weight).clamp_min(1e-6)  # (B, N_f)
@@ -179,7 +179,7 @@ def keep_final_slots(cache: DynamicCache, entering: list[TokenState], final: Tok
             layer.cumulative_length = layer.keys.shape[2]
 
 
-def _final_slots(state: TokenState, trace: RunTrace, decision_layers: list[int], layer: int) -> torch.Tensor:
+def final_slots(state: TokenState, trace: RunTrace, decision_layers: list[int], layer: int) -> torch.Tensor:
     """(B, N) long: the final slot each token entering ``layer`` ends up in (through every later decision)."""
     slot = torch.where(state.alive, torch.arange(state.alive.shape[1], device=state.alive.device), -1)
     for d, slot_map in zip(decision_layers, trace.slot_maps):

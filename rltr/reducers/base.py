@@ -20,16 +20,19 @@ class Reducer:
 
     name: str = ""
     chooses_own_budget: bool = False  # with budget None it picks how many tokens to keep (else it keeps all)
+    takes_budget: bool = True  # False: it sets its own token counts (tome:r=N) and runs with budget None only
+    causal_only: bool = False  # True: its rule needs a causal order (a recent window): refused on encoders
 
     def decide(self, ctx: DecisionContext) -> Decision:  # pragma: no cover - interface
         raise NotImplementedError
 
     def __call__(self, model, **kw):
         """``with reducer(model, budget=0.5, protect_last=K): model.generate(...)``: a context manager that
-        reduces tokens in ``model``'s prompt pass (see :class:`rltr.inference.TokenReduction` for ``kw``)."""
-        from rltr.inference import TokenReduction  # late: inference builds on this module
+        reduces tokens in ``model``'s prompt pass (see :class:`rltr.inference.TokenReduction` for ``kw``); for
+        an encoder ``with reducer(model, budget=0.5): model(...)`` (:class:`rltr.inference.EncoderReduction`)."""
+        from rltr.inference import reduction_for  # late: inference builds on this module
 
-        return TokenReduction(model, self, **kw)
+        return reduction_for(model)(model, self, **kw)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -15,6 +15,8 @@ from rltr.reducers.base import ScoreReducer
 class HeavyHitters(ScoreReducer):
     name = "h2o"
     thresholdable = False  # the recent window's size is half the budget
+    causal_only = True  # a recent window means nothing where every token sees every other
+
     def score(self, ctx: DecisionContext) -> torch.Tensor:
         state = ctx.state
         always = state.alive & (state.protected | ~ctx.context)  # (B, N) protected + tail

@@ -13,6 +13,7 @@ from rltr.reducers.base import ScoreReducer
 
 class Window(ScoreReducer):
     name = "window"
+    causal_only = True  # a recent window means nothing where every token sees every other
 
     def __init__(self, arg: str = "4") -> None:
         if not (arg.isascii() and arg.isdigit()):

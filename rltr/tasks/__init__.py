@@ -1,4 +1,5 @@
-"""Built-in synthetic tasks: a registry of :class:`~rltr.tasks.base.Task` classes; and datasets from files.
+"""Built-in tasks: a registry of :class:`~rltr.tasks.base.Task` classes (synthetic token tasks; digits images;
+sentences) and datasets from files.
 
 ``get_task("retrieval", context_len=128)`` builds one; every example starts ``<bos> <task-tag>``.
 ``load_task("jsonl:data/qa.jsonl", backbone, chat_template=True)`` reads a JSONL file with the model's
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from rltr.tasks.base import Batch, Example, Task, collate, exact_match
 from rltr.tasks.chain import Chain
+from rltr.tasks.images import Digits
 from rltr.tasks.instructed import InstructedRetrieval
 from rltr.tasks.jsonl import JSONL_PREFIX, JsonlTask, spec_path
 from rltr.tasks.majority import Majority
@@ -18,9 +20,10 @@ from rltr.tasks.multihop import Multihop
 from rltr.tasks.pool import ExamplePool
 from rltr.tasks.retrieval import Retrieval
 from rltr.tasks.selective_copy import SelectiveCopy
+from rltr.tasks.sentences import Sentences
 
 TASKS: dict[str, type[Task]] = {
-    cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop, InstructedRetrieval, Chain)
+    cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop, InstructedRetrieval, Chain, Digits, Sentences)
 }
 
 

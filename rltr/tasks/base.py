@@ -11,6 +11,7 @@ on teacher-forced logits equals exact match of ``generate()``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -62,6 +63,7 @@ class Batch:
     relevant: torch.Tensor  # (B, N) bool, context tokens the answer depends on
     protected: torch.Tensor  # (B, N) bool: explicit protected positions, plus the whole tail
     relevant_any: torch.Tensor  # (B, N) bool, context tokens any question about the context may depend on
+    reference: torch.Tensor | None = None  # (B, N, V) the full model's answer logits, when a fidelity score needs them
 
     def relevant_for(self, query_aware: bool) -> torch.Tensor:
         """(B, N) bool what an oracle may know: the question's own tokens when it sees the question, else
@@ -75,8 +77,51 @@ class Batch:
         start = (self.lengths - self.n_answer - 1)[:, None]
         return (idx >= start) & (idx < (self.lengths - 1)[:, None])
 
+    @property
+    def answer_start(self) -> torch.Tensor:
+        """(B,) long position where each row's teacher-forced answer starts (no decision may read it)."""
+        return self.lengths - self.n_answer
+
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(**{k: v.to(device) for k, v in self.__dict__.items()})
+        return Batch(**{k: None if v is None else v.to(device) for k, v in self.__dict__.items()})
+
+    # ---- what the env and evaluation ask of any task's batch (encoder tasks: rltr.tasks.images / sentences) ----
+    kind: ClassVar[str] = "tokens"  # the head's output scores read: token logits (rltr.scores.SCORES)
+
+    @property
+    def n_head_tokens(self) -> torch.Tensor:
+        """(B,) positions whose logits the head computes (the compute model counts them)."""
+        return self.n_answer
+
+    def embed(self, backbone):
+        """The state entering layer 0 (tail and explicit positions protected)."""
+        return backbone.embed(self.input_ids, self.attention_mask, protected=self.protected)
+
+    def head_output(self, backbone, state) -> torch.Tensor:
+        """(B, N, V) logits at the answer positions of the final ``state`` (0 elsewhere)."""
+        return backbone.answer_logits(state, self.answer_mask)
+
+    def model_inputs(self, reduced: bool, query_aware: bool = True) -> dict:
+        """Keyword arguments of the HF model's forward for this batch: logits at the scored columns only;
+        under token reduction (``reduced``) also the tail, protected and relevant tokens (:meth:`relevant_for`)."""
+        inputs = dict(input_ids=self.input_ids, attention_mask=self.attention_mask.long(), use_cache=False,
+                      logits_to_keep=self._scored_columns())
+        if reduced:
+            from rltr.inference import PromptHints  # late: inference builds on the backbones, not on tasks
+
+            inputs["reduction_hints"] = PromptHints(self.context_len, self.protected, self.relevant_for(query_aware), self.n_answer)
+        return inputs
+
+    def model_output(self, out) -> torch.Tensor:
+        """(B, N, V) logits from the HF forward's output for :meth:`model_inputs` (0 at unscored columns)."""
+        columns = self._scored_columns()
+        logits = out.logits.new_zeros((*self.input_ids.shape, out.logits.shape[-1]))
+        logits[:, columns] = out.logits
+        return logits
+
+    def _scored_columns(self) -> torch.Tensor:
+        """(K,) long columns whose logits predict an answer token in some row."""
+        return self.answer_mask.any(0).nonzero().flatten()
 
 
 def collate(examples: list[Example], pad_id: int) -> Batch:
@@ -122,13 +167,32 @@ def exact_match(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
 class Task:
     """A seeded source of examples. Subclasses implement :meth:`sample` and set ``name``.
 
-    Built-in tasks speak rltr's own vocabulary (:mod:`rltr.tasks.vocab`); a task tokenized with a model's
-    own tokenizer (:class:`rltr.tasks.jsonl.JsonlTask`) overrides ``pad_id`` and :meth:`check_fits`.
+    Built-in token tasks speak rltr's own vocabulary (:mod:`rltr.tasks.vocab`); a task tokenized with a
+    model's own tokenizer (:class:`rltr.tasks.jsonl.JsonlTask`) overrides ``pad_id`` and :meth:`check_fits`;
+    tasks with other inputs (images, sentences for an encoder) override :meth:`prepare`, :meth:`collate`
+    and :meth:`reduction_options` and set ``kind`` and ``scores``.
     """
 
     name: str = ""
     description: str = ""
     pad_id: int = PAD_ID  # what collate() pads with (padding is masked; any id the model embeds will do)
+    kind: str = "tokens"  # what its batches' head outputs are (rltr.scores.SCORES reads them by kind)
+    scores: tuple[str, ...] = ("accuracy",)  # what evaluation reports; the first is the headline
+
+    def prepare(self, backbone) -> None:
+        """Check that ``backbone`` can run this task (ValueError naming both otherwise) and set up what the
+        task needs from it. Token tasks: a token model that reads the task's ids (:meth:`check_fits`)."""
+        if backbone.inputs != "tokens":
+            raise ValueError(f"task {self.name!r} gives token ids, but {backbone.family} model {backbone.name!r} takes {backbone.inputs}")
+        self.check_fits(backbone)
+
+    def collate(self, examples: list) -> Batch:
+        """A right-padded batch of ``examples``."""
+        return collate(examples, self.pad_id)
+
+    def reduction_options(self, query_aware: bool) -> dict:
+        """Keyword arguments of ``reducer(model, ...)`` for this task's inputs: the question is the protected tail."""
+        return {"protect_last": 1, "query_aware": query_aware}
 
     @property
     def tag(self) -> str:

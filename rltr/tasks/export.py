@@ -49,6 +49,9 @@ def export_task(task: Task, n: int, out: str | Path, seed: int = 0, split: str =
     export leaves no partial file."""
     if n < 1:
         raise ValueError(f"--n must be >= 1, got {n}")
+    if task.kind != "tokens":
+        raise ValueError(f"task {task.name!r} gives {task.kind} inputs/outputs; JSONL export holds context/question/answer "
+                         "token examples only")
     if task.generative:
         raise ValueError(f"task {task.name!r} is scored on generated output (its targets think aloud before the answer); "
                          "JSONL export holds context/question/answer examples only")

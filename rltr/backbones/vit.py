@@ -1,0 +1,116 @@
+"""ViT family adapter (``ViTModel``, ``ViTForImageClassification``): patch tokens plus a CLS token, pre-norm
+blocks, a classifier on the final CLS state. Images enter through :meth:`ViTBackbone.embed_images`; the CLS
+token (slot 0) is protected."""
+
+from __future__ import annotations
+
+import torch
+
+from rltr.backbones.encoder import EncoderBackbone, gather_rows
+from rltr.ops import TokenState
+
+
+class ViTBackbone(EncoderBackbone):
+    family = "vit"
+    model_types = ("vit",)
+    inputs = "images"
+    forward_args = ("pixel_values", "return_dict")
+
+    @classmethod
+    def auto_class(cls, config):
+        from transformers import AutoModel, AutoModelForImageClassification
+
+        heads = [a for a in (config.architectures or []) if a.endswith("ForImageClassification")]
+        return AutoModelForImageClassification if heads else AutoModel
+
+    @property
+    def _vit(self):
+        return getattr(self.model, "vit", self.model)
+
+    @property
+    def layers(self):
+        return self._vit.layers
+
+    @property
+    def max_positions(self) -> int | None:
+        return None
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the images the model takes."""
+        size = self.config.image_size
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        return self.config.num_channels, h, w
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens per image: one per patch, plus CLS."""
+        _, h, w = self.image_shape
+        p = self.config.patch_size
+        return (h // p) * (w // p) + 1
+
+    @property
+    def classifier(self) -> torch.nn.Module:
+        head = getattr(self.model, "classifier", None)
+        if head is None:
+            raise ValueError(f"vit model {self.name!r} ({type(self.model).__name__}) has no classifier head")
+        return head
+
+    def _embed(self, input_ids, attention_mask, protected, position_ids, **columns):
+        raise ValueError(f"vit model {self.name!r} takes images (pixel values), not token ids")
+
+    @torch.no_grad()
+    def embed_images(self, pixel_values: torch.Tensor, protected: torch.Tensor | None = None) -> TokenState:
+        """(B, C, H, W) images -> state (B, 1 + patches): CLS (protected) then the patches in raster order."""
+        want = self.image_shape
+        if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != want:
+            shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values).__name__
+            expected = ", ".join(map(str, want))
+            raise ValueError(f"image batch of shape {shape} does not fit vit model {self.name!r}: expected (batch, {expected})")
+        hidden = self._vit.embeddings(pixel_values.to(self.device, self.dtype))  # (B, N, D)
+        b, n = hidden.shape[:2]
+        cls = torch.zeros(b, n, dtype=torch.bool, device=hidden.device)
+        cls[:, 0] = True
+        return TokenState.from_hidden(hidden, protected=cls if protected is None else cls | protected.to(hidden.device))
+
+    def _layer_forward(self, i: int, state: TokenState, bias: torch.Tensor | None) -> torch.Tensor:
+        return self.layers[i](state.hidden, bias)
+
+    def _heads(self, i: int, proj: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, R, d_head) one projection of layer ``i``'s normed input ``x`` (B, R, D)."""
+        attn = self.layers[i].attention
+        return proj(self.layers[i].layernorm_before(x)).view(*x.shape[:2], -1, attn.head_dim).transpose(1, 2)
+
+    def key_states(self, i: int, state: TokenState) -> torch.Tensor:
+        return self._heads(i, self.layers[i].attention.k_proj, state.hidden)
+
+    def query_states(self, i: int, state: TokenState, rows: torch.Tensor) -> torch.Tensor:
+        return self._heads(i, self.layers[i].attention.q_proj, gather_rows(state.hidden, rows))
+
+    def attn_scaling(self, i: int) -> float:
+        return self.layers[i].attention.scaling
+
+    def final_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self._vit.layernorm(hidden)
+
+    @torch.no_grad()
+    def class_logits(self, state: TokenState) -> torch.Tensor:
+        """(B, n_labels) the classifier on the final CLS state."""
+        return self.classifier(self.cls_output(state))
+
+    # ---- the HF forward under reduction ------------------------------------------------------------
+    def forward_inputs(self, named: dict) -> tuple[TokenState, torch.Tensor]:
+        pixel_values = named.get("pixel_values")
+        if pixel_values is None:
+            raise ValueError("token reduction on a vit model needs pixel_values")
+        state = self.embed_images(pixel_values)
+        b, n = state.alive.shape
+        return state, torch.arange(n, device=state.alive.device).expand(b, n)
+
+    def forward_output(self, state: TokenState, columns, named: dict):
+        from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
+
+        if hasattr(self.model, "classifier"):
+            return ImageClassifierOutput(logits=self.class_logits(state))
+        hidden, pooler = columns(), self._vit.pooler
+        return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=None if pooler is None else pooler(hidden))
