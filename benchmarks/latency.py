@@ -14,12 +14,15 @@ ordinary ``router:PATH`` reducer: they make the same computations trained ones w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from rltr.reducers import ScoreReducer
 
 HEURISTICS = ["tome", "attn_topk", "h2o", "norm", "window", "random"]
 
@@ -44,15 +47,24 @@ def build_model(family: str, n_layer: int, width: int, n_positions: int):
     return GPT2LMHeadModel(cfg).eval()
 
 
-def fresh_router(backbone, decision_layers: list[int], folder: Path, hidden: int = 64, feature_set: str = "full") -> Path:
-    """An untrained router for ``backbone`` written as an ordinary router folder (format of rltr export)."""
+def fresh_router(backbone, decision_layers: list[int], folder: Path, hidden: int = 64, feature_set: str = "full",
+                 context: bool = False) -> Path:
+    """An untrained router for ``backbone`` written as an ordinary router folder (format of rltr export);
+    ``context``: the attention actor on the light features and the whole hidden state (configs/instructed.yaml's
+    router, at this model's width)."""
     from rltr.features import FeatureSpec
     from rltr.ops import Action
+    from rltr.policies.network import network_spec
     from rltr.policies.router import FORMAT, FORMAT_VERSION, Router
 
+    features = FeatureSpec.named(feature_set)
+    network = {"type": "TokenActor", "hidden": hidden}
+    if context:
+        d = backbone.config.n_embd if hasattr(backbone.config, "n_embd") else backbone.config.hidden_size
+        features, network = FeatureSpec.named("light", n_hidden_proj=d, projection="identity"), network_spec("attention", 16, 8)
     config = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "features": FeatureSpec.named(feature_set).to_dict(),
-        "network": {"type": "TokenActor", "hidden": hidden}, "decision_layers": decision_layers, "query_aware": True,
+        "format": FORMAT, "format_version": FORMAT_VERSION, "features": features.to_dict(),
+        "network": network, "decision_layers": decision_layers, "query_aware": True,
         "backbone": {"family": backbone.family, "name": "random-gpt2", "config_hash": backbone.config_hash},
         "actions": {a.name: int(a) for a in Action}, "training": {"note": "untrained: latency benchmark only"},
     }
@@ -151,6 +163,48 @@ def bench_length(model, reducers: dict, n: int, budgets: list[float], args) -> d
     return out
 
 
+class PerRowKeep(ScoreReducer):
+    """Keeps its own fraction of each row (``fractions[i]`` of row i, the latest tokens: only the count matters),
+    as a router's own choice or a threshold does."""
+
+    name = "per_row"
+    chooses_own_budget = True
+
+    def __init__(self, fractions: list[float]):
+        self.fractions = fractions
+
+    def score(self, ctx):
+        return ctx.state.positions.float()
+
+    def decide(self, ctx):
+        n_keep = (torch.tensor(self.fractions, device=ctx.state.alive.device) * ctx.state.n_alive).ceil().long()
+        return super().decide(dataclasses.replace(ctx, n_keep=n_keep))
+
+
+@torch.no_grad()
+def per_input_budgets(model, args) -> None:
+    """A batch whose rows keep 5% to 60% of their tokens (mean 25%): prefill with the rows in one padded batch
+    vs in buckets of similar length (:mod:`rltr.inference.buckets`), against every row at 25%."""
+    n, fractions = (512 if args.quick else 1024), [0.05, 0.05, 0.1, 0.1, 0.15, 0.25, 0.5, 0.6]
+    ids = torch.randint(4, model.config.vocab_size, (len(fractions), n), generator=torch.Generator().manual_seed(1))
+    per_row = PerRowKeep(fractions)
+    kw = dict(protect_last=args.protect_last, protect_first=1, decision_layers=[args.decision_layer])
+    prefill = lambda: model(ids, use_cache=True, logits_to_keep=1)  # noqa: E731
+    mean = sum(fractions) / len(fractions)
+    cases = {
+        "full": prefill,
+        f"every row at {mean:.0%}": lambda: _under(PerRowKeep([mean] * len(fractions))(model, budget=None, **kw), prefill),
+        "per-row, one padded batch": lambda: _under(per_row(model, budget=None, bucket=False, **kw), prefill),
+        "per-row, in buckets": lambda: _under(per_row(model, budget=None, bucket=True, **kw), prefill),
+    }
+    t = interleaved(cases, args.repeats, warm_up=not args.no_warm_up)
+    print(f"\nper-input budgets: {len(fractions)} prompts x {n} tokens keeping {', '.join(f'{f:.0%}' for f in fractions)} "
+          f"(mean {mean:.0%}), decision layer {args.decision_layer}:\n")
+    print("| batch | prefill ms | speedup (full/reduced) |\n|---|---:|---:|")
+    for name, sec in t.items():
+        print(f"| {name} | {1000 * sec:.1f} | {t['full'] / sec:.2f}x |")
+
+
 def _under(reduction, fn):
     with reduction:
         return fn()
@@ -182,8 +236,9 @@ def main(argv=None) -> int:
     tmp = tempfile.TemporaryDirectory()
     router_dir = fresh_router(backbone, [args.decision_layer], Path(tmp.name) / "router")
     light_dir = fresh_router(backbone, [args.decision_layer], Path(tmp.name) / "router_light", feature_set="light")
+    ctx_dir = fresh_router(backbone, [args.decision_layer], Path(tmp.name) / "router_ctx", context=True)
     reducers = {"router": get_reducer(f"router:{router_dir}"), "router_light": get_reducer(f"router:{light_dir}"),
-                **{h: get_reducer(h) for h in HEURISTICS}}
+                "router_ctx": get_reducer(f"router:{ctx_dir}"), **{h: get_reducer(h) for h in HEURISTICS}}
     name = "Llama-like" if args.family == "llama" else "GPT-2"
     print(f"{name} {args.n_layer}L x {args.width}, random init (latency only), {torch.get_num_threads()} thread(s), "
           f"decision layer {args.decision_layer}, protect last {args.protect_last} + first 1, "
@@ -225,10 +280,11 @@ def main(argv=None) -> int:
     pre = results[n]["prefill"]
     fastest = min(HEURISTICS, key=lambda h: pre[(h, 0.5)])
     print(f"\nfastest heuristic @{n} tokens, budget 0.5: {fastest} {full / pre[(fastest, 0.5)]:.2f}x")
-    for r in ("router", "router_light"):
+    for r in ("router", "router_light", "router_ctx"):
         extra = dec[r] - dec[fastest]
         print(f"{r} / fastest heuristic time: {pre[(r, 0.5)] / pre[(fastest, 0.5)]:.2f} (decision time vs {fastest}'s: "
               f"{1000 * extra:+.1f} ms, {extra / full:+.1%} of the full prefill)")
+    per_input_budgets(model, args)
     print(f"router prefill speedup @{n} tokens, budget 0.5: {full / results[n]['prefill'][('router', 0.5)]:.2f}x")
     tmp.cleanup()
     return 0

@@ -57,6 +57,8 @@ class EnvConfig:
     device: str = _f("auto", "device of the frozen backbone and of PPO: auto (cuda if available), cpu, cuda or cuda:N")
     batched: bool = _f(True, "run the n_envs episodes in lockstep with batched forwards (False: a DummyVecEnv of single envs)")
     dtype: str = _f("float32", "backbone autocast precision: float32, or bfloat16/float16 (CUDA and batched only)")
+    group_size: int = _f(1, "batched env: rows in groups of this size share an example and get rewards relative to the "
+                            "group's mean (a per-input baseline, as TR-BERT's 8 samples and GRPO; 1: plain rewards)")
 
     def __post_init__(self) -> None:
         """Every env setting is checked here, once: the env, the batched env and the config loader use it."""
@@ -77,6 +79,8 @@ class EnvConfig:
             bad("dtype", self.dtype, f"one of {list(AUTOCAST_DTYPES)}")
         if self.dtype != "float32" and not self.batched:
             bad("dtype", self.dtype, "float32 when env.batched is false (single envs run in float32)")
+        if self.group_size < 1 or (self.group_size > 1 and not self.batched):
+            bad("group_size", self.group_size, ">= 1, and 1 unless env.batched is true")
         layers = list(self.decision_layers)
         if not layers or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in layers):
             bad("decision_layers", self.decision_layers, "a non-empty list of layer indices >= 0")

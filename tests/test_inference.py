@@ -280,3 +280,35 @@ def test_early_layer_cache_holds_size_weighted_merges(family_model):
         want = torch.stack([kv[:, g].mean(1) for g in groups], dim=1)  # (H_kv, N_f, d): every size is 1 at layer 0
         torch.testing.assert_close(getattr(cache.layers[0], name)[0], want, atol=1e-5, rtol=1e-5)
     assert red.last.sizes.max() > 1
+
+
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_buckets_give_the_unbucketed_outputs(family_model, use_cache):
+    """Rows that keep very different numbers of tokens run in buckets of similar length: the same logits and the
+    same cache as one padded batch, and the buckets are really smaller."""
+    from rltr.inference.buckets import plan_buckets
+
+    _, model = family_model
+    ids = _ids(40, batch=4, seed=3)
+
+    class Uneven(Reducer):
+        """Row 0 keeps everything, the others keep only their last 3 tokens."""
+
+        name = "uneven"
+
+        def decide(self, ctx):
+            keep = torch.ones_like(ctx.state.alive)
+            keep[1:] = ctx.state.positions[1:] >= 37
+            return Decision(torch.where(keep, Action.KEEP, Action.DROP).long())
+
+    outs = []
+    for bucket in (False, True):
+        with Uneven()(model, budget=None, protect_last=3, decision_layers=[1], bucket=bucket) as red:
+            out = model(ids, use_cache=use_cache)
+            step = model(torch.tensor([[5]] * 4), past_key_values=out.past_key_values).logits if use_cache else None
+        outs.append((out.logits, step, red.last.n_kept))
+    assert outs[0][2].tolist() == outs[1][2].tolist() == [40, 3, 3, 3]
+    assert len(plan_buckets(outs[1][2])) == 2
+    torch.testing.assert_close(outs[1][0], outs[0][0], atol=1e-5, rtol=1e-5)
+    if use_cache:
+        torch.testing.assert_close(outs[1][1], outs[0][1], atol=1e-5, rtol=1e-5)

@@ -43,6 +43,8 @@ class BatchedTokenReductionEnv(VecEnv):
         if n_envs < 1:
             raise ValueError(f"n_envs must be >= 1, got {n_envs}")
         self.engine = EpisodeEngine(backbone, task, env_settings(config, kwargs), policy_flops=policy_flops)
+        if n_envs % self.engine.settings.group_size:
+            raise ValueError(f"n_envs={n_envs} must be a multiple of env.group_size={self.engine.settings.group_size}")
         self.render_mode = None
         super().__init__(n_envs, *spaces_for(self.engine))
         self._rngs = [np.random.default_rng() for _ in range(n_envs)]  # one example stream per row, unseeded
@@ -71,7 +73,7 @@ class BatchedTokenReductionEnv(VecEnv):
         result = self.engine.result()
         terminal = np.zeros(self.observation_space.shape, dtype=np.float32)  # what the single env returns at the end
         infos = [{**info, "TimeLimit.truncated": False, "terminal_observation": terminal.copy()} for info in result.infos()]
-        return self._start(), result.reward.float().cpu().numpy(), np.ones(self.num_envs, dtype=bool), infos
+        return self._start(), self._relative(result.reward).float().cpu().numpy(), np.ones(self.num_envs, dtype=bool), infos
 
     def close(self) -> None:
         pass
@@ -101,9 +103,20 @@ class BatchedTokenReductionEnv(VecEnv):
 
     # ---- internals -----------------------------------------------------------------------------
     def _start(self) -> np.ndarray:
-        """One new example per row from the row's own generator, run up to the first decision."""
-        self.engine.start([self.engine.task.sample(rng) for rng in self._rngs])
+        """One new example per row from the row's own generator (with ``group_size`` k > 1: one per group of k
+        rows, from the group's first row's generator), run up to the first decision."""
+        k = self.engine.settings.group_size
+        leaders = [self.engine.task.sample(rng) for rng in self._rngs[::k]]
+        self.engine.start([leaders[i // k] for i in range(self.num_envs)])
         return self._observation()
+
+    def _relative(self, reward: torch.Tensor) -> torch.Tensor:
+        """(B,) rewards minus their group's mean (``group_size`` rows that shared an example), so a row is
+        rewarded for doing better than the other samples on the same input; plain rewards when k = 1."""
+        k = self.engine.settings.group_size
+        if k == 1:
+            return reward
+        return (reward.view(-1, k) - reward.view(-1, k).mean(1, keepdim=True)).view(-1)
 
     def _observation(self) -> np.ndarray:
         return self.engine.observation().cpu().numpy()

@@ -50,6 +50,8 @@ class TokenReduction(ForwardPatch):
     decision_layers: layers before which the reducer acts; default: a router's own, else [1].
     query_aware:     default: a router's own setting, else True.
     seed:            seed of the generator random reducers draw from (one per prompt pass).
+    bucket:          after a decision, run rows of very different lengths in buckets of similar length
+                     (:mod:`rltr.inference.buckets`): the batch costs what its rows kept. Default True.
 
     ``last`` is the :class:`PrefixInfo` of the latest prompt pass (kept positions, sizes, counts).
     While active, the model's forward also takes ``reduction_hints=PromptHints(...)`` on a prompt pass:
@@ -68,6 +70,7 @@ class TokenReduction(ForwardPatch):
         decision_layers: list[int] | None = None,
         query_aware: bool | None = None,
         seed: int = 0,
+        bucket: bool = True,
     ):
         if not isinstance(protect_last, int) or protect_last < 1:
             raise ValueError(f"protect_last must be an int >= 1 (the last prompt token must survive), got {protect_last!r}")
@@ -75,7 +78,7 @@ class TokenReduction(ForwardPatch):
             raise ValueError(f"protect_first must be an int >= 0, got {protect_first!r}")
         super().__init__(model, reducer, budget=budget, decision_layers=decision_layers, query_aware=query_aware, seed=seed,
                          default_layers=[1])
-        self.protect_last, self.protect_first = protect_last, protect_first
+        self.protect_last, self.protect_first, self.bucket = protect_last, protect_first, bucket
         self._prefixes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # cache -> PrefixInfo
 
     def __repr__(self) -> str:
@@ -117,6 +120,7 @@ class TokenReduction(ForwardPatch):
             self.backbone, self.reducer, input_ids, named.get("attention_mask"), budget=self.budget,
             decision_layers=self.decision_layers, protect_last=self.protect_last, protect_first=self.protect_first,
             query_aware=self.query_aware, cache=cache if use_cache else None, generator=generator, hints=hints,
+            bucket=self.bucket,
         )
         self.last = info
         if use_cache:

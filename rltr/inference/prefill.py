@@ -22,6 +22,7 @@ from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingW
 from rltr.backbones.base import Backbone
 from rltr.backbones.padding import right_aligned
 from rltr.decisions import Decider, RunTrace
+from rltr.inference.buckets import plan_buckets, run_in_buckets
 from rltr.ops import TokenState
 from rltr.reducers.base import Reducer
 
@@ -203,6 +204,7 @@ def reduced_prefill(
     cache: DynamicCache | None = None,
     generator: torch.Generator | None = None,
     hints: PromptHints | None = None,
+    bucket: bool = True,
 ) -> tuple[TokenState, PrefixInfo, torch.Tensor]:
     """Run the prompt (B, L) through every layer with ``reducer`` acting before ``decision_layers``.
 
@@ -210,8 +212,11 @@ def reduced_prefill(
     query-aware reducers), the first ``protect_first`` are protected too (BOS / attention sinks);
     ``hints`` may lengthen the tail per row and protect more tokens (:class:`PromptHints`).
     ``cache`` (an empty DynamicCache, optional) is filled with the keys/values of the final token set
-    at every layer. Returns (final token state (B, N_f), its :class:`PrefixInfo`, order (B, L): the
-    original column of each right-aligned slot, to map positions back to columns).
+    at every layer. ``bucket``: after a decision that leaves rows of very different lengths, run each
+    group of similar rows on its own up to the next decision (:mod:`rltr.inference.buckets`), so the batch
+    costs what its rows kept, not its longest row. Returns (final token state (B, N_f), its
+    :class:`PrefixInfo`, order (B, L): the original column of each right-aligned slot, to map positions
+    back to columns).
     """
     if input_ids.ndim != 2 or input_ids.numel() == 0:
         raise ValueError(f"input_ids must be a non-empty (batch, tokens) tensor, got shape {tuple(input_ids.shape)}")
@@ -240,14 +245,32 @@ def reduced_prefill(
     if cache is not None:
         check_fillable(cache, backbone.n_layers)
         check_window(window, ids.shape[1])
-    with writing_cache(backbone, cache):
-        state = backbone.run(state, decide, decision_layers, on_layer=on_layer)
+    state = _run_layers(backbone, state, decide, on_layer, cache, bucket)
     if cache is not None:
         keep_final_slots(cache, entering, state, decide.trace, decide.layers)
     neg = torch.finfo(backbone.dtype).min
     key_bias = torch.where(state.alive, torch.log(state.sizes.clamp_min(1.0)), neg).to(backbone.dtype)
     info = PrefixInfo(state.positions, state.sizes, state.alive, key_bias, input_ids.shape[1], n_real, decide.trace, window)
     return state, info, order
+
+
+def _run_layers(backbone: Backbone, state: TokenState, decide: Decider, on_layer, cache, bucket: bool) -> TokenState:
+    """Every layer, ``decide`` before its decision layers; between decisions, rows in buckets of similar
+    length when ``bucket`` and the batch is ragged."""
+    bad = [i for i in decide.layers if not 0 <= i < backbone.n_layers]
+    if bad:
+        raise ValueError(f"decision layers {bad} out of range for a {backbone.n_layers}-layer model")
+    bounds = sorted({0, *decide.layers, backbone.n_layers})
+    for start, stop in zip(bounds, bounds[1:]):
+        if start in decide.layers:
+            state = decide(start, state)
+        groups = plan_buckets(state.n_alive) if bucket else None
+        if groups is None:
+            with writing_cache(backbone, cache):
+                state = backbone.run_layers(state, start, stop, on_layer=on_layer)
+        else:
+            state = run_in_buckets(backbone, state, start, stop, groups, on_layer, cache)
+    return state
 
 
 def _apply_hints(
