@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from rltr import distributed
@@ -20,6 +19,7 @@ from rltr.cli_args import csv_list as _csv
 from rltr.cli_args import layers as _layers
 from rltr.cli_args import mapping as _mapping
 from rltr.data_cli import add_data
+from rltr.demo_cli import add_ablate, add_demo
 from rltr.output.cli import add_output_length_args, cmd_evaluate_output, cmd_train_grpo
 
 EXIT_USAGE = 2
@@ -61,9 +61,13 @@ def add_evaluate(sub) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     from rltr.scores import SCORES
 
-    p.add_argument("--score", default="accuracy", choices=sorted(SCORES),
-                   help="what the accuracy column holds: exact match, answer probability, or (no labels needed) agreement "
-                        "with the full model's own answer / exp(-KL) of its answer distributions")
+    p.add_argument("--score", default=None, choices=sorted(SCORES),
+                   help="what the accuracy column holds (default: the task's own scores, e.g. exact match): answer "
+                        "probability, or (no labels needed) agreement with the full model's own answer / exp(-KL) of its "
+                        "answer distributions")
+    p.add_argument("--matched", default=None, choices=["compute_fraction", "kept_ratio"],
+                   help="also every heuristic at each router's own-choice mean compute (or kept-token fraction), as a fixed "
+                        "budget and in threshold mode, each calibrated on training examples")
     p.add_argument("--generate", action="store_true",
                    help="also generate each answer greedily on the same path and score it (exact match, token F1)")
     p.add_argument("--out", type=Path, default=None, help="folder for results.json, results.csv, report.md, pareto.png")
@@ -87,8 +91,8 @@ def cmd_evaluate(args) -> int:
     results = evaluate(
         backbone, tasks, args.methods, args.budgets, n_examples=args.n_examples, seed=args.seed,
         decision_layers=args.decision_layers, batch_size=args.batch_size, query_aware=not args.query_agnostic,
-        progress=sys.stderr.isatty() and distributed.is_main(), score=getattr(args, "score", "accuracy"),
-        generate=getattr(args, "generate", False),
+        progress=sys.stderr.isatty() and distributed.is_main(), score=getattr(args, "score", None),
+        generate=getattr(args, "generate", False), matched=getattr(args, "matched", None),
     )
     if not distributed.is_main():
         return 0  # every process holds the merged results; the main one reports them
@@ -219,50 +223,6 @@ def cmd_zoo_build(args) -> int:
     return 0
 
 
-# ---- demo ----------------------------------------------------------------------------------------
-DEMO_METHODS = ["identity", "oracle", "tome", "attn_topk", "attn_topk:merge", "h2o", "norm", "norm:hidden", "window", "random"]
-
-
-def add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="the main job: train, export, evaluate routers on the built-in model",
-                       description="For each config (query-aware, query-agnostic, merge-friendly majority, light features): "
-                                   "train a router, export it, and compare it with every heuristic on the same held-out examples.")
-    p.add_argument("--configs", type=_csv,
-                   default=["configs/default.yaml", "configs/agnostic.yaml", "configs/majority.yaml", "configs/light.yaml"],
-                   help="training configs, comma-separated")
-    p.add_argument("--n-examples", type=int, default=300, help="held-out examples per task")
-    p.add_argument("--budgets", type=_budgets, default=[None, 0.05, 0.1, 0.25], help="budgets for the comparison")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of every config (e.g. total_timesteps=2000 for a quick run)")
-    p.set_defaults(func=cmd_demo)
-
-
-def cmd_demo(args) -> int:
-    from rltr.config import load_config
-    from rltr.export import export_router
-    from rltr.training import train
-
-    t_start = time.perf_counter()
-    for config in args.configs:
-        t0 = time.perf_counter()
-        cfg = load_config(config, args.overrides)
-        print(f"== {config}: training on {cfg.env.model}/{cfg.env.task}, "
-              f"{'query-aware' if cfg.env.query_aware else 'query-agnostic'}, {cfg.total_timesteps} steps")
-        run_dir = train(cfg, command=f"rltr demo ({config})")
-        router = export_router(run_dir, Path("routers") / cfg.name)
-        t_train = time.perf_counter() - t0
-        ns = argparse.Namespace(
-            model=cfg.env.model, task=[cfg.env.task], task_kwargs=cfg.env.task_kwargs, methods=[f"router:{router}", *DEMO_METHODS],
-            budgets=args.budgets,
-            decision_layers=cfg.env.decision_layers, n_examples=args.n_examples, batch_size=64, seed=0, device="cpu",
-            out=Path("reports") / cfg.name, query_agnostic=not cfg.env.query_aware,
-        )
-        cmd_evaluate(ns)
-        print(f"{config}: trained + exported in {t_train:.0f} s, total {time.perf_counter() - t0:.0f} s\n")
-    print(f"demo finished in {time.perf_counter() - t_start:.0f} s")
-    return 0
-
-
 # ---- entry point ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="rltr", description="RL-guided token reduction for frozen transformers.")
@@ -273,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_apply(sub)
     add_zoo(sub)
     add_demo(sub)
+    add_ablate(sub)
     add_data(sub)
     return parser
 

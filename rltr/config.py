@@ -132,6 +132,24 @@ class ImitationConfig:
 
 
 @dataclass
+class DemoConfig:
+    budgets: list | None = _f(None, "budgets rltr demo compares this router with the heuristics at (null: the demo's "
+                                    "--budgets; 'none' in the list = own choice)")
+    matched: str | None = _f(None, "also every heuristic at the router's own-choice mean compute_fraction (or kept_ratio), "
+                                   "as a fixed budget and in threshold mode (null: no matched rows)")
+    label_free: str = _f("attn_topk", "the heuristic the label-free ablation (rltr ablate) imitates before PPO")
+    label_free_budget: float | None = _f(0.25, "the budget it imitates it at")
+
+    def __post_init__(self):
+        if self.matched not in (None, "compute_fraction", "kept_ratio"):
+            raise ConfigError(f"demo.matched must be compute_fraction, kept_ratio or null, got {self.matched!r}")
+        for b in self.budgets or []:
+            if b is not None and not (isinstance(b, (int, float)) and 0 < b <= 1):
+                raise ConfigError(f"demo.budgets entries must be in (0, 1] or null, got {b!r}")
+        _check_budget("demo.label_free_budget", self.label_free_budget)
+
+
+@dataclass
 class TrainConfig:
     name: str = _f("default", "run name (part of the run folder's name)")
     seed: int = _f(0, "seed of PPO, the envs and the examples")
@@ -143,6 +161,7 @@ class TrainConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig, metadata={"help": "the per-token network"})
     imitation: ImitationConfig = field(default_factory=ImitationConfig, metadata={"help": "imitation warm start"})
     ppo: dict = _f({}, "keyword arguments passed straight to stable_baselines3.PPO")
+    demo: DemoConfig = field(default_factory=DemoConfig, metadata={"help": "how rltr demo / rltr ablate evaluate this router"})
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name) or set(self.name) == {"."}:

@@ -22,6 +22,7 @@ def matched_rows(backbone, task, results: list, methods: list[str], metric: str,
     heuristics = [m for m in methods if m.partition(":")[0].partition("@")[0] not in NOT_MATCHED and "@" not in m]
     calib = {**kwargs, "n_examples": min(CALIBRATION_EXAMPLES, kwargs.get("n_examples", CALIBRATION_EXAMPLES))}
     calib.pop("progress", None)
+    calib["generate"] = False
     rows = []
     for router in routers:
         target = getattr(router, metric)
