@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 from transformers.cache_utils import DynamicCache
 
+from rltr.inference.cache import writing_cache
 from rltr.ops import TokenState
 
 MAX_WASTE = 0.25  # a row joins a bucket while it is at most this much shorter than the bucket's longest row
@@ -58,8 +59,6 @@ def run_in_buckets(backbone, state: TokenState, start: int, stop: int, groups: l
     """Layers ``start .. stop-1`` for each row group on its own; ``on_layer(i, state)`` sees ``state``'s token
     set (its hidden states are those entering ``start``). With ``cache``, each group's keys and values at
     these layers are assembled into it at ``state``'s slots."""
-    from rltr.inference.prefill import writing_cache  # late: prefill imports this module
-
     for i in range(start, stop):
         if on_layer is not None:
             on_layer(i, state)

@@ -12,8 +12,6 @@ H_kv key/value heads, d head width.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +21,7 @@ from rltr.backbones.base import Backbone
 from rltr.backbones.padding import right_aligned
 from rltr.decisions import Decider, RunTrace
 from rltr.inference.buckets import plan_buckets, run_in_buckets
+from rltr.inference.cache import writing_cache
 from rltr.ops import TokenState
 from rltr.reducers.base import Reducer
 
@@ -89,25 +88,6 @@ class PrefixInfo:
     def n_original(self) -> torch.Tensor:
         """(B,) long: real prompt tokens per row before reduction."""
         return self.next_position
-
-
-@contextmanager
-def writing_cache(backbone: Backbone, cache: DynamicCache | None) -> Iterator[None]:
-    """While inside, every block of ``backbone`` receives ``past_key_values=cache`` (and ``use_cache``),
-    so its attention module appends the keys/values it computes. Hooks are removed on exit."""
-    if cache is None:
-        yield
-        return
-
-    def hook(module, args, kwargs):
-        return args, {**kwargs, "past_key_values": cache, "use_cache": True}
-
-    handles = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in backbone.layers]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def check_fillable(cache, n_layers: int) -> None:
