@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 # Small per-step tensors: one thread is faster and far steadier than two on a shared 2-core machine.
 THREADS ?= 1
 
-.PHONY: install test test-slow demo bench-latency bench-rollout lint clean
+.PHONY: install test test-slow demo ablations bench-latency bench-rollout lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,10 @@ test-slow: $(STAMP)
 
 demo: $(STAMP)
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/rltr demo
+
+# What RL adds: each query-agnostic config trained four ways (imitation only, PPO only, both, label-free).
+ablations: $(STAMP)
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/rltr ablate
 
 # Quick benchmark runs (< 1 minute each); drop --quick for the full tables in the README.
 bench-latency: $(STAMP)

@@ -119,7 +119,7 @@ def decision_times(backbone, reducers: dict, ids, layer: int, budget: float, pro
     the state entering ``layer``. At the same budget the layers after it run on the same number of tokens
     for every method, so this is where methods differ in cost; it is timed alone, free of the run-to-run
     noise of whole prefills."""
-    from rltr.decisions import make_decide
+    from rltr.decider import make_decide
 
     n = ids.shape[1]
     pos = torch.arange(n)[None]

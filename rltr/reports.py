@@ -62,7 +62,7 @@ def pivot_table(results: list[EvalResult], task: str) -> str:
     full = full_latency(results).get(task)
     budgets = sorted({r.budget for r in rows if r.budget is not None})
     own = any(r.budget is None for r in rows)
-    head = (["own choice"] if own else []) + [f"{b:.1%}" if b < 0.1 else f"{b:.0%}" for b in budgets]
+    head = (["own choice"] if own else []) + [f"{100 * b:.3g}%" for b in budgets]
     lines = ["| method | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
     cell = _cell(full)
     for method in dict.fromkeys(r.method for r in rows):

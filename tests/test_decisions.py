@@ -7,7 +7,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rltr.backbones import wrap
 from rltr.compute import ArchSpec, compute_fraction
-from rltr.decisions import Decider, decision_context, resolve_actions, target_counts
+from rltr.decider import Decider
+from rltr.decisions import decision_context, resolve_actions, target_counts
 from rltr.features import FeatureSpec, token_features
 from rltr.ops import Action
 from rltr.reducers import get_reducer

@@ -21,7 +21,8 @@ import torch
 
 from rltr.backbones import Backbone
 from rltr.compute import ArchSpec
-from rltr.decisions import RunTrace, check_budget, decision_context, resolve_actions
+from rltr.decider import RunTrace
+from rltr.decisions import check_budget, decision_context, resolve_actions
 from rltr.features import FeatureSpec, merge_match, token_features
 from rltr.ops import TokenState, apply_actions
 from rltr.scores import NEEDS_REFERENCE, episode_score, score_function

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from rltr.backbones.padding import to_columns
-from rltr.decisions import Decider, RunTrace
+from rltr.decider import Decider, RunTrace
 from rltr.inference.patching import DEFAULT_BUDGET, ForwardPatch, named_arguments
 from rltr.inference.prefill import final_slots
 from rltr.reducers.base import Reducer
@@ -34,7 +34,7 @@ from rltr.reducers.base import Reducer
 class ReducedForward:
     """What the latest reduced encoder forward did.
 
-    trace:      the run's :class:`~rltr.decisions.RunTrace` (tokens entering each layer, the decisions' FLOPs).
+    trace:      the run's :class:`~rltr.decider.RunTrace` (tokens entering each layer, the decisions' FLOPs).
     positions:  (B, N_f) long, original positions of the final slots; sizes (B, N_f) float, tokens each
                 stands for; alive (B, N_f) bool.
     token_mask: (B, L) bool, input columns whose token is still represented (kept, or merged into a kept one).

@@ -12,7 +12,8 @@ import functools
 import inspect
 
 from rltr.backbones import adapter_for, wrap
-from rltr.decisions import check_budget, check_reducer
+from rltr.decider import check_reducer
+from rltr.decisions import check_budget
 from rltr.reducers.base import Reducer
 
 

@@ -19,7 +19,7 @@ from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingW
 
 from rltr.backbones.base import Backbone
 from rltr.backbones.padding import right_aligned
-from rltr.decisions import Decider, RunTrace
+from rltr.decider import Decider, RunTrace
 from rltr.inference.buckets import plan_buckets, run_in_buckets
 from rltr.inference.cache import writing_cache
 from rltr.ops import TokenState
@@ -59,7 +59,7 @@ class PrefixInfo:
     n_columns:     L, prompt columns of the 2D attention mask that ``generate()`` keeps extending.
     next_position: (B,) long, position id of the first generated token (real prompt tokens per row):
                    positions continue from the ORIGINAL prompt length.
-    trace:         the run's :class:`~rltr.decisions.RunTrace`: tokens entering each layer, the
+    trace:         the run's :class:`~rltr.decider.RunTrace`: tokens entering each layer, the
                    decisions' own FLOPs and slot maps (what the compute model counts).
     window:        the model's smallest sliding attention window (None: none); prompt + generated tokens
                    must stay shorter (:func:`check_window`).

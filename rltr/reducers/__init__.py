@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rltr.decisions import Decision, DecisionContext, check_budget, make_decide, target_counts
+from rltr.decider import make_decide
+from rltr.decisions import Decision, DecisionContext, check_budget, target_counts
 from rltr.reducers.attn_topk import AttnTopK
 from rltr.reducers.base import Reducer, ScoreReducer
 from rltr.reducers.h2o import HeavyHitters
