@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rltr.generation import left_padded
 from rltr.tasks import Example, Task
 
 
@@ -34,14 +35,8 @@ def check_generative(task: Task) -> None:
 
 
 def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, N) ids and (B, N) attention mask, prompts right-aligned (padding on the left)."""
-    n = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), n), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(prompts), n, dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, n - len(p) :] = torch.tensor(p)
-        mask[i, n - len(p) :] = 1
-    return ids, mask
+    """(B, N) ids and (B, N) attention mask, prompts right-aligned (padding on the left), on the CPU."""
+    return left_padded(prompts, pad_id, "cpu")
 
 
 def cut_at_stop(row: list[int], stop_ids: set[int]) -> list[int]:
