@@ -34,8 +34,9 @@ import torch
 from transformers.cache_utils import DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from rltr.inference.cache import check_window
 from rltr.inference.patching import DEFAULT_BUDGET, ForwardPatch, named_arguments
-from rltr.inference.prefill import PrefixInfo, PromptHints, check_window, prompt_logits, reduced_prefill
+from rltr.inference.prefill import PrefixInfo, PromptHints, prompt_logits, reduced_prefill
 from rltr.reducers.base import Reducer
 
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
+from transformers.cache_utils import DynamicCache, DynamicSlidingWindowLayer
 
 from rltr.backbones.base import Backbone
 from rltr.backbones.padding import right_aligned
 from rltr.decider import Decider, RunTrace
 from rltr.inference.buckets import plan_buckets, run_in_buckets
-from rltr.inference.cache import writing_cache
+from rltr.inference.cache import check_fillable, check_window, smallest_window, writing_cache
 from rltr.ops import TokenState
 from rltr.reducers.base import Reducer
 
@@ -88,37 +88,6 @@ class PrefixInfo:
     def n_original(self) -> torch.Tensor:
         """(B,) long: real prompt tokens per row before reduction."""
         return self.next_position
-
-
-def check_fillable(cache, n_layers: int) -> None:
-    """A cache the reduced prefill can fill: an empty ``DynamicCache`` of full-attention or sliding-window
-    layers (the latter only while the window masks nothing yet: :func:`check_window`)."""
-    kinds = (DynamicLayer, DynamicSlidingWindowLayer)
-    if not isinstance(cache, DynamicCache) or any(type(layer) not in kinds for layer in cache.layers):
-        found = sorted({type(layer).__name__ for layer in getattr(cache, "layers", [])})
-        raise ValueError(
-            f"token reduction fills a DynamicCache of full-attention or sliding-window layers; got {type(cache).__name__} {found}"
-        )
-    if cache.get_seq_length() != 0:
-        raise ValueError(f"token reduction needs an empty cache for the prompt pass; it holds {cache.get_seq_length()} tokens")
-    if len(cache.layers) not in (0, n_layers):
-        raise ValueError(f"cache has {len(cache.layers)} layers, the model {n_layers}")
-
-
-def smallest_window(backbone: Backbone) -> int | None:
-    """The smallest sliding attention window of ``backbone``'s layers (None: all full attention)."""
-    return min((w for i in range(backbone.n_layers) if (w := backbone.sliding_window(i)) is not None), default=None)
-
-
-def check_window(window: int | None, n_tokens: int) -> None:
-    """Refuse ``n_tokens`` (prompt + generated so far) that reach a sliding ``window``: a reduced cache is cut
-    by slot, not by position, so sliding semantics past the window cannot be guaranteed; below it the window
-    masks nothing."""
-    if window is not None and n_tokens >= window:
-        raise ValueError(
-            f"{n_tokens} tokens (prompt + generated) reach the model's sliding window of {window} tokens; token "
-            f"reduction supports sliding-window attention only while prompt + generated tokens stay shorter than the window"
-        )
 
 
 def slot_index(src: TokenState, dst: TokenState) -> torch.Tensor:
