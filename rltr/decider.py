@@ -68,7 +68,7 @@ class Decider:
 
     def __init__(self, reducer, backbone, decision_layers, budget: float | None = None,
                  relevant: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                 context_len: torch.Tensor | None = None, query_aware: bool = True, charge: bool = True,
+                 context_len: torch.Tensor | None = None, query_aware: bool = True,
                  answer_start: torch.Tensor | None = None):
         self.reducer, self.backbone, self.budget = reducer, backbone, check_reducer(reducer, backbone, check_budget(budget))
         self.answer_start = answer_start
@@ -76,7 +76,7 @@ class Decider:
         if not self.layers:
             raise ValueError("decision_layers is empty: give at least one layer")
         self.relevant, self.generator, self.context_len, self.query_aware = relevant, generator, context_len, query_aware
-        self.arch = ArchSpec.from_config(backbone.config) if charge else None
+        self.arch = ArchSpec.from_config(backbone.config)
         self.trace: RunTrace | None = None
         self._counts: dict[int, torch.Tensor] = {}
 

@@ -65,7 +65,10 @@ class DecisionContext:
 
     # ---- cost ----------------------------------------------------------------------------------
     def charge(self, flops) -> None:
-        """Add ``flops`` (a number or (B,) per row) to this decision's own cost."""
+        """Add ``flops`` (a number or (B,) per row) to this decision's own cost (nothing when the context
+        counts no cost: ``arch`` None)."""
+        if self.arch is None:
+            return
         self.flops = self.flops + torch.as_tensor(flops, dtype=torch.float64, device=self.flops.device)
 
     @property

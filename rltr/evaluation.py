@@ -112,7 +112,7 @@ def run_method(
             else:
                 info = reduction.last
                 frac = info.trace.compute_fraction(spec, batch.n_head_tokens).cpu()
-                kept_rows = info.n_kept.cpu().float() / info.trace.n_original.cpu().float()
+                kept_rows = info.trace.kept_ratio.cpu().float()
             fractions.append(frac.float())
             kept.append(kept_rows)
     n = len(examples)

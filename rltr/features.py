@@ -105,8 +105,7 @@ def hidden_projection(ctx: DecisionContext, spec: FeatureSpec) -> torch.Tensor:
             ctx._cache["hidden_proj"] = unit
         else:
             ctx._cache["hidden_proj"] = unit @ spec.projection_matrix(h.shape[-1], h.device)
-            if ctx.arch is not None:
-                ctx.charge(2 * ctx.n_live * h.shape[-1] * spec.n_hidden_proj)
+            ctx.charge(2 * ctx.n_live * h.shape[-1] * spec.n_hidden_proj)
     return ctx._cache["hidden_proj"]
 
 
@@ -133,8 +132,7 @@ def token_features(ctx: DecisionContext, spec: FeatureSpec) -> torch.Tensor:
         # Similarities in the low-dim random projection (cosines nearly preserved; identical tokens stay at 1):
         # N x N x P instead of N x N x D.
         nearest_sim = nearest_similarity(torch.nn.functional.normalize(proj, dim=-1), visible)  # (B, N), row blocks
-        if ctx.arch is not None:
-            ctx.charge(2 * ctx.n_live**2 * proj.shape[-1])
+        ctx.charge(2 * ctx.n_live**2 * proj.shape[-1])
     protected = st.protected | (ctx.tail if ctx.tail is not None else torch.zeros_like(visible))
     cols = [
         visible.float(),

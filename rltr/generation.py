@@ -44,7 +44,8 @@ def greedy_generate(model, prompts: list[list[int]], max_new_tokens: int | list[
         cache = out.past_key_values
         steps.append(out.logits[:, -1].argmax(-1))
     tokens = torch.stack(steps, dim=1).tolist()  # (B, T)
-    return [_cut(row[:limit], eos_id) for row, limit in zip(tokens, limits)]
+    stop = set() if eos_id is None else {eos_id}
+    return [cut_at_stop(row[:limit], stop) for row, limit in zip(tokens, limits)]
 
 
 def left_padded(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,10 +59,12 @@ def left_padded(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Te
     return ids.to(device), mask.to(device)
 
 
-def _cut(tokens: list[int], eos_id: int | None) -> list[int]:
-    if eos_id is not None and eos_id in tokens:
-        return tokens[: tokens.index(eos_id) + 1]
-    return tokens
+def cut_at_stop(row: list[int], stop_ids: set[int]) -> list[int]:
+    """``row`` up to and including its first stop token (all of it when there is none)."""
+    for i, t in enumerate(row):
+        if t in stop_ids:
+            return row[: i + 1]
+    return row
 
 
 def exact(generated: list[int], reference: list[int]) -> float:

@@ -19,7 +19,7 @@ def matched_rows(backbone, task, results: list, methods: list[str], metric: str,
     from rltr.evaluation import method_label, run_method
 
     routers = [r for r in results if r.method.startswith("router") and r.budget is None]
-    heuristics = [m for m in methods if m.partition(":")[0].partition("@")[0] not in NOT_MATCHED and "@" not in m]
+    heuristics = [m for m in methods if m.partition(":")[0] not in NOT_MATCHED and "@" not in m and get_reducer(m).takes_budget]
     calib = {**kwargs, "n_examples": min(CALIBRATION_EXAMPLES, kwargs.get("n_examples", CALIBRATION_EXAMPLES))}
     calib.pop("progress", None)
     calib["generate"] = False

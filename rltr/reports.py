@@ -42,7 +42,7 @@ def write_report(results: list[EvalResult], out: Path, header: dict | None = Non
     lines += [f"- {k}: {v}" for k, v in settings.items()]
     lines += ["", format_table(results), ""]
     for task in dict.fromkeys(r.task for r in results):
-        headline = next(iter(next(r for r in results if r.task == task).scores), "accuracy")  # the task's first score
+        headline = next(r for r in results if r.task == task).score  # the task's first score
         lines += [f"**{task}**: {headline} · compute fraction · measured speedup over the full model", ""]
         lines += [pivot_table(results, task), ""]
         matched = matched_table(results, task)

@@ -43,13 +43,6 @@ class ViTBackbone(EncoderBackbone):
         return self.config.num_channels, h, w
 
     @property
-    def n_tokens(self) -> int:
-        """Tokens per image: one per patch, plus CLS."""
-        _, h, w = self.image_shape
-        p = self.config.patch_size
-        return (h // p) * (w // p) + 1
-
-    @property
     def classifier(self) -> torch.nn.Module:
         head = getattr(self.model, "classifier", None)
         if head is None:

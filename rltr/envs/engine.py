@@ -21,10 +21,10 @@ import torch
 
 from rltr.backbones import Backbone
 from rltr.compute import ArchSpec
-from rltr.decider import RunTrace
-from rltr.decisions import check_budget, decision_context, resolve_actions
+from rltr.decider import RunTrace, execute
+from rltr.decisions import Decision, check_budget, decision_context, resolve_actions
 from rltr.features import FeatureSpec, merge_match, token_features
-from rltr.ops import TokenState, apply_actions
+from rltr.ops import TokenState
 from rltr.scores import NEEDS_REFERENCE, episode_score, score_function
 from rltr.tasks import Task
 
@@ -121,12 +121,11 @@ class EpisodeEngine:
         expected = (len(self.trace.n_original), self.settings.max_tokens)
         assert tuple(actions.shape) == expected, f"actions have shape {tuple(actions.shape)}, expected {expected}"
         ctx = self.ctx
-        actions = resolve_actions(ctx, actions.to(self.device, torch.long)[:, : ctx.state.alive.shape[1]])
         if self.policy_flops is not None:
             ctx.charge(self.policy_flops(ctx.observers().sum(1).double()))
+        proposed = actions.to(self.device, torch.long)[:, : ctx.state.alive.shape[1]]
+        state, slot_map = execute(ctx, Decision(proposed, match=merge_match(ctx, self.features)))
         self.trace.decision_flops = self.trace.decision_flops + ctx.flops
-        state, slot_map = apply_actions(ctx.state, actions, causal=self.backbone.causal, match=merge_match(ctx, self.features),
-                                        dst_allowed=ctx.context, return_slot_map=True)
         self.trace.slot_maps.append(slot_map)
         layer = self.decision_layers[self._step]
         self._step += 1

@@ -90,16 +90,6 @@ class PrefixInfo:
         return self.next_position
 
 
-def slot_index(src: TokenState, dst: TokenState) -> torch.Tensor:
-    """(B, N_dst) long: for each slot of ``dst``, the slot of ``src`` holding the same original position
-    (``dst``'s live tokens are a subset of ``src``'s; both keep live tokens first in position order).
-    Dead ``dst`` slots get an arbitrary valid index."""
-    big = int(max(src.positions.max().item(), dst.positions.max().item())) + 1
-    keys = torch.where(src.alive, src.positions, big).contiguous()  # sorted ascending per row
-    query = torch.where(dst.alive, dst.positions, big).contiguous()
-    return torch.searchsorted(keys, query).clamp_max(keys.shape[1] - 1)
-
-
 def keep_final_slots(cache: DynamicCache, entering: list[TokenState], final: TokenState, trace: RunTrace,
                      decision_layers: list[int]) -> None:
     """Cut every layer's cache to the slots of ``final``; ``entering[i]`` is the state layer i ran on.

@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from rltr.compute import ArchSpec, forward_flops, head_flops, layer_flops
-from rltr.output.generation import check_generative, cut_at_stop, left_pad
+from rltr.generation import cut_at_stop, left_padded
+from rltr.output.generation import check_generative
 from rltr.tasks import Example, Task
 
 
@@ -84,7 +85,7 @@ def run_output(model, task: Task, examples: list[Example], *, label: str, cap: i
     with reduction:
         for start in range(0, len(examples), batch_size):
             prompts = [task.prompt(e) for e in examples[start : start + batch_size]]
-            ids, mask = left_pad(prompts, pad_id)
+            ids, mask = left_padded(prompts, pad_id, "cpu")
             kw = dict(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), do_sample=False,
                       eos_token_id=stop, pad_token_id=pad_id)  # fmt: skip
             if start == 0:

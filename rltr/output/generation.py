@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rltr.generation import left_padded
+from rltr.generation import cut_at_stop, left_padded
 from rltr.tasks import Example, Task
 
 
@@ -34,19 +34,6 @@ def check_generative(task: Task) -> None:
                          f"use a generative task (e.g. chain)")  # fmt: skip
 
 
-def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, N) ids and (B, N) attention mask, prompts right-aligned (padding on the left), on the CPU."""
-    return left_padded(prompts, pad_id, "cpu")
-
-
-def cut_at_stop(row: list[int], stop_ids: set[int]) -> list[int]:
-    """``row`` up to and including its first stop token (all of it when there is none)."""
-    for i, t in enumerate(row):
-        if t in stop_ids:
-            return row[: i + 1]
-    return row
-
-
 @torch.no_grad()
 def generate(model, prompts: list[list[int]], *, max_new_tokens: int, stop_ids: list[int], pad_id: int,
              batch_size: int = 128, do_sample: bool = False) -> tuple[list[list[int]], float]:  # fmt: skip
@@ -58,7 +45,7 @@ def generate(model, prompts: list[list[int]], *, max_new_tokens: int, stop_ids: 
     model.eval()
     out, seconds, stop = [], 0.0, set(stop_ids)
     for i in range(0, len(prompts), batch_size):
-        ids, mask = left_pad(prompts[i : i + batch_size], pad_id)
+        ids, mask = left_padded(prompts[i : i + batch_size], pad_id, "cpu")
         t0 = time.perf_counter()
         seq = model.generate(
             input_ids=ids.to(model.device), attention_mask=mask.to(model.device), max_new_tokens=max_new_tokens,

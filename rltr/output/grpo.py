@@ -135,8 +135,6 @@ def train_grpo(cfg: GRPOLengthConfig, command: str = "", progress: bool = True) 
     trainer.train()
     seconds = time.perf_counter() - start
     out = run_dir / "model"  # model, generation config and tokenizer only (trainer.save_model adds a pickled training_args.bin)
-    trainer.accelerator.unwrap_model(trainer.model).save_pretrained(out)
-    tok.save_pretrained(out)
     meta = {
         "name": f"{cfg.name} (GRPO from {cfg.model})",
         "tasks": [task.name],
@@ -146,7 +144,9 @@ def train_grpo(cfg: GRPOLengthConfig, command: str = "", progress: bool = True) 
         "length_weight": cfg.length_weight,
         "max_new_tokens": max_new,
     }
-    (out / MODEL_META).write_text(json.dumps(meta, indent=2) + "\n")
+    from rltr.zoo.build import save_built
+
+    save_built(trainer.accelerator.unwrap_model(trainer.model), out, meta, tok)
     if (run_dir / "trl").is_dir() and not any((run_dir / "trl").iterdir()):
         (run_dir / "trl").rmdir()  # trl's output_dir: nothing is saved there (save_strategy "no" by default)
     log = {"train_seconds": round(seconds, 1), "steps": trainer.state.global_step, "log_history": trainer.state.log_history}

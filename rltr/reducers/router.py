@@ -39,8 +39,7 @@ class RouterReducer(Reducer):
         self.router.to(ctx.state.hidden.device)
         obs = token_features(ctx, self.router.features)
         logits = self.router.logits(obs)  # (B, N, 3)
-        if ctx.arch is not None:
-            ctx.charge(self.router.network_flops(ctx.observers().sum(1).double()))
+        ctx.charge(self.router.network_flops(ctx.observers().sum(1).double()))
         match = merge_match(ctx, self.router.features)  # as in training
         if ctx.budget is None:
             return Decision(logits.argmax(-1), match=match)

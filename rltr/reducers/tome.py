@@ -73,8 +73,7 @@ class ToMe(Reducer):
             else:
                 merged, best, n_surv = _bipartite_round(weighted, alive & ctx.context, state.protected, need)
                 cost = 2 * torch.ceil(n_surv / 2) * torch.floor(n_surv / 2) * metric.shape[-1]  # |A| x |B|
-            if ctx.arch is not None:
-                ctx.charge(torch.where(need > 0, cost, 0.0))
+            ctx.charge(torch.where(need > 0, cost, 0.0))
             if not merged.any():
                 break  # no admissible merge left
             dst = torch.where(merged, best, dst)

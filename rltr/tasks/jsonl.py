@@ -140,7 +140,7 @@ def _build(files: dict, opts: JsonlOptions, tokenizer, backbone) -> JsonlTask:
         raise ValueError("jsonl option model_answers needs the model (pass a backbone)")
     main = read_records(files["train"], answer_optional)
     if opts.split is not None:
-        record_splits = _seeded_split(main, opts.split, opts.split_seed, files["train"])
+        record_splits = _seeded_split(main, opts.split, opts.split_seed)
     elif files["validation"] or files["test"]:
         record_splits = {"train": main, **{s: read_records(files[s], answer_optional) for s in ("validation", "test") if files[s]}}
     else:
@@ -157,7 +157,7 @@ def _build(files: dict, opts: JsonlOptions, tokenizer, backbone) -> JsonlTask:
     return JsonlTask(splits, where, name=f"jsonl:{Path(files['train']).name}", pad_id=pad)
 
 
-def _seeded_split(records: list[Record], fractions, seed: int, path) -> dict[str, list[Record]]:
+def _seeded_split(records: list[Record], fractions, seed: int) -> dict[str, list[Record]]:
     """Contexts shuffled with ``seed`` and cut by ``fractions``; each split keeps file order."""
     contexts = list(dict.fromkeys(r.context for r in records))
     order = np.random.default_rng(seed).permutation(len(contexts))

@@ -173,11 +173,6 @@ class Sentences(Task):
 
 def _tokenizer(backbone):
     """The tokenizer saved with ``backbone``'s model (its folder, found by name)."""
-    from transformers import AutoTokenizer
+    from rltr.tasks.jsonl import load_tokenizer
 
-    from rltr.backbones import resolve_model
-
-    try:
-        return AutoTokenizer.from_pretrained(resolve_model(backbone.name or backbone.config._name_or_path))
-    except (OSError, ValueError, TypeError):
-        raise ValueError(f"model {backbone.name!r} has no tokenizer files to tokenize the {CORPUS.name} sentences with") from None
+    return load_tokenizer(backbone.name or backbone.config._name_or_path)
