@@ -125,7 +125,7 @@ def test_heuristics_keep_the_budget_and_the_summary_tokens(spec, family):
     assert red.last.trace.tokens_per_layer[:, 2].tolist() == torch.ceil(n * 0.5).long().tolist()
     bb = wrap(model)
     first = red.last.positions[:, 0]
-    assert (first == (0 if family == "vit" else 0)).all()  # CLS survives at slot 0
+    assert (first == 0).all()  # CLS ([CLS] for BERT) survives at slot 0
     if family == "vit":
         assert out.logits.shape == (5, 10)
     else:

@@ -25,7 +25,7 @@ def _split(task, e):
 
 def test_chain_completion_scans_walks_and_ends_with_the_answer():
     task = get_task("chain", context_len=32)
-    seen_lengths, kinds = set(), set()
+    seen_lengths, kinds, scans = set(), set(), set()
     for e in task.examples(N, seed=1):
         context, question, completion = _split(task, e)
         sep, x, hops = question
@@ -36,10 +36,11 @@ def test_chain_completion_scans_walks_and_ends_with_the_answer():
         assert words_of([task.target(e)]) == [answer] and completion[-2] == answer, (x, hops, completion)
         assert [words_of([e.input_ids[p]])[0] for p in e.relevant][0] in edges and len(e.relevant) == int(hops[1])
         n_scan = next(i for i, w in enumerate(completion) if i >= len(edges) or w != edges[i]) if completion[0] in edges else 0
-        assert completion[:n_scan] == edges[:n_scan]  # the scan reads the context's edges in order
+        scans.add(n_scan)  # how many of the context's edges the completion first reads aloud, in order
         seen_lengths.add(len(completion))
         kinds.add(task.group(e))
     assert kinds == {"h1", "h2"} and min(seen_lengths) == 2 and max(seen_lengths) >= 10, seen_lengths
+    assert min(scans) == 0 and max(scans) >= 5, scans  # the habit reads anywhere from none to all of the edges
 
 
 def test_final_answer_is_the_last_node_before_the_end():

@@ -275,13 +275,14 @@ def test_bad_options_are_value_errors(spec):
         get_reducer(spec)
 
 
+@pytest.mark.parametrize("network", ["mlp", "attention"])
 @pytest.mark.parametrize("budget", [None, 0.25])
-def test_query_agnostic_router_ignores_the_tail(backbone, budget, tmp_path):
+def test_query_agnostic_router_ignores_the_tail(backbone, budget, network, tmp_path):
     """A router's pooled summary and global features read the context only: a different question gives
     identical actions (it used to move the context logits by ~1e-3 through the pooled tail rows)."""
     from tests.routers import random_router
 
-    path = random_router(backbone, tmp_path, query_aware=False)
+    path = random_router(backbone, tmp_path, query_aware=False, network=network)
     examples, batch = mixed_batch(seed=4)
     ids = batch.input_ids.clone()
     for i, e in enumerate(examples):  # another question token, and a longer tail on the retrieval rows
