@@ -2,7 +2,7 @@
 
 import sys
 
-from rltr.cli import main
+from rltr.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["train", *sys.argv[1:]]))

@@ -45,7 +45,7 @@ def timed_cases(model, cases: dict, batches: list, repeats: int) -> dict:
 
 
 def score(task, batches, outputs) -> float:
-    from rltr.scores import score_function
+    from rltr.tasks.scoring import score_function
 
     fn = score_function(task.scores[0], task.kind)
     return float(torch.cat([fn(out, batch) for (batch, _), out in zip(batches, outputs)]).mean())

@@ -52,8 +52,8 @@ def fresh_router(backbone, decision_layers: list[int], folder: Path, hidden: int
     """An untrained router for ``backbone`` written as an ordinary router folder (format of rltr export);
     ``context``: the attention actor on the light features and the whole hidden state (configs/instructed.yaml's
     router, at this model's width)."""
-    from rltr.features import FeatureSpec
-    from rltr.ops import Action
+    from rltr.core.features import FeatureSpec
+    from rltr.core.ops import Action
     from rltr.policies.network import network_spec
     from rltr.policies.router import FORMAT, FORMAT_VERSION, Router
 
@@ -92,8 +92,8 @@ def interleaved(cases: dict, repeats: int, warm_up: bool = True) -> dict:
 @torch.no_grad()
 def router_overhead(backbone, reducer, ids, layer: int, budget: float, protect_last: int, repeats: int) -> dict:
     """Median seconds of the router's decision parts on the state entering ``layer`` (no cached maps)."""
-    from rltr.decisions import decision_context
-    from rltr.features import token_features
+    from rltr.core.decisions import decision_context
+    from rltr.core.features import token_features
 
     n = ids.shape[1]
     pos = torch.arange(n)[None]
@@ -119,7 +119,7 @@ def decision_times(backbone, reducers: dict, ids, layer: int, budget: float, pro
     the state entering ``layer``. At the same budget the layers after it run on the same number of tokens
     for every method, so this is where methods differ in cost; it is timed alone, free of the run-to-run
     noise of whole prefills."""
-    from rltr.decider import make_decide
+    from rltr.core.decider import make_decide
 
     n = ids.shape[1]
     pos = torch.arange(n)[None]

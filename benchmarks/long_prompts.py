@@ -8,7 +8,7 @@ fresh process (so its peak memory is its own):
 - observation per step: (B, L, F) float32;
 - rollout buffer: SB3's ``RolloutBuffer`` arrays for ``n_steps`` x B steps (observations dominate);
 - similarity feature: the whole (B, L, L) float32 map it would take vs the largest row block actually held
-  (:mod:`rltr.similarity`);
+  (:mod:`rltr.core.similarity`);
 - peak RSS growth over the loaded model while running random-action episodes, then PPO updates;
 - episodes/s with random actions, and PPO ``learn()`` steps/s (two updates).
 
@@ -60,9 +60,9 @@ def measure(length: int, model: str, seconds: float, n_envs: int) -> dict:
     from stable_baselines3 import PPO
 
     from rltr.config import load_config
-    from rltr.policies.sb3_policy import TokenPolicy
-    from rltr.similarity import BLOCK_ELEMENTS
-    from rltr.training import engine_of, make_vec_env
+    from rltr.core.similarity import BLOCK_ELEMENTS
+    from rltr.training.ppo import engine_of, make_vec_env
+    from rltr.training.sb3_policy import TokenPolicy
 
     cfg = load_config(CONFIG, [f"env.model={model}", f"env.task_kwargs={{context_len: {length - 3}}}", f"n_envs={n_envs}",
                                "env.device=cpu"])
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['ppo_steps_per_s']:.2f} |")
         if args.train:
             from rltr.config import load_config
-            from rltr.training import train
+            from rltr.training.ppo import train
 
             length = max(lengths)
             cfg = load_config(CONFIG, [f"env.model={model}", f"env.task_kwargs={{context_len: {length - 3}}}", f"runs_dir={tmp}/runs"])

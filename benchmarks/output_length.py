@@ -14,8 +14,8 @@ import torch
 
 
 def main(argv=None) -> int:
-    from rltr.output.generation import generate
-    from rltr.output.grpo import load_generative, model_task, run_model_dir
+    from rltr.outlen.grpo import load_generative, model_task, run_model_dir
+    from rltr.tasks.generation import generate
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--base", default="verbose", help="the verbose model: built-in name or folder")

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
+from rltr.core.ops import N_ACTIONS
 from rltr.envs import make_batched_env, make_env, resolve_device
-from rltr.ops import N_ACTIONS
 
 ROLLOUT_STEPS = 512  # PPO steps per rollout (n_steps * n_envs) in table 2, for both envs
 
@@ -85,7 +85,7 @@ def engine_overhead(kw: dict, n_envs: int, repeats: int) -> tuple[float, float]:
     """(ms per batch of ``n_envs`` episodes with every token kept, ms of the bare forward of the same
     examples): medians over ``repeats`` interleaved pairs. One env step is a whole episode here (one
     decision layer) plus the auto-reset that samples, embeds and runs the next batch to its decision."""
-    from rltr.scores import episode_score
+    from rltr.tasks.scoring import episode_score
 
     env = make_batched_env(n_envs=n_envs, **kw)
     engine, bb = env.engine, env.engine.backbone
@@ -113,7 +113,7 @@ def ppo_rate(vec: VecEnv, total_steps: int, device: str) -> tuple[float, float]:
     """(steps/s, env share of wall time) of PPO ``learn(total_steps)`` on ``vec``."""
     from stable_baselines3 import PPO
 
-    from rltr.policies.sb3_policy import TokenPolicy
+    from rltr.training.sb3_policy import TokenPolicy
 
     timed = EnvTimer(vec)
     model = PPO(TokenPolicy, timed, n_steps=ROLLOUT_STEPS // vec.num_envs, batch_size=128, n_epochs=4, gamma=1.0,

@@ -14,14 +14,17 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import yaml
 
-from rltr.envs.engine import AUTOCAST_DTYPES  # float32, bfloat16, float16
-from rltr.features import FEATURE_SETS, PROJECTIONS  # full, light; gaussian, orthogonal
+from rltr.core.features import FEATURE_SETS, PROJECTIONS  # full, light; gaussian, orthogonal
 from rltr.policies.network import NETWORKS, network_spec  # mlp, attention
-from rltr.scores import SCORES  # accuracy, loglik
+from rltr.tasks.scoring import SCORES  # accuracy, loglik
 
-# PPO keyword arguments that rltr.training passes itself, and the config key each comes from.
+# dtype names -> the autocast dtype the backbone runs under during rollouts (None: no autocast)
+AUTOCAST_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+# PPO keyword arguments that rltr.training.ppo passes itself, and the config key each comes from.
 PPO_SET_BY_RLTR = {"policy": "TokenPolicy", "env": "env.*", "policy_kwargs": "policy.*", "seed": "seed",
                    "device": "env.device", "tensorboard_log": "the run folder's tb/", "verbose": "0",
                    "_init_setup_model": "True"}

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import torch
 
-from rltr.features import FeatureSpec
-from rltr.ops import Action
+from rltr.core.features import FeatureSpec
+from rltr.core.ops import Action
 from rltr.policies.network import network_spec
 from rltr.policies.router import FORMAT, FORMAT_VERSION, Router
 

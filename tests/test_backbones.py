@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rltr.backbones import ADAPTERS, ModelLoadError, load_backbone, wrap
-from rltr.ops import Action, apply_actions
+from rltr.core.ops import Action, apply_actions
 from tests.conftest import ATTN_IMPLEMENTATIONS, ENCODERS, FAMILIES, tiny_llama, tiny_mistral, tiny_qwen2, tiny_qwen3
 
 

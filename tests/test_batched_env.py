@@ -8,8 +8,8 @@ import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rltr.backbones import wrap
+from rltr.core.ops import Action
 from rltr.envs import BatchedTokenReductionEnv, TokenReductionEnv
-from rltr.ops import Action
 from rltr.tasks import Task
 from rltr.tasks.retrieval import Retrieval
 from rltr.tasks.vocab import VOCAB_SIZE
@@ -126,8 +126,8 @@ def test_attributes_methods_and_bad_input(backbone):
 def test_ppo_trains_through_the_cli(tmp_path, batched):
     from stable_baselines3 import PPO
 
-    from rltr.cli import main
-    from rltr.training import load_run_config
+    from rltr.cli.main import main
+    from rltr.training.ppo import load_run_config
 
     model = tiny_gpt2(n_layer=2, vocab=VOCAB_SIZE)
     model.save_pretrained(tmp_path / "model")

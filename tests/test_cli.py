@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from rltr.cli import main
+from rltr.cli.main import main
 from tests.conftest import tiny_task_gpt2
 
 
@@ -22,7 +22,7 @@ def _run(argv, capsys):
 
 
 def test_help_lists_subcommands():
-    out = subprocess.run([sys.executable, "-m", "rltr.cli", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "rltr.cli.main", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
     for cmd in ("evaluate", "zoo", "demo"):
         assert cmd in out.stdout
@@ -67,7 +67,7 @@ def test_unsupported_family_exits_2(tmp_path, capsys):
 
 
 def test_no_traceback_from_the_console_script(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "rltr.cli", "evaluate", "--model", str(tmp_path / "missing")],
+    out = subprocess.run([sys.executable, "-m", "rltr.cli.main", "evaluate", "--model", str(tmp_path / "missing")],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr and "missing" in out.stderr
 

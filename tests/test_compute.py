@@ -3,8 +3,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from rltr.backbones import wrap
-from rltr.compute import ArchSpec, compute_fraction, forward_flops
-from rltr.ops import Action, apply_actions
+from rltr.core.compute import ArchSpec, compute_fraction, forward_flops
+from rltr.core.ops import Action, apply_actions
 
 
 @pytest.mark.parametrize("n", [16, 64])

@@ -6,11 +6,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from rltr.backbones import wrap
-from rltr.compute import ArchSpec, compute_fraction
-from rltr.decider import Decider
-from rltr.decisions import decision_context, resolve_actions, target_counts
-from rltr.features import FeatureSpec, token_features
-from rltr.ops import Action
+from rltr.core.compute import ArchSpec, compute_fraction
+from rltr.core.decider import Decider
+from rltr.core.decisions import decision_context, resolve_actions, target_counts
+from rltr.core.features import FeatureSpec, token_features
+from rltr.core.ops import Action
 from rltr.reducers import get_reducer
 from tests.conftest import tiny_gpt2, tiny_llama
 from tests.routers import random_router

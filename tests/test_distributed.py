@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rltr.cli import main
+from rltr.cli.main import main
 from tests.conftest import tiny_task_gpt2
 
 TIMEOUT_S = 120
@@ -80,7 +80,7 @@ def test_two_process_training_keeps_the_policies_identical(tmp_path):
 def test_target_kl_is_refused_with_several_processes(tmp_path, monkeypatch, capsys):
     """PPO's early stop on target_kl would end one process's epochs and not another's (a hang): refused up
     front (as if launched as 2 processes), before any run folder exists."""
-    from rltr import distributed
+    from rltr.core import distributed
 
     monkeypatch.setattr(distributed, "setup", lambda device: device)
     monkeypatch.setattr(distributed, "world_size", lambda: 2)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from rltr.backbones import load_backbone
-from rltr.scores import score_function
 from rltr.tasks import get_task
+from rltr.tasks.scoring import score_function
 from rltr.tasks.sentences import PAIR_SPLITS, corpus, split_sentences
 
 

@@ -6,10 +6,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from rltr.backbones import wrap
-from rltr.compute import ArchSpec, forward_flops
-from rltr.decider import make_decide
-from rltr.decisions import DecisionContext
-from rltr.ops import Action, TokenState, apply_actions, scatter_to_positions
+from rltr.core.compute import ArchSpec, forward_flops
+from rltr.core.decider import make_decide
+from rltr.core.decisions import DecisionContext
+from rltr.core.ops import Action, TokenState, apply_actions, scatter_to_positions
 from rltr.reducers import get_reducer
 from tests.conftest import ATTN_IMPLEMENTATIONS, minilm_path, tiny_bert, tiny_vit
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from rltr.backbones import wrap
+from rltr.core.ops import Action
 from rltr.envs import TokenReductionEnv
-from rltr.ops import Action
 from rltr.tasks import get_task
 from rltr.tasks.vocab import VOCAB_SIZE
 from tests.conftest import tiny_task_gpt2
@@ -115,7 +115,7 @@ def test_bad_env_settings_are_clear_errors(backbone):
 def test_light_features_read_no_attention_and_cost_less(backbone):
     """The light feature set: same observation shape, attention and similarity columns at 0, the
     attention map never touched, other columns identical to the full set's, fewer FLOPs charged."""
-    from rltr.features import TOKEN_FEATURES, FeatureSpec
+    from rltr.core.features import TOKEN_FEATURES, FeatureSpec
 
     full, light = make(backbone), make(backbone, features="light")
     obs_full, _ = full.reset(seed=4)

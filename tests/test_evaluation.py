@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from rltr.backbones import wrap
-from rltr.evaluation import evaluate, format_table, run_method
+from rltr.evaluation.run import format_table, run_method
+from rltr.evaluation.sweep import evaluate
 from rltr.reducers import get_reducer, make_decide, target_counts
 from rltr.tasks import collate, exact_match, get_task
 from rltr.tasks.vocab import PAD_ID
@@ -99,8 +100,8 @@ def test_evaluation_runs_the_patched_hf_forward(backbone, monkeypatch):
 
 
 def test_pivot_table_cells_carry_accuracy_compute_and_measured_speedup():
-    from rltr.evaluation import EvalResult
-    from rltr.reports import pivot_table
+    from rltr.evaluation.reports import pivot_table
+    from rltr.evaluation.run import EvalResult
 
     def res(method, budget, acc, latency):
         return EvalResult("t", method, budget, acc, 0.5 if budget else 1.0, budget or 0.2, latency, 10)

@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from rltr.backbones import load_backbone
+from rltr.core.ops import Action
 from rltr.envs.engine import EpisodeEngine
-from rltr.evaluation import run_method
-from rltr.generation import token_f1
-from rltr.ops import Action
+from rltr.evaluation.run import run_method
+from rltr.inference.generation import token_f1
 from rltr.reducers import get_reducer
-from rltr.scores import SCORES, score_function
 from rltr.tasks import collate, get_task
+from rltr.tasks.scoring import SCORES, score_function
 
 
 @pytest.fixture(scope="module")

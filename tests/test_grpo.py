@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from rltr.cli import main
+from rltr.cli.main import main
 from rltr.tasks.vocab import BOS_ID, PAD_ID, SEP_ID, VOCAB_SIZE, build_tokenizer
 
 pytest.importorskip("trl")  # the optional extra; `make install` installs it so these tests run in `make test`

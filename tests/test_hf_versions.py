@@ -8,7 +8,7 @@ import pytest
 import torch
 import transformers
 
-from rltr.generation import greedy_generate
+from rltr.inference.generation import greedy_generate
 from rltr.inference.hf_compat import CACHE_NAMES, cache_argument, output_cache, take_cache
 from rltr.inference.hf_compat import tested_transformers_range as tested_range
 from rltr.reducers import get_reducer

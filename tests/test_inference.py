@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from rltr.backbones import adapter_for, config_hash, wrap
+from rltr.core.ops import Action
 from rltr.inference.hf_compat import CACHE_NAMES, cache_kwargs, output_cache
-from rltr.ops import Action
 from rltr.reducers import get_reducer, make_decide
 from rltr.reducers.base import Decision, Reducer
 from tests.conftest import ATTN_IMPLEMENTATIONS, FAMILIES, tiny_gpt2, tiny_mistral, tiny_task_gpt2
@@ -22,7 +22,7 @@ def _ids(n=24, batch=1, seed=0):
 
 def _router_dir(model, path, decision_layers=(1,), stale_hash=None):
     """A freshly initialised (untrained) router folder for ``model``, in the format of ``rltr export``."""
-    from rltr.features import FeatureSpec
+    from rltr.core.features import FeatureSpec
     from rltr.policies.router import FORMAT, FORMAT_VERSION, Router
 
     family, real_hash = adapter_for(model).family, config_hash(model.config)  # no wrap(): it would freeze the model
@@ -207,7 +207,7 @@ def vocab_model_dir(tmp_path_factory):
 
 
 def _apply(argv):
-    from rltr.apply_cli import add_apply
+    from rltr.cli.apply import add_apply
 
     parser = argparse.ArgumentParser()
     add_apply(parser.add_subparsers(dest="command"))
@@ -262,7 +262,7 @@ def test_early_layer_cache_holds_size_weighted_merges(family_model):
     """Decision at layer 1 (the default): layer 0 ran on every token, so its cache slot for a merge group
     holds the size-weighted mean of the group's layer-0 keys/values (it used to hold the destination's own,
     read with log(group size): a bias towards one member). Groups are recomputed here with ops' matching."""
-    from rltr.ops import merge_targets
+    from rltr.core.ops import merge_targets
 
     _, model = family_model
     ids = _ids(20)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from rltr.backbones import load_backbone, wrap
-from rltr.cli import main
-from rltr.evaluation import evaluate
+from rltr.cli.main import main
+from rltr.evaluation.sweep import evaluate
 from rltr.tasks import TASKS, ExamplePool, get_task, load_task, task_slug
 from rltr.tasks.export import export_task
 from rltr.tasks.jsonl import load_jsonl, load_tokenizer
@@ -68,7 +68,7 @@ def test_training_on_the_exported_file_equals_training_on_the_same_examples(tmp_
     from stable_baselines3 import PPO
 
     from rltr.envs import BatchedTokenReductionEnv
-    from rltr.policies.sb3_policy import TokenPolicy
+    from rltr.training.sb3_policy import TokenPolicy
 
     backbone = wrap(tiny_task_gpt2(n_layer=2))
     retrieval = get_task("retrieval", context_len=48)
@@ -143,7 +143,7 @@ def test_chat_template_wraps_context_and_question(tmp_path, tokenizer):
 
 def test_raw_prompts_are_answered_by_the_model(tmp_path, default, tokenizer):
     """Lines without an answer get the full model's greedy answer; the full model then scores 1.0 on them."""
-    from rltr.evaluation import run_method
+    from rltr.evaluation.run import run_method
     from rltr.reducers import get_reducer
     from rltr.tasks.export import example_record
 

@@ -5,8 +5,8 @@ import torch
 
 from rltr.backbones import wrap
 from rltr.config import ConfigError, EnvConfig, load_config
+from rltr.core.similarity import nearest_similarity
 from rltr.envs.engine import EpisodeEngine
-from rltr.similarity import nearest_similarity
 from rltr.tasks import ExamplePool, get_task
 from tests.conftest import tiny_task_gpt2
 

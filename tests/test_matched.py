@@ -8,10 +8,11 @@ import json
 import pytest
 
 from rltr.backbones import load_backbone
-from rltr.calibration import calibrate_budget, calibrate_threshold
-from rltr.evaluation import evaluate, run_method
+from rltr.evaluation.matched import calibrate_budget, calibrate_threshold
+from rltr.evaluation.reports import write_report
+from rltr.evaluation.run import run_method
+from rltr.evaluation.sweep import evaluate
 from rltr.reducers import get_reducer
-from rltr.reports import write_report
 from rltr.tasks import get_task
 
 KW = dict(n_examples=64, decision_layers=[0], query_aware=False, progress=False)

@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rltr.ops import Action, TokenState, apply_actions, compact, drop, keep_top_k, merge, merge_targets
+from rltr.core.ops import Action, TokenState, apply_actions, compact, drop, keep_top_k, merge, merge_targets
 
 SETTINGS = settings(max_examples=60, deadline=None)
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from rltr.compute import ArchSpec
+from rltr.core.compute import ArchSpec
 from rltr.inference.hf_compat import cache_kwargs, output_cache
-from rltr.output.evaluate import evaluate_output, output_flops
-from rltr.output.generation import generate, generate_on
-from rltr.output.reward import LengthPenalizedScore, length_penalized
+from rltr.outlen.evaluate import evaluate_output, output_flops
+from rltr.outlen.reward import LengthPenalizedScore, length_penalized
 from rltr.tasks import get_task
+from rltr.tasks.generation import generate, generate_on
 from rltr.tasks.vocab import PAD_ID, SEP_ID, ids, words_of
 from tests.conftest import tiny_task_gpt2
 
@@ -134,7 +134,7 @@ def test_evaluate_output_runs_caps_early_stop_and_a_prompt_reducer():
 def test_words_appended_later_keep_older_models_valid():
     from types import SimpleNamespace
 
-    from rltr.evaluation import check_task_fits
+    from rltr.evaluation.run import check_task_fits
     from rltr.tasks.vocab import BASE_VOCAB_SIZE, VOCAB_SIZE, WORDS
 
     assert WORDS[-3:] == ("<chain>", "h1", "h2") and VOCAB_SIZE == BASE_VOCAB_SIZE + 3

@@ -41,7 +41,7 @@ def test_the_readme_shows_many_commands():
 
 @pytest.mark.parametrize("argv", rltr_lines(), ids=lambda a: " ".join(a)[:60])
 def test_every_rltr_command_parses(argv):
-    from rltr.cli import build_parser
+    from rltr.cli.main import build_parser
 
     build_parser().parse_args(argv)  # argparse exits (SystemExit) on an unknown flag or a bad value
 
@@ -49,7 +49,7 @@ def test_every_rltr_command_parses(argv):
 @pytest.mark.parametrize("argv", [a for a in rltr_lines() if any(" ".join(a).startswith(q) for q in QUICK)],
                          ids=lambda a: " ".join(a)[:60])
 def test_quick_commands_run(argv, tmp_path, monkeypatch, capsys):
-    from rltr.cli import main
+    from rltr.cli.main import main
 
     work = _workdir(tmp_path, " ".join(argv))
     monkeypatch.chdir(work)

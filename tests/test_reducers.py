@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from rltr.backbones import wrap
-from rltr.evaluation import run_method
-from rltr.ops import Action, TokenState, apply_actions, scatter_to_positions
+from rltr.core.ops import Action, TokenState, apply_actions, scatter_to_positions
+from rltr.evaluation.run import run_method
 from rltr.reducers import (
     REDUCERS,
     Decision,

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from rltr.ops import Action
+from rltr.core.ops import Action
 from rltr.reducers import get_reducer
 from tests.test_reducers import hand_ctx, kept_slots
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rltr.cli import main
+from rltr.cli.main import main
 from rltr.config import ConfigError, load_config
 from tests.conftest import tiny_task_gpt2
 
@@ -207,12 +207,12 @@ def _resumable_copy(run, tmp_path, total=None):
 
 
 def test_failure_before_the_first_checkpoint_removes_the_run_folder(tmp_path, monkeypatch, capsys):
-    import rltr.training
+    import rltr.training.ppo
 
     def broken(*args, **kwargs):
         raise ValueError("demonstrations failed")
 
-    monkeypatch.setattr(rltr.training, "collect_demonstrations", broken)
+    monkeypatch.setattr(rltr.training.ppo, "collect_demonstrations", broken)
     model = _save_tiny(tmp_path / "model")
     runs = tmp_path / "runs"
     assert main(["train", "--set", f"env.model={model}", "--set", f"runs_dir={runs}", *TINY]) == 2
@@ -223,7 +223,7 @@ def test_failure_before_the_first_checkpoint_removes_the_run_folder(tmp_path, mo
 
 def test_checkpoint_save_is_atomic(tmp_path):
     """A save that dies half-way leaves the previous file under the name, whole."""
-    from rltr.checkpoints import save_atomically
+    from rltr.training.checkpoints import save_atomically
 
     class DiesMidSave:
         def save(self, f):
@@ -291,8 +291,8 @@ def test_training_is_deterministic_for_a_seed(tmp_path, batched):
 
     from safetensors.torch import load_file
 
-    from rltr.export import export_router
-    from rltr.training import train
+    from rltr.training.export import export_router
+    from rltr.training.ppo import train
 
     model = _save_tiny(tmp_path / "model")
     sets = [f"env.model={model}", f"env.batched={str(batched).lower()}", *TINY_SETS]
@@ -302,7 +302,7 @@ def test_training_is_deterministic_for_a_seed(tmp_path, batched):
         if i == 0:
             train(load_config(None, [*sets, f"runs_dir={runs}"]), progress=False)
         else:
-            argv = [sys.executable, "-m", "rltr.cli", "train", "--no-progress"]
+            argv = [sys.executable, "-m", "rltr.cli.main", "train", "--no-progress"]
             for kv in [*sets, f"runs_dir={runs}"]:
                 argv += ["--set", kv]
             env = {**os.environ, "PYTHONHASHSEED": "12345", "OMP_NUM_THREADS": "1"}

@@ -62,8 +62,8 @@ def test_tiny_rebuilds_and_learns(tmp_path):
 
 
 def test_verbose_thinks_out_loud_and_answers(monkeypatch):
-    from rltr.output.generation import generate_on
-    from rltr.output.grpo import load_generative, model_task
+    from rltr.outlen.grpo import load_generative, model_task
+    from rltr.tasks.generation import generate_on
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from rltr.backbones import builtin
 from rltr.backbones.base import Backbone, attention_bias, config_hash
 from rltr.backbones.bert import BertBackbone
 from rltr.backbones.encoder import EncoderBackbone
@@ -35,12 +36,10 @@ def resolve_model(name_or_path: str) -> str:
         raise ModelLoadError("model name is empty")
     if os.path.isdir(name_or_path):
         return str(Path(name_or_path))
-    from rltr import zoo
-
-    if name_or_path in zoo.ZOO:
-        return str(zoo.model_path(name_or_path))
-    if name_or_path in zoo.PACKAGED:  # a real model an installed package ships (minilm)
-        return str(zoo.packaged_path(name_or_path))
+    if name_or_path in builtin.builtin_names():
+        return str(builtin.model_path(name_or_path))
+    if name_or_path in builtin.PACKAGED:  # a real model an installed package ships (minilm)
+        return str(builtin.packaged_path(name_or_path))
     return name_or_path
 
 

@@ -1,8 +1,8 @@
-"""The backbone contract: a frozen HF model run layer by layer on a :class:`~rltr.ops.TokenState`.
+"""The backbone contract: a frozen HF model run layer by layer on a :class:`~rltr.core.ops.TokenState`.
 
 A family adapter knows one model family's internals (embedding, blocks, attention projections, head)
 and nothing else. Everything that decides or changes tokens lives outside: ``decide`` callbacks
-(reducers) and :mod:`rltr.ops`.
+(reducers) and :mod:`rltr.core.ops`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from torch import nn
 
 from rltr.backbones.masks import CAUSAL_KERNELS, attention_bias, is_plain
 from rltr.backbones.padding import aligned, right_aligned, to_columns
-from rltr.ops import TokenState, scatter_to_positions
+from rltr.core.ops import TokenState, scatter_to_positions
 
 # decide(layer_index, state) -> new state, called before each decision layer runs.
 Decide = Callable[[int, TokenState], TokenState]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from rltr.backbones.base import Backbone
-from rltr.ops import TokenState
+from rltr.core.ops import TokenState
 
 
 def first_and_last(alive: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from rltr.backbones.base import Backbone
-from rltr.ops import TokenState
+from rltr.core.ops import TokenState
 
 
 class GPT2Backbone(Backbone):

@@ -13,7 +13,7 @@ import torch
 from transformers.models.llama.modeling_llama import repeat_kv, rotate_half
 
 from rltr.backbones.base import Backbone
-from rltr.ops import TokenState
+from rltr.core.ops import TokenState
 
 
 class LlamaBackbone(Backbone):

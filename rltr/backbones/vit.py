@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from rltr.backbones.encoder import EncoderBackbone, gather_rows
-from rltr.ops import TokenState
+from rltr.core.ops import TokenState
 
 
 class ViTBackbone(EncoderBackbone):

@@ -4,7 +4,7 @@ An episode is one task example through the frozen backbone; a step is one decisi
 of a batch has the same decision layers, so one step is one batched forward of the layers up to the
 next decision for all B rows. The Gymnasium env is the engine's B = 1 view, the SB3 VecEnv its B = n
 view, and imitation collects expert actions with it: reward, budget rule and compute fraction exist
-once, here and in :mod:`rltr.decisions`.
+once, here and in :mod:`rltr.core.decisions`.
 
 Shapes: observations (B, max_tokens, F) float32; actions (B, max_tokens) long (``Action`` per slot,
 ignored on invalid slots); results per row (B,).
@@ -20,15 +20,15 @@ from dataclasses import dataclass
 import torch
 
 from rltr.backbones import Backbone
-from rltr.compute import ArchSpec
-from rltr.decider import RunTrace, execute
-from rltr.decisions import Decision, check_budget, decision_context, resolve_actions
-from rltr.features import FeatureSpec, merge_match, token_features
-from rltr.ops import TokenState
-from rltr.scores import NEEDS_REFERENCE, episode_score, score_function
+from rltr.config import AUTOCAST_DTYPES
+from rltr.core.compute import ArchSpec
+from rltr.core.decider import RunTrace, execute
+from rltr.core.decisions import Decision, check_budget, decision_context, resolve_actions
+from rltr.core.features import FeatureSpec, merge_match, token_features
+from rltr.core.ops import TokenState
 from rltr.tasks import Task
+from rltr.tasks.scoring import NEEDS_REFERENCE, episode_score, score_function
 
-AUTOCAST_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 OBS_BOUND = 1e4  # features are clipped to +-OBS_BOUND (they are O(1) to O(N) by construction)
 
 

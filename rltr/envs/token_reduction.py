@@ -1,7 +1,7 @@
 """``TokenReductionEnv``: one task example through a frozen backbone; one step per decision layer.
 
 The Gymnasium view (B = 1) of :class:`~rltr.envs.engine.EpisodeEngine`. Observation: (max_tokens, F)
-float32 per-token features (:mod:`rltr.features`), zero rows past the live tokens (column 0 = valid
+float32 per-token features (:mod:`rltr.core.features`), zero rows past the live tokens (column 0 = valid
 flag). Action: MultiDiscrete([3] * max_tokens), ``Action`` per slot (ignored on invalid slots;
 protected and tail tokens are always kept). Reward, at the episode's end only: ``score -
 compute_weight * compute_fraction``; ``info`` carries both parts and the tokens kept per layer.
@@ -18,8 +18,9 @@ import torch
 from gymnasium import spaces
 
 from rltr.backbones import Backbone
+from rltr.config import EnvConfig
+from rltr.core.ops import N_ACTIONS
 from rltr.envs.engine import OBS_BOUND, EpisodeEngine
-from rltr.ops import N_ACTIONS
 from rltr.tasks import Task
 
 if TYPE_CHECKING:
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 
 def env_settings(config: EnvConfig | None, kwargs: dict) -> EnvConfig:
     """An env's settings: ``config`` (validated), or one built from keyword overrides of the defaults."""
-    from rltr.config import EnvConfig  # late: rltr.config reads the engine's allowed dtypes
-
     if config is not None and kwargs:
         raise ValueError(f"pass either config or keyword settings, not both (got {sorted(kwargs)})")
     return config if config is not None else EnvConfig(**kwargs)

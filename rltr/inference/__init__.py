@@ -2,15 +2,14 @@
 ``generate()``. ``with reducer(model, budget=0.5, protect_last=8): model.generate(...)`` for causal LMs,
 ``with reducer(model, budget=0.5): model(pixel_values=...)`` for encoders (ViT, BERT)."""
 
+from rltr.backbones import adapter_for
+from rltr.inference.causal import TokenReduction
 from rltr.inference.encoder import EncoderReduction, ReducedForward
-from rltr.inference.patch import TokenReduction
 from rltr.inference.prefill import PrefixInfo, PromptHints, prompt_logits, reduced_prefill
 
 
 def reduction_for(model) -> type:
     """The context manager class for ``model``: :class:`EncoderReduction` for encoders, else :class:`TokenReduction`."""
-    from rltr.backbones import adapter_for
-
     return TokenReduction if adapter_for(model).causal else EncoderReduction
 
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 import torch
 from transformers.cache_utils import DynamicCache
 
+from rltr.core.ops import TokenState
 from rltr.inference.cache import writing_cache
-from rltr.ops import TokenState
 
 MAX_WASTE = 0.25  # a row joins a bucket while it is at most this much shorter than the bucket's longest row
 

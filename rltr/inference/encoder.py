@@ -24,17 +24,17 @@ from dataclasses import dataclass
 import torch
 
 from rltr.backbones.padding import to_columns
-from rltr.decider import Decider, RunTrace
-from rltr.inference.patching import DEFAULT_BUDGET, ForwardPatch, named_arguments
+from rltr.core.contracts import DecisionMaker
+from rltr.core.decider import Decider, RunTrace
+from rltr.inference.forward_patch import DEFAULT_BUDGET, ForwardPatch, named_arguments
 from rltr.inference.prefill import final_slots
-from rltr.reducers.base import Reducer
 
 
 @dataclass
 class ReducedForward:
     """What the latest reduced encoder forward did.
 
-    trace:      the run's :class:`~rltr.decider.RunTrace` (tokens entering each layer, the decisions' FLOPs).
+    trace:      the run's :class:`~rltr.core.decider.RunTrace` (tokens entering each layer, the decisions' FLOPs).
     positions:  (B, N_f) long, original positions of the final slots; sizes (B, N_f) float, tokens each
                 stands for; alive (B, N_f) bool.
     token_mask: (B, L) bool, input columns whose token is still represented (kept, or merged into a kept one).
@@ -65,7 +65,7 @@ class EncoderReduction(ForwardPatch):
     :class:`ReducedForward` of the latest call.
     """
 
-    def __init__(self, model, reducer: Reducer, *, budget: float | None = DEFAULT_BUDGET, decision_layers: list[int] | None = None,
+    def __init__(self, model, reducer: DecisionMaker, *, budget: float | None = DEFAULT_BUDGET, decision_layers: list[int] | None = None,
                  query_aware: bool | None = None, seed: int = 0):
         every = list(range(model.config.num_hidden_layers))
         super().__init__(model, reducer, budget=budget, decision_layers=decision_layers, query_aware=query_aware, seed=seed,

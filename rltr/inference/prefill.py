@@ -19,11 +19,11 @@ from transformers.cache_utils import DynamicCache, DynamicSlidingWindowLayer
 
 from rltr.backbones.base import Backbone
 from rltr.backbones.padding import right_aligned
-from rltr.decider import Decider, RunTrace
+from rltr.core.contracts import DecisionMaker
+from rltr.core.decider import Decider, RunTrace
+from rltr.core.ops import TokenState
 from rltr.inference.buckets import plan_buckets, run_in_buckets
 from rltr.inference.cache import check_fillable, check_window, smallest_window, writing_cache
-from rltr.ops import TokenState
-from rltr.reducers.base import Reducer
 
 
 @dataclass
@@ -59,7 +59,7 @@ class PrefixInfo:
     n_columns:     L, prompt columns of the 2D attention mask that ``generate()`` keeps extending.
     next_position: (B,) long, position id of the first generated token (real prompt tokens per row):
                    positions continue from the ORIGINAL prompt length.
-    trace:         the run's :class:`~rltr.decider.RunTrace`: tokens entering each layer, the
+    trace:         the run's :class:`~rltr.core.decider.RunTrace`: tokens entering each layer, the
                    decisions' own FLOPs and slot maps (what the compute model counts).
     window:        the model's smallest sliding attention window (None: none); prompt + generated tokens
                    must stay shorter (:func:`check_window`).
@@ -131,7 +131,7 @@ def final_slots(state: TokenState, trace: RunTrace, decision_layers: list[int], 
 @torch.no_grad()
 def reduced_prefill(
     backbone: Backbone,
-    reducer: Reducer,
+    reducer: DecisionMaker,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None,
     *,

@@ -1,7 +1,7 @@
 """The per-token policy networks: pure torch, shared by the SB3 policy (training) and routers (inference).
 
 Weights are shared over tokens, so one network handles any sequence length. Shapes: B rows, N slots,
-F features per slot (column 0 is the validity flag, see :mod:`rltr.features`), A = 3 actions.
+F features per slot (column 0 is the validity flag, see :mod:`rltr.core.features`), A = 3 actions.
 
 ``TokenActor`` (``policy.network: mlp``) decides each token from its own features and a mean-pooled
 summary of all of them. ``ContextActor`` (``policy.network: attention``) adds one softmax-attention step
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rltr.ops import N_ACTIONS, Action
+from rltr.core.ops import N_ACTIONS, Action
 
 
 def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from rltr.features import FeatureSpec
+from rltr.core.features import FeatureSpec
 from rltr.policies.network import build_actor
 
 FORMAT = "rltr-router"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from rltr.decider import make_decide
-from rltr.decisions import Decision, DecisionContext, check_budget, target_counts
+from pathlib import Path
+
+from rltr.core.decider import make_decide
+from rltr.core.decisions import Decision, DecisionContext, check_budget, target_counts
 from rltr.reducers.attn_topk import AttnTopK
 from rltr.reducers.base import Reducer, ScoreReducer
 from rltr.reducers.h2o import HeavyHitters
@@ -23,8 +25,10 @@ REDUCERS: dict[str, type[Reducer]] = {
 def get_reducer(spec: str) -> Reducer:
     """A reducer from its name (``random``), ``name:argument`` for those that take one, and ``...@T`` for a
     score method in threshold mode (keep tokens scoring >= T: ``norm:hidden@0.9``)."""
+    full_spec = spec
     spec, at, threshold = spec.partition("@")
     reducer = _build(spec)
+    reducer.label = spec_label(full_spec)
     if at:
         try:
             value = float(threshold)
@@ -34,6 +38,15 @@ def get_reducer(spec: str) -> Reducer:
             raise ValueError(f"method {spec!r} keeps tokens by a budget, not by a score: no threshold mode (@)")
         reducer.with_threshold(value)
     return reducer
+
+
+def spec_label(spec: str) -> str:
+    """How a method appears in tables: its spec (``norm:hidden``), or ``router:<folder name>`` for a router path."""
+    name, _, arg = spec.partition(":")
+    if name == "router" and arg:
+        path, at, threshold = arg.partition("@")
+        return f"router:{Path(path).name}{at}{threshold}"
+    return spec
 
 
 def _build(spec: str) -> Reducer:
@@ -50,6 +63,6 @@ def _build(spec: str) -> Reducer:
 
 
 __all__ = [
-    "REDUCERS", "Decision", "DecisionContext", "Reducer", "ScoreReducer", "check_budget", "get_reducer", "make_decide",
+    "REDUCERS", "Decision", "DecisionContext", "Reducer", "ScoreReducer", "check_budget", "get_reducer", "make_decide", "spec_label",
     "target_counts",
 ]

@@ -10,8 +10,8 @@ so the budget is still met exactly.
 
 import torch
 
-from rltr.decisions import Decision, DecisionContext
-from rltr.ops import Action
+from rltr.core.decisions import Decision, DecisionContext
+from rltr.core.ops import Action
 from rltr.reducers.base import ScoreReducer
 
 OPTIONS = ("drop", "merge")

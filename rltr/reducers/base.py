@@ -1,7 +1,7 @@
-"""The reducer contract: look at a :class:`~rltr.decisions.DecisionContext`, return one action per token.
+"""The reducer contract: look at a :class:`~rltr.core.decisions.DecisionContext`, return one action per token.
 
-Reducers never touch the token state's tensors: :mod:`rltr.decisions` turns their :class:`Decision`
-into a new state through :mod:`rltr.ops`, under one budget rule, and the context charges whatever they
+Reducers never touch the token state's tensors: :mod:`rltr.core.decisions` turns their :class:`Decision`
+into a new state through :mod:`rltr.core.ops`, under one budget rule, and the context charges whatever they
 compute (keys, attention rows, similarities) to the decision's cost. Heuristics and routers share this.
 
 Most heuristics rank tokens by a score: they subclass :class:`ScoreReducer` and write only ``score``.
@@ -11,27 +11,39 @@ from __future__ import annotations
 
 import torch
 
-from rltr.decisions import Decision, DecisionContext
-from rltr.ops import Action, keep_top_k
+from rltr.core.decisions import Decision, DecisionContext
+from rltr.core.ops import Action, keep_top_k
+from rltr.inference import reduction_for
 
 
 class Reducer:
     """A method that decides KEEP/MERGE/DROP per token. Subclasses set ``name`` and implement ``decide``."""
 
     name: str = ""
+    label: str = ""  # how tables name it (get_reducer sets it from the spec); '' -> name
     chooses_own_budget: bool = False  # with budget None it picks how many tokens to keep (else it keeps all)
     takes_budget: bool = True  # False: it sets its own token counts (tome:r=N) and runs with budget None only
     causal_only: bool = False  # True: its rule needs a causal order (a recent window): refused on encoders
+    full_model: bool = False  # True: the unreduced reference (identity)
+    reference: bool = False  # True: a reference point (identity, oracle, router), not a matched-compute competitor
+    decision_layers: list[int] | None = None  # its own decision layers (a router's); None: the caller's
+    query_aware: bool | None = None  # its own mode (a router's); None: the caller's
 
     def decide(self, ctx: DecisionContext) -> Decision:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def check_backbone(self, backbone) -> None:
+        """Raise ValueError when this reducer cannot act on ``backbone``; heuristics act on any."""
+
+    @property
+    def title(self) -> str:
+        """How tables and logs name it: its label, else its name."""
+        return self.label or self.name
 
     def __call__(self, model, **kw):
         """``with reducer(model, budget=0.5, protect_last=K): model.generate(...)``: a context manager that
         reduces tokens in ``model``'s prompt pass (see :class:`rltr.inference.TokenReduction` for ``kw``); for
         an encoder ``with reducer(model, budget=0.5): model(...)`` (:class:`rltr.inference.EncoderReduction`)."""
-        from rltr.inference import reduction_for  # late: inference builds on this module
-
         return reduction_for(model)(model, self, **kw)
 
     def __repr__(self) -> str:
@@ -41,7 +53,7 @@ class Reducer:
 class ScoreReducer(Reducer):
     """Keep the ``ctx.n_keep`` tokens with the highest :meth:`score`, drop the rest; or, in threshold mode
     (``threshold`` set, e.g. ``norm:hidden@0.8``), keep every token whose score reaches the threshold, so
-    the number kept follows each input (KVzap/DMS-style adaptive budgets; :mod:`rltr.calibration` finds
+    the number kept follows each input (KVzap/DMS-style adaptive budgets; :mod:`rltr.evaluation.calibration` finds
     the threshold that reaches a target mean compute on training examples).
 
     Protected and tail tokens are pinned here, once for every score method; ties keep the earlier slot.

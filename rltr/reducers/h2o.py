@@ -8,7 +8,7 @@ over heads and rows: the whole map, charged by the context) among those not alre
 
 import torch
 
-from rltr.decisions import DecisionContext
+from rltr.core.decisions import DecisionContext
 from rltr.reducers.base import ScoreReducer
 
 

@@ -2,13 +2,15 @@
 
 import torch
 
-from rltr.decisions import Decision, DecisionContext
-from rltr.ops import Action
+from rltr.core.decisions import Decision, DecisionContext
+from rltr.core.ops import Action
 from rltr.reducers.base import Reducer
 
 
 class Identity(Reducer):
     name = "identity"
+    full_model = True
+    reference = True
     chooses_own_budget = True
 
     def decide(self, ctx: DecisionContext) -> Decision:

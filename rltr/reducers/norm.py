@@ -7,7 +7,7 @@ for KV cache compression"). ``norm:hidden``: keep the tokens with the HIGHEST hi
 
 import torch
 
-from rltr.decisions import DecisionContext
+from rltr.core.decisions import DecisionContext
 from rltr.reducers.base import ScoreReducer
 
 OPTIONS = ("key", "hidden")

@@ -7,13 +7,14 @@ by :meth:`DecisionContext.attention_from_query`, which it computes (and is charg
 
 import torch
 
-from rltr.decisions import Decision, DecisionContext
-from rltr.ops import Action
+from rltr.core.decisions import Decision, DecisionContext
+from rltr.core.ops import Action
 from rltr.reducers.base import ScoreReducer
 
 
 class Oracle(ScoreReducer):
     name = "oracle"
+    reference = True
     chooses_own_budget = True
 
     def score(self, ctx: DecisionContext) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 import torch
 
-from rltr.decisions import DecisionContext
+from rltr.core.decisions import DecisionContext
 from rltr.reducers.base import ScoreReducer
 
 

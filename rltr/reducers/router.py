@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from rltr.decisions import Decision, DecisionContext
-from rltr.features import merge_match, token_features
-from rltr.ops import Action, keep_top_k
+from rltr.core.decisions import Decision, DecisionContext
+from rltr.core.features import merge_match, token_features
+from rltr.core.ops import Action, keep_top_k
 from rltr.policies.router import Router
 from rltr.reducers.base import Reducer
 
@@ -20,6 +20,7 @@ from rltr.reducers.base import Reducer
 class RouterReducer(Reducer):
     name = "router"
     chooses_own_budget = True
+    reference = True
 
     def __init__(self, path: str = ""):
         if not path:
@@ -27,15 +28,20 @@ class RouterReducer(Reducer):
         self.path = path
         self.router = Router.from_pretrained(path)
         self.query_aware = bool(self.router.config.get("query_aware", True))
+        self.decision_layers = list(self.router.decision_layers)
         self._checked: set[str] = set()
 
     def __repr__(self) -> str:
         return f"RouterReducer({self.path!r})"
 
+    def check_backbone(self, backbone) -> None:
+        """RouterError (a ValueError) when the router was exported for another backbone (config hash)."""
+        if backbone.config_hash not in self._checked:
+            self.router.check_backbone(backbone)
+            self._checked.add(backbone.config_hash)
+
     def decide(self, ctx: DecisionContext) -> Decision:
-        if ctx.backbone.config_hash not in self._checked:
-            self.router.check_backbone(ctx.backbone)
-            self._checked.add(ctx.backbone.config_hash)
+        self.check_backbone(ctx.backbone)
         self.router.to(ctx.state.hidden.device)
         obs = token_features(ctx, self.router.features)
         logits = self.router.logits(obs)  # (B, N, 3)

@@ -10,7 +10,7 @@ Encoders (non-causal backbones: ViT, BERT) get the published algorithm exactly. 
 4. the ``r`` most similar edges merge, ``r`` capped at ``(tokens - protected) // 2`` (at most 50% per
    round); several A tokens may merge into one B token;
 5. merging is the size-weighted average of hidden states, and merged tokens get log(size) in attention
-   (proportional attention): done by :mod:`rltr.ops` and the backbone.
+   (proportional attention): done by :mod:`rltr.core.ops` and the backbone.
 
 Two modes. ``tome:r=N`` is the paper's: ``N`` tokens merged before every decision layer (one round each,
 no budget: run it with decision layers at every layer for the paper's setting). ``tome`` with a budget
@@ -29,8 +29,8 @@ gives the same result. ToMe may keep more than ``n_keep`` only when no admissibl
 
 import torch
 
-from rltr.decisions import Decision, DecisionContext
-from rltr.ops import Action
+from rltr.core.decisions import Decision, DecisionContext
+from rltr.core.ops import Action
 from rltr.reducers.base import Reducer
 
 

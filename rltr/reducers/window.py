@@ -7,7 +7,7 @@ recent context tokens.
 
 import torch
 
-from rltr.decisions import DecisionContext
+from rltr.core.decisions import DecisionContext
 from rltr.reducers.base import ScoreReducer
 
 

@@ -14,7 +14,7 @@ from rltr.tasks.base import Batch, Example, Task, collate, exact_match
 from rltr.tasks.chain import Chain
 from rltr.tasks.images import Digits
 from rltr.tasks.instructed import InstructedRetrieval
-from rltr.tasks.jsonl import JSONL_PREFIX, JsonlTask, spec_path
+from rltr.tasks.jsonl import JSONL_PREFIX, JsonlTask, load_jsonl, spec_path
 from rltr.tasks.majority import Majority
 from rltr.tasks.multihop import Multihop
 from rltr.tasks.pool import ExamplePool
@@ -41,7 +41,6 @@ def load_task(spec: str, backbone=None, **kwargs) -> Task:
     path = spec_path(spec)
     if path is None:
         return get_task(spec, **kwargs)
-    from rltr.tasks.jsonl import load_jsonl
 
     return load_jsonl(path, backbone, **kwargs)
 

@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from rltr.inference import PromptHints
 from rltr.tasks.vocab import BASE_VOCAB_SIZE, PAD_ID, VOCAB_SIZE
 
 SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
@@ -86,7 +87,7 @@ class Batch:
         return Batch(**{k: None if v is None else v.to(device) for k, v in self.__dict__.items()})
 
     # ---- what the env and evaluation ask of any task's batch (encoder tasks: rltr.tasks.images / sentences) ----
-    kind: ClassVar[str] = "tokens"  # the head's output scores read: token logits (rltr.scores.SCORES)
+    kind: ClassVar[str] = "tokens"  # the head's output scores read: token logits (rltr.tasks.scoring.SCORES)
 
     @property
     def n_head_tokens(self) -> torch.Tensor:
@@ -107,8 +108,6 @@ class Batch:
         inputs = dict(input_ids=self.input_ids, attention_mask=self.attention_mask.long(), use_cache=False,
                       logits_to_keep=self._scored_columns())
         if reduced:
-            from rltr.inference import PromptHints  # late: inference builds on the backbones, not on tasks
-
             inputs["reduction_hints"] = PromptHints(self.context_len, self.protected, self.relevant_for(query_aware), self.n_answer)
         return inputs
 
@@ -176,7 +175,7 @@ class Task:
     name: str = ""
     description: str = ""
     pad_id: int = PAD_ID  # what collate() pads with (padding is masked; any id the model embeds will do)
-    kind: str = "tokens"  # what its batches' head outputs are (rltr.scores.SCORES reads them by kind)
+    kind: str = "tokens"  # what its batches' head outputs are (rltr.tasks.scoring.SCORES reads them by kind)
     scores: tuple[str, ...] = ("accuracy",)  # what evaluation reports; the first is the headline
 
     def prepare(self, backbone) -> None:

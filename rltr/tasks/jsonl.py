@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rltr.backbones import resolve_model
+from rltr.inference.generation import greedy_generate
 from rltr.tasks.base import Example
 from rltr.tasks.jsonl_read import Record, read_records
 from rltr.tasks.pool import ExamplePool
@@ -93,7 +95,6 @@ def load_tokenizer(model: str):
     """The tokenizer saved with ``model`` (built-in name, folder or hub name); ValueError naming it if none."""
     from transformers import AutoTokenizer
 
-    from rltr.backbones import resolve_model
 
     where = resolve_model(model)
     missing = ValueError(f"model {model!r} has no tokenizer files (tokenizer.json / tokenizer_config.json) to tokenize text with")
@@ -184,8 +185,6 @@ def _examples(records: list[Record], tokenizer, template, limit, model_answers: 
     pieces = [_tokenize(r, tokenizer, template, limit, model_answers) for r in records]
     missing = [i for i, p in enumerate(pieces) if p["answer"] is None]
     if missing:
-        from rltr.generation import greedy_generate
-
         prompts = [pieces[i]["context"] + pieces[i]["question"] for i in missing]
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         for start in range(0, len(missing), 16):

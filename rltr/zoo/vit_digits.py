@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rltr.backbones.builtin import save_built
 from rltr.tasks.images import N_CLASSES, digit_pixels, load_digits, split_indices
+from rltr.zoo.build import build_facts, optimizer_step
 
 FORMAT_VERSION = 1
 
@@ -97,7 +99,6 @@ def build_vit(spec: ViTDigitsSpec, out_dir: str | Path, *, seed: int | None = No
     """Train ``spec`` (seeded), save the HF folder + ``rltr_zoo.json`` to ``out_dir``, return the metadata."""
     from tqdm.auto import tqdm
 
-    from rltr.zoo.build import build_facts, optimizer_step, save_built  # late: build imports the registry, which imports this module
 
     seed = spec.seed if seed is None else seed
     start = time.perf_counter()

@@ -1,0 +1,34 @@
+"""The contracts the mechanics layer calls, declared as Protocols so that higher layers (reducers, routers,
+backbones) implement them without this layer importing them.
+
+Shapes: B rows, N token slots, D hidden width.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # annotations only: decisions imports nothing from here at run time
+    from rltr.core.decisions import Decision, DecisionContext
+
+
+@runtime_checkable
+class DecisionMaker(Protocol):
+    """Anything that decides KEEP/MERGE/DROP per token (a heuristic or a router), with the capabilities that
+    orchestration reads instead of a method's name."""
+
+    name: str
+    label: str  # how tables name it ('' -> name)
+    takes_budget: bool  # False: it sets its own token counts (tome:r=N) and runs with budget None only
+    chooses_own_budget: bool  # with budget None it picks how many tokens to keep
+    causal_only: bool  # its rule needs a causal order: refused on encoders
+    full_model: bool  # the unreduced reference (identity): runs the unpatched forward
+    reference: bool  # a reference point (identity, oracle, router), not a competitor in matched-compute rows
+    decision_layers: list[int] | None  # its own decision layers (a router's), else the caller's
+    query_aware: bool | None  # its own mode (a router's), else the caller's
+
+    def decide(self, ctx: DecisionContext) -> Decision: ...
+
+    def check_backbone(self, backbone) -> None:
+        """Raise ValueError when it cannot act on ``backbone`` (e.g. a router for another model)."""
+        ...

@@ -1,0 +1,1 @@
+"""Evaluation application: one loop for every method, sweeps, calibration, matched-compute rows, reports, plots, gaps."""
