@@ -119,14 +119,14 @@ def decision_times(backbone, reducers: dict, ids, layer: int, budget: float, pro
     the state entering ``layer``. At the same budget the layers after it run on the same number of tokens
     for every method, so this is where methods differ in cost; it is timed alone, free of the run-to-run
     noise of whole prefills."""
-    from rltr.core.decider import make_decide
+    from rltr.core.decider import Decider
 
     n = ids.shape[1]
     pos = torch.arange(n)[None]
     state = backbone.run_layers(backbone.embed(ids, protected=(pos >= n - protect_last) | (pos < 1)), 0, layer)
     cases = {}
     for name, reducer in reducers.items():
-        decide = make_decide(reducer, backbone, [layer], budget, context_len=torch.tensor([n - protect_last]),
+        decide = Decider(reducer, backbone, [layer], budget, context_len=torch.tensor([n - protect_last]),
                              generator=torch.Generator().manual_seed(0))
         cases[name] = lambda decide=decide: decide(layer, state)
     return interleaved(cases, repeats)

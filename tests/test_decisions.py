@@ -100,7 +100,7 @@ def test_resolve_actions_is_the_one_budget_rule(backbone):
 
 
 def test_a_decider_is_reusable_across_batches(backbone):
-    """make_decide used to keep the token count of its first batch: 10 of 10 at budget 0.5 on a second one."""
+    """Decider used to keep the token count of its first batch: 10 of 10 at budget 0.5 on a second one."""
     decide = Decider(get_reducer("window"), backbone, [1], budget=0.5)
     for n_rows, n in [(1, 40), (3, 10), (2, 25)]:
         state = backbone.embed(torch.randint(1, 101, (n_rows, n)))

@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rltr.backbones import wrap
 from rltr.core.compute import ArchSpec, forward_flops
-from rltr.core.decider import make_decide
+from rltr.core.decider import Decider
 from rltr.core.decisions import DecisionContext
 from rltr.core.ops import Action, TokenState, apply_actions, scatter_to_positions
 from rltr.reducers import get_reducer
@@ -153,7 +153,7 @@ def test_merges_keep_the_mean_pool_of_the_tokens_they_stand_for():
     ids, mask = padded_ids(left=False)
     bb = wrap(model)
     state = bb.embed(ids, mask)
-    decide = make_decide(get_reducer("tome:r=2"), bb, [0])  # merges only (budget mode may have to drop)
+    decide = Decider(get_reducer("tome:r=2"), bb, [0])  # merges only (budget mode may have to drop)
     merged = decide(0, state)
     assert torch.allclose(bb.mean_pooled(merged), bb.mean_pooled(state), atol=1e-5)  # before any layer: exact
 

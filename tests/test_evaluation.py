@@ -2,9 +2,10 @@ import pytest
 import torch
 
 from rltr.backbones import wrap
+from rltr.core.decider import Decider
 from rltr.evaluation.run import format_table, run_method
 from rltr.evaluation.sweep import evaluate
-from rltr.reducers import get_reducer, make_decide, target_counts
+from rltr.reducers import get_reducer, target_counts
 from rltr.tasks import collate, exact_match, get_task
 from rltr.tasks.vocab import PAD_ID
 from tests.conftest import tiny_gpt2, tiny_task_gpt2
@@ -25,7 +26,7 @@ def test_random_meets_budget_and_protects_the_tail(backbone):
     task = get_task("retrieval")
     examples = task.examples(6, seed=1)
     batch = collate(examples, PAD_ID)
-    decide = make_decide(get_reducer("random"), backbone, [1], 0.5, batch.relevant, torch.Generator().manual_seed(0))
+    decide = Decider(get_reducer("random"), backbone, [1], 0.5, batch.relevant, torch.Generator().manual_seed(0))
     state = backbone.run(backbone.embed(batch.input_ids, batch.attention_mask, protected=batch.protected), decide, [1])
     expected = target_counts(batch.lengths, 0.5, 0, 1)
     assert torch.equal(state.n_alive, torch.maximum(expected, batch.protected.sum(1)))

@@ -8,9 +8,9 @@ import pytest
 import torch
 import transformers
 
+from rltr.inference import hf_compat
 from rltr.inference.generation import greedy_generate
 from rltr.inference.hf_compat import CACHE_NAMES, cache_argument, output_cache, take_cache
-from rltr.inference.hf_compat import tested_transformers_range as tested_range
 from rltr.reducers import get_reducer
 from tests.conftest import FAMILIES
 
@@ -65,17 +65,15 @@ def test_an_unknown_prompt_argument_names_the_transformers_version():
         model(ids, some_future_argument=torch.ones(1))
     message = str(err.value)
     assert "some_future_argument" in message and transformers.__version__ in message
-    assert tested_range() in message
+    assert hf_compat.tested_transformers_range() in message
 
 
 def test_tested_range_is_the_installed_metadata():
-    spec = tested_range()
+    spec = hf_compat.tested_transformers_range()
     assert ">=" in spec and "<" in spec, spec
 
 
 def test_an_untested_transformers_version_warns_once(monkeypatch):
-    from rltr.inference import hf_compat
-
     monkeypatch.setattr(hf_compat, "_warned_outside", False)
     with pytest.warns(RuntimeWarning, match="transformers 99.0.0"):
         assert hf_compat.warn_if_untested("99.0.0")

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from rltr.backbones import adapter_for, config_hash, wrap
+from rltr.core.decider import Decider
 from rltr.core.ops import Action
 from rltr.inference.hf_compat import CACHE_NAMES, cache_kwargs, output_cache
-from rltr.reducers import get_reducer, make_decide
+from rltr.reducers import get_reducer
 from rltr.reducers.base import Decision, Reducer
 from tests.conftest import ATTN_IMPLEMENTATIONS, FAMILIES, tiny_gpt2, tiny_mistral, tiny_task_gpt2
 
@@ -122,7 +123,7 @@ def test_decode_with_reduced_cache_matches_the_layer_by_layer_model(family_model
     for k, step in enumerate(steps, start=1):
         x = torch.cat([ids, new[:, :k]], 1)
         protected = torch.arange(x.shape[1])[None] >= 18
-        decide = make_decide(Fixed(), backbone, [0], None, context_len=torch.tensor([18]))
+        decide = Decider(Fixed(), backbone, [0], None, context_len=torch.tensor([18]))
         ref = backbone.forward_logits(x, protected=protected, decide=decide, decision_layers=[0])[:, -1]
         torch.testing.assert_close(step.logits[:, -1], ref, atol=1e-5, rtol=1e-5)
 

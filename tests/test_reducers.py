@@ -1,4 +1,4 @@
-"""Every registered reducer through the one decision path (make_decide / run_method): budgets, protection,
+"""Every registered reducer through the one decision path (Decider / run_method): budgets, protection,
 size conservation, causality, query-agnostic invariance; plus hand-built cases per method."""
 
 import re
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from rltr.backbones import wrap
+from rltr.core.decider import Decider
 from rltr.core.ops import Action, TokenState, apply_actions, scatter_to_positions
 from rltr.evaluation.run import run_method
 from rltr.reducers import (
@@ -15,7 +16,6 @@ from rltr.reducers import (
     DecisionContext,
     Reducer,
     get_reducer,
-    make_decide,
     target_counts,
 )
 from rltr.tasks import collate, get_task
@@ -54,9 +54,9 @@ class Recording(Reducer):
 
 
 def run_decisions(backbone, batch, spec, budget, layers=(1,), query_aware=True):
-    """(final state after the last decision, Recording) for ``spec`` through make_decide."""
+    """(final state after the last decision, Recording) for ``spec`` through Decider."""
     rec = Recording(get_reducer(spec))
-    decide = make_decide(
+    decide = Decider(
         rec, backbone, list(layers), budget, batch.relevant, torch.Generator().manual_seed(0),
         context_len=batch.context_len, query_aware=query_aware, answer_start=batch.lengths - batch.n_answer,
     )
@@ -142,7 +142,7 @@ def test_oracle_keeps_relevant_tokens(backbone):
             else:
                 assert kept - always <= set(e.relevant)
     with pytest.raises(ValueError, match="relevant"):
-        make_decide(get_reducer("oracle"), backbone, [1], 0.5)(1, backbone.embed(batch.input_ids[:1]))
+        Decider(get_reducer("oracle"), backbone, [1], 0.5)(1, backbone.embed(batch.input_ids[:1]))
 
 
 # ---- hand-built cases: a stub backbone whose keys we choose ------------------------------------------

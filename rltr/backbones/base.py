@@ -264,11 +264,6 @@ class Backbone:
         return (scores + attention_bias(state, self.causal, torch.float32, rows, self.sliding_window(i))).softmax(dim=-1)
 
     @torch.no_grad()
-    def keys(self, i: int, state: TokenState) -> torch.Tensor:
-        """(B, N, H * d_head) layer ``i``'s keys on ``state`` (ToMe matches tokens on these)."""
-        return self.key_states(i, state).transpose(1, 2).flatten(2)
-
-    @torch.no_grad()
     def forward_logits(
         self,
         input_ids: torch.Tensor,

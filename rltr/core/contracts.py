@@ -8,8 +8,47 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-if TYPE_CHECKING:  # annotations only: decisions imports nothing from here at run time
+import torch
+
+from rltr.core.ops import TokenState
+
+if TYPE_CHECKING:  # annotations only: decisions imports this module at run time
     from rltr.core.decisions import Decision, DecisionContext
+
+
+@runtime_checkable
+class DecisionBackbone(Protocol):
+    """What a decision reads from the frozen model (a family adapter in :mod:`rltr.backbones` implements it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def family(self) -> str: ...
+
+    @property
+    def causal(self) -> bool:
+        """Decoder (True) or encoder."""
+        ...
+
+    @property
+    def n_layers(self) -> int: ...
+
+    @property
+    def config(self) -> object:
+        """The HF config."""
+        ...
+
+    @property
+    def config_hash(self) -> str: ...
+
+    def key_states(self, i: int, state: TokenState) -> torch.Tensor:
+        """(B, H, N, Dh) attention keys of layer ``i`` on ``state``."""
+        ...
+
+    def attention_rows(self, i: int, state: TokenState, rows: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, H, R, N) attention probabilities of layer ``i`` from the R query ``rows`` to every slot."""
+        ...
 
 
 @runtime_checkable
@@ -29,6 +68,6 @@ class DecisionMaker(Protocol):
 
     def decide(self, ctx: DecisionContext) -> Decision: ...
 
-    def check_backbone(self, backbone) -> None:
+    def check_backbone(self, backbone: DecisionBackbone) -> None:
         """Raise ValueError when it cannot act on ``backbone`` (e.g. a router for another model)."""
         ...

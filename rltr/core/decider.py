@@ -121,12 +121,3 @@ def execute(ctx: DecisionContext, d: Decision) -> tuple[TokenState, torch.Tensor
         actions = torch.where(lost, Action.DROP, actions)
     return apply_actions(ctx.state, actions, causal=ctx.backbone.causal, match=d.match, merge_dst=d.merge_dst,
                          dst_allowed=ctx.context, return_slot_map=True)
-
-
-def make_decide(reducer, backbone, decision_layers, budget: float | None = None, relevant: torch.Tensor | None = None,
-                generator: torch.Generator | None = None, context_len: torch.Tensor | None = None,
-                query_aware: bool = True, answer_start: torch.Tensor | None = None) -> Decider:
-    """A ``decide(layer, state)`` callback for :meth:`Backbone.run` applying ``reducer`` at each decision
-    layer (a :class:`Decider`; pass its ``on_layer`` to ``Backbone.run`` to record the full trace)."""
-    return Decider(reducer, backbone, decision_layers, budget, relevant, generator, context_len, query_aware,
-                   answer_start=answer_start)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from rltr.core.compute import ArchSpec, builds_whole_map
+from rltr.core.contracts import DecisionBackbone
 from rltr.core.ops import Action, TokenState, keep_top_k, sanitize_actions
 
 
@@ -41,7 +42,7 @@ class DecisionContext:
               ``flops`` ((B,) float64, per row, counted on each row's live tokens). None: nothing charged.
     """
 
-    backbone: object
+    backbone: DecisionBackbone
     layer: int
     state: TokenState
     n_keep: torch.Tensor

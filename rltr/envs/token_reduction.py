@@ -66,7 +66,3 @@ class TokenReductionEnv(gym.Env):
         result = self.engine.result()
         terminal = np.zeros(self.observation_space.shape, dtype=np.float32)
         return terminal, float(result.reward[0]), True, False, result.infos()[0]
-
-    def expert_action(self, reducer, budget: float | None = None) -> np.ndarray:
-        """(max_tokens,) actions ``reducer`` would take now at ``budget``, on the context the policy sees."""
-        return self.engine.expert_actions(reducer, budget)[0].cpu().numpy()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rltr.core.decider import make_decide
 from rltr.core.decisions import Decision, DecisionContext, check_budget, target_counts
 from rltr.reducers.attn_topk import AttnTopK
 from rltr.reducers.base import Reducer, ScoreReducer
@@ -63,6 +62,6 @@ def _build(spec: str) -> Reducer:
 
 
 __all__ = [
-    "REDUCERS", "Decision", "DecisionContext", "Reducer", "ScoreReducer", "check_budget", "get_reducer", "make_decide", "spec_label",
+    "REDUCERS", "Decision", "DecisionContext", "Reducer", "ScoreReducer", "check_budget", "get_reducer", "spec_label",
     "target_counts",
 ]

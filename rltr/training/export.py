@@ -9,6 +9,7 @@ from rltr.config import ConfigError
 from rltr.core.ops import Action
 from rltr.policies.router import FORMAT, FORMAT_VERSION, Router
 from rltr.training.ppo import latest_checkpoint
+from rltr.training.sb3_policy import TokenPolicy
 
 
 def export_router(run_dir: str | Path, out: str | Path) -> Path:
@@ -26,7 +27,7 @@ def export_router(run_dir: str | Path, out: str | Path) -> Path:
         source = latest_checkpoint(run_dir)
         if source is None:
             raise ConfigError(f"run {str(run_dir)!r} has neither final_model.zip nor a checkpoint")
-    model = PPO.load(source, device="cpu")
+    model = PPO.load(source, device="cpu", custom_objects={"policy_class": TokenPolicy})  # runs saved before the layer move too
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

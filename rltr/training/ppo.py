@@ -158,7 +158,9 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
     tb = str(run_dir / "tb") if main else None
     progress = progress and main
     if resume is not None:
-        model = PPO.load(ckpt, env=vec, device=device, tensorboard_log=tb)
+        # runs saved before the package moved into layer folders pickled the policy class as
+        # rltr.policies.sb3_policy.TokenPolicy: map it to today's class
+        model = PPO.load(ckpt, env=vec, device=device, tensorboard_log=tb, custom_objects={"policy_class": TokenPolicy})
     else:
         ppo_kwargs = {"n_steps": 128, "batch_size": 64, "n_epochs": 4, "gamma": 1.0, "learning_rate": 3e-4, **cfg.ppo}
         policy_kwargs = {"hidden": cfg.policy.hidden, "network": cfg.policy.spec()}

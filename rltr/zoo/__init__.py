@@ -8,9 +8,21 @@ Paths and metadata live in :mod:`rltr.backbones.builtin` (the loader needs them 
 
 from __future__ import annotations
 
-from rltr.backbones.builtin import MODELS_DIR, PACKAGED, PackagedModel, model_path, packaged_path, read_meta, save_built
+from pathlib import Path
+
+from rltr.backbones import builtin
+from rltr.backbones.builtin import MODELS_DIR, PACKAGED, PackagedModel, packaged_path, read_meta, save_built
 from rltr.zoo.build import ZooSpec, evaluate_full
 from rltr.zoo.registry import ZOO, build_model
+
+
+def model_path(name: str) -> Path:
+    """The committed folder ``rltr/zoo/models/<name>/`` of the registered model ``name``."""
+    if name not in ZOO:
+        raise ValueError(f"unknown zoo model {name!r}; known models: {', '.join(sorted(ZOO))}")
+    if not (MODELS_DIR / name / builtin.META_FILE).is_file():
+        raise FileNotFoundError(f"zoo model {name!r} is not built at {MODELS_DIR / name}; run `rltr zoo build {name}`")
+    return builtin.model_path(name)
 
 
 def list_models() -> list[dict]:
