@@ -52,13 +52,7 @@ def _build(spec: str) -> Reducer:
     name, _, arg = spec.partition(":")
     if name not in REDUCERS:
         raise ValueError(f"unknown method {spec!r}; known methods: {', '.join(sorted(REDUCERS))}")
-    cls = REDUCERS[name]
-    if not arg:
-        return cls()
-    try:
-        return cls(arg)
-    except TypeError:
-        raise ValueError(f"method {name!r} takes no option, got {spec!r}") from None
+    return REDUCERS[name].from_spec(arg)
 
 
 __all__ = [

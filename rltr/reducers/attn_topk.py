@@ -8,6 +8,8 @@ dropped. In a causal model a token with no later kept context token has nowhere 
 so the budget is still met exactly.
 """
 
+from __future__ import annotations
+
 import torch
 
 from rltr.core.decisions import Decision, DecisionContext
@@ -20,10 +22,14 @@ OPTIONS = ("drop", "merge")
 class AttnTopK(ScoreReducer):
     name = "attn_topk"
 
-    def __init__(self, arg: str = "drop") -> None:
-        if arg not in OPTIONS:
-            raise ValueError(f"attn_topk option {arg!r} is not one of {', '.join(OPTIONS)}")
-        self.merge = arg == "merge"
+    def __init__(self, merge: bool = False) -> None:
+        self.merge = bool(merge)
+
+    @classmethod
+    def from_spec(cls, option: str = "") -> AttnTopK:
+        if option and option not in OPTIONS:
+            raise ValueError(f"attn_topk option {option!r} is not one of {', '.join(OPTIONS)}")
+        return cls(merge=option == "merge")
 
     def score(self, ctx: DecisionContext) -> torch.Tensor:
         return ctx.attention_from_query()  # (B, N): reads the query rows only (R x N), charged by ctx

@@ -32,6 +32,17 @@ class Reducer:
     def decide(self, ctx: DecisionContext) -> Decision:  # pragma: no cover - interface
         raise NotImplementedError
 
+    @classmethod
+    def from_spec(cls, option: str = "") -> Reducer:
+        """The reducer a CLI spec's option names (the part after ``name:``); typed reducers parse it here, so
+        their constructors take typed values (``ToMe(r=8)``). Default: no option, or one string argument."""
+        if not option:
+            return cls()
+        try:
+            return cls(option)  # type: ignore[call-arg]
+        except TypeError:
+            raise ValueError(f"method {cls.name!r} takes no option, got {cls.name + ':' + option!r}") from None
+
     def check_backbone(self, backbone) -> None:
         """Raise ValueError when this reducer cannot act on ``backbone``; heuristics act on any."""
 

@@ -5,6 +5,8 @@ goes with high attention received; Devoto et al. 2024, "A simple and effective L
 for KV cache compression"). ``norm:hidden``: keep the tokens with the HIGHEST hidden-state norm.
 """
 
+from __future__ import annotations
+
 import torch
 
 from rltr.core.decisions import DecisionContext
@@ -16,10 +18,14 @@ OPTIONS = ("key", "hidden")
 class Norm(ScoreReducer):
     name = "norm"
 
-    def __init__(self, arg: str = "key") -> None:
-        if arg not in OPTIONS:
-            raise ValueError(f"norm option {arg!r} is not one of {', '.join(OPTIONS)}")
-        self.source = arg
+    def __init__(self, source: str = "key") -> None:
+        if source not in OPTIONS:
+            raise ValueError(f"norm option {source!r} is not one of {', '.join(OPTIONS)}")
+        self.source = source
+
+    @classmethod
+    def from_spec(cls, option: str = "") -> Norm:
+        return cls(option or "key")
 
     def score(self, ctx: DecisionContext) -> torch.Tensor:
         if self.source == "key":

@@ -27,6 +27,8 @@ Either way chains of merges are resolved to their final destination, so ops' one
 gives the same result. ToMe may keep more than ``n_keep`` only when no admissible merge is left.
 """
 
+from __future__ import annotations
+
 import torch
 
 from rltr.core.decisions import Decision, DecisionContext
@@ -37,15 +39,22 @@ from rltr.reducers.base import Reducer
 class ToMe(Reducer):
     name = "tome"
 
-    def __init__(self, arg: str = "") -> None:
-        self.r: int | None = None
-        if arg:
-            key, _, value = arg.partition("=")
-            if key != "r" or not (value.isascii() and value.isdigit()) or int(value) < 1:
-                raise ValueError(f"tome option {arg!r} must be r=N, N >= 1 tokens merged per decision layer (e.g. tome:r=8)")
-            self.r = int(value)
+    def __init__(self, r: int | None = None) -> None:
+        if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 1):
+            raise ValueError(f"tome r must be an int >= 1 (tokens merged per decision layer), got {r!r}")
+        self.r = r
         self.takes_budget = self.r is None  # tome:r=N sets its own token counts
         self.chooses_own_budget = self.r is not None
+
+    @classmethod
+    def from_spec(cls, option: str = "") -> ToMe:
+        """``tome`` (budget-driven) or ``tome:r=N`` (the paper's schedule: N merges per decision layer)."""
+        if not option:
+            return cls()
+        key, _, value = option.partition("=")
+        if key != "r" or not (value.isascii() and value.isdigit()) or int(value) < 1:
+            raise ValueError(f"tome option {option!r} must be r=N, N >= 1 tokens merged per decision layer (e.g. tome:r=8)")
+        return cls(r=int(value))
 
     def __repr__(self) -> str:
         return "ToMe()" if self.r is None else f"ToMe(r={self.r})"

@@ -5,6 +5,8 @@ Protected and tail tokens always stay; the sinks come next; the rest of ``n_keep
 recent context tokens.
 """
 
+from __future__ import annotations
+
 import torch
 
 from rltr.core.decisions import DecisionContext
@@ -15,10 +17,18 @@ class Window(ScoreReducer):
     name = "window"
     causal_only = True  # a recent window means nothing where every token sees every other
 
-    def __init__(self, arg: str = "4") -> None:
-        if not (arg.isascii() and arg.isdigit()):
-            raise ValueError(f"window option {arg!r} must be a number of sink tokens >= 0, e.g. window:4")
-        self.n_sink = int(arg)
+    def __init__(self, n_sink: int = 4) -> None:
+        if isinstance(n_sink, bool) or not isinstance(n_sink, int) or n_sink < 0:
+            raise ValueError(f"window n_sink must be an int >= 0 (attention-sink tokens kept), got {n_sink!r}")
+        self.n_sink = n_sink
+
+    @classmethod
+    def from_spec(cls, option: str = "") -> Window:
+        if not option:
+            return cls()
+        if not (option.isascii() and option.isdigit()):
+            raise ValueError(f"window option {option!r} must be a number of sink tokens >= 0, e.g. window:4")
+        return cls(n_sink=int(option))
 
     def score(self, ctx: DecisionContext) -> torch.Tensor:
         state = ctx.state
