@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 from rltr.evaluation import EvalResult, format_table, full_latency
+from rltr.outputs import write_atomically, write_text_atomically
 from rltr.plots import pareto_plot
 
 
@@ -15,12 +17,13 @@ def write_results(rows: list[dict], out: Path, header: dict | None = None) -> di
     settings (``header`` without the CLI's ``func``, paths as strings)."""
     out.mkdir(parents=True, exist_ok=True)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in (header or {}).items() if k != "func"}
-    (out / "results.json").write_text(json.dumps({"settings": settings, "results": rows}, indent=2))
+    write_text_atomically(out / "results.json", json.dumps({"settings": settings, "results": rows}, indent=2))
     flat = [_flat(row) for row in rows]
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in flat for k in row)))
-        writer.writeheader()
-        writer.writerows(flat)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(k for row in flat for k in row)))
+    writer.writeheader()
+    writer.writerows(flat)
+    write_text_atomically(out / "results.csv", text.getvalue())
     return settings
 
 
@@ -49,9 +52,9 @@ def write_report(results: list[EvalResult], out: Path, header: dict | None = Non
         if matched:
             lines += [matched, ""]
     lines += ["![accuracy vs compute and vs measured latency](pareto.png)", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    write_text_atomically(out / "report.md", "\n".join(lines))
     mode = "query-agnostic" if settings.get("query_agnostic") else "query-aware"
-    pareto_plot(results, out / "pareto.png", title=f"{settings.get('model', '')} ({mode})")
+    write_atomically(out / "pareto.png", lambda tmp: pareto_plot(results, tmp, title=f"{settings.get('model', '')} ({mode})"))
 
 
 def pivot_table(results: list[EvalResult], task: str) -> str:
