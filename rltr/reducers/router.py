@@ -20,6 +20,9 @@ from rltr.policies.router import Router
 from rltr.reducers.base import Reducer
 
 
+_ANNOUNCED: set[str] = set()  # router paths with ".." whose resolved folder was printed
+
+
 class RouterReducer(Reducer):
     name = "router"
     chooses_own_budget = True
@@ -29,7 +32,8 @@ class RouterReducer(Reducer):
             raise ValueError("router needs a folder: use router:PATH, e.g. router:routers/default")
         self.path = path
         self.router = Router.from_pretrained(path)
-        if ".." in Path(path).parts:  # fine for a local path, but say where it led
+        if ".." in Path(path).parts and path not in _ANNOUNCED:  # fine for a local path, but say where it led (once)
+            _ANNOUNCED.add(path)
             print(f"rltr: loaded router {str(Path(path).resolve())!r} (from {path!r})", file=sys.stderr)
         self.query_aware = bool(self.router.config.get("query_aware", True))
         self._checked: set[str] = set()
