@@ -22,7 +22,6 @@ import zipfile
 from pathlib import Path
 
 import torch
-
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat
 

@@ -37,8 +37,8 @@ def add_data(sub) -> None:
 
 
 def cmd_data_export(args) -> int:
-    from rltr.tasks import get_task
     from rltr.outputs import check_writable_file
+    from rltr.tasks import get_task
     from rltr.tasks.export import export_task
 
     check_writable_file(args.out, "--out")  # before the examples are made

@@ -19,7 +19,6 @@ from rltr.ops import Action, keep_top_k
 from rltr.policies.router import Router
 from rltr.reducers.base import Reducer
 
-
 _ANNOUNCED: set[str] = set()  # router paths with ".." whose resolved folder was printed
 
 
