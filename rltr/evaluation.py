@@ -159,12 +159,12 @@ def decision_layers_for(reducers: list[Reducer], asked: list[int] | None, n_laye
     """The layers to evaluate at: a router brings the layers it was trained at (reducers declaring
     ``decision_layers``); ``asked`` (``--decision-layers``) must agree with them; with neither, ``default``.
     Routers trained at different layers, or layers past the model's last, are a ValueError naming them."""
-    own = {tuple(r.decision_layers): r for r in reducers if getattr(r, "decision_layers", None) is not None}
+    own = {tuple(sorted(set(r.decision_layers))): r for r in reducers if getattr(r, "decision_layers", None) is not None}
     if len(own) > 1:
         (a, ra), (b, rb) = list(own.items())[:2]
         raise ValueError(f"{ra!r} was trained at decision layers {list(a)} and {rb!r} at {list(b)}: evaluate them separately")
     layers = list(asked) if asked is not None else list(next(iter(own), default))
-    if own and asked is not None and tuple(asked) != next(iter(own)):
+    if own and asked is not None and tuple(sorted(set(asked))) != next(iter(own)):
         ((trained, router),) = own.items()
         raise ValueError(f"--decision-layers {list(asked)} conflicts with {router!r}, trained at decision layers "
                          f"{list(trained)}; leave --decision-layers out to use the router's")

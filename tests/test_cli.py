@@ -87,7 +87,7 @@ def test_unknown_hub_model_offline_says_so(monkeypatch, capsys):
     assert code == 2 and "'nobody/no-such-model-xyz'" in err and "HF_HUB_OFFLINE" in err, err
 
 
-@pytest.mark.parametrize("command", ["evaluate", "data export"])
+@pytest.mark.parametrize("command", ["evaluate", "data export", "train", "export"])
 def test_read_only_out_is_refused_before_any_work(model_dir, tmp_path, monkeypatch, capsys, command):
     """A folder without write permission (simulated: the tests may run as root, who may write anywhere)."""
     import os
@@ -102,8 +102,12 @@ def test_read_only_out_is_refused_before_any_work(model_dir, tmp_path, monkeypat
     monkeypatch.setattr(rltr.backbones, "load_backbone", lambda *a, **k: pytest.fail("the model loaded before --out was checked"))
     if command == "evaluate":
         argv = ["evaluate", "--model", model_dir, "--task", "retrieval", "--out", str(locked / "report")]
-    else:
+    elif command == "data export":
         argv = ["data", "export", "retrieval", "--n", "3", "--out", str(locked / "x.jsonl")]
+    elif command == "train":
+        argv = ["train", "--set", f"env.model={model_dir}", "--set", f"runs_dir={locked / 'runs'}", "--no-progress"]
+    else:
+        argv = ["export", str(tmp_path / "run"), "--out", str(locked / "router")]
     code, _, err = _run(argv, capsys)
     assert code == 2 and "not writable" in err and str(locked) in err and "Traceback" not in err, err
     assert list(locked.iterdir()) == []
