@@ -93,7 +93,9 @@ def cmd_evaluate(args) -> int:
         return cmd_evaluate_output(args)
     if args.n_examples < 1:
         raise ValueError(f"--n-examples must be >= 1, got {args.n_examples}")
-    device = distributed.setup(args.device)  # launched as several processes: shard the examples (no-op alone)
+    from rltr.envs import resolve_device
+
+    device = resolve_device(distributed.setup(args.device))  # several processes: shard the examples; auto: cuda if any
     if args.out is None or not distributed.is_main():
         return _evaluate(args, device)
     with claimed_folder(args.out):  # checked writable and held before the run: nothing lost, nothing mixed

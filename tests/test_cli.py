@@ -234,3 +234,9 @@ def test_apply_prompt_plus_new_tokens_past_the_positions_is_rejected(capsys):
     last = err.rstrip().splitlines()[-1]
     assert code == 2 and last.startswith("rltr apply: error: ") and "Traceback" not in err, err
     assert "200 new tokens" in last and "256 positions" in last, last
+
+
+def test_evaluate_on_device_auto(model_dir, capsys):
+    code, out, err = _run(["evaluate", "--model", model_dir, "--task", "retrieval", "--methods", "identity", "--n-examples", "2",
+                           "--device", "auto"], capsys)
+    assert code == 0 and "| retrieval | identity | full |" in out, err
