@@ -167,8 +167,7 @@ class TrainConfig:
     demo: DemoConfig = field(default_factory=DemoConfig, metadata={"help": "how rltr demo / rltr ablate evaluate this router"})
 
     def __post_init__(self):
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name) or set(self.name) == {"."}:
-            raise ConfigError(f"name names the run folder: letters, digits, '_', '.', '-' only, got {self.name!r}")
+        check_run_name(self.name)
         if not 0 <= self.seed < 2**31:
             raise ConfigError(f"seed must be in [0, 2**31), got {self.seed}")
         for key in ("n_envs", "checkpoint_every"):
@@ -178,6 +177,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one folder-name part (no ``/``, no ``..``): a run stays inside ``runs_dir``."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or set(name) == {"."}:
+        raise ConfigError(f"name names the run folder: letters, digits, '_', '.', '-' only, got {name!r}")
+    return name
 
 
 def _at_least(key: str, value: int, low: int) -> None:
@@ -203,6 +209,42 @@ def _check_ppo_keys(ppo: dict) -> None:
     unknown = sorted(set(ppo) - set(known))
     if unknown:
         raise ConfigError(f"unknown ppo key(s) {['ppo.' + k for k in unknown]}; known: {known}")
+    for key, value in ppo.items():
+        _check_ppo_value(key, value)
+
+
+# ppo values checked up front (SB3 would fail later with an assertion, or accept them silently):
+# key -> (what the value must be, test)
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+PPO_VALUE_CHECKS = {
+    "learning_rate": ("a number > 0", lambda v: _number(v) and v > 0),
+    "n_steps": ("an int >= 1", lambda v: _int(v) and v >= 1),
+    "batch_size": ("an int >= 2", lambda v: _int(v) and v >= 2),
+    "n_epochs": ("an int >= 1", lambda v: _int(v) and v >= 1),
+    "gamma": ("a number in [0, 1]", lambda v: _number(v) and 0 <= v <= 1),
+    "gae_lambda": ("a number in [0, 1]", lambda v: _number(v) and 0 <= v <= 1),
+    "clip_range": ("a number > 0", lambda v: _number(v) and v > 0),
+    "clip_range_vf": ("a number > 0 or null", lambda v: v is None or (_number(v) and v > 0)),
+    "ent_coef": ("a number >= 0", lambda v: _number(v) and v >= 0),
+    "vf_coef": ("a number >= 0", lambda v: _number(v) and v >= 0),
+    "max_grad_norm": ("a number > 0", lambda v: _number(v) and v > 0),
+    "target_kl": ("a number > 0 or null", lambda v: v is None or (_number(v) and v > 0)),
+    "normalize_advantage": ("true or false", lambda v: isinstance(v, bool)),
+}
+
+
+def _check_ppo_value(key: str, value) -> None:
+    if key in PPO_VALUE_CHECKS:
+        want, ok = PPO_VALUE_CHECKS[key]
+        if not ok(value):
+            raise ConfigError(f"ppo.{key} must be {want}, got {value!r}")
 
 
 def _check_type(path: str, value, tp):
@@ -259,14 +301,31 @@ def apply_override(data: dict, assignment: str) -> None:
     node[parts[-1]] = value
 
 
+def read_yaml_mapping(path: Path, what: str) -> dict:
+    """The mapping in YAML file ``path``; a missing or empty file, a syntax error (tabs included) or a
+    non-mapping is a ConfigError naming the file (and the line)."""
+    if not path.is_file():
+        raise ConfigError(f"{what} {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise ConfigError(f"{what} {str(path)!r} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        raise ConfigError(f"{what} {str(path)!r} is empty; leave out --config for the defaults")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {str(path)!r} must hold a mapping of keys, got {type(data).__name__} {data!r}")
+    return data
+
+
 def read_config_data(path: str | Path | None = None, overrides: list[str] = ()) -> dict:
     """The nested dict of a YAML file (optional) with ``--set`` overrides applied, before validation."""
     data: dict = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml_mapping(path, "config file")
     for o in overrides:
         apply_override(data, o)
     return data

@@ -43,12 +43,100 @@ def test_evaluate_prints_table_and_writes_reports(model_dir, tmp_path, capsys):
         (["--methods", "identity,bogus"], "'bogus'"),
         (["--task", "nonsense"], "'nonsense'"),
         (["--n-examples", "0"], "--n-examples"),
+        (["--task-kwargs", "{nope: 1}"], "'nope'"),
+        (["--device", "bogus"], "'bogus'"),
+        (["--device", "cuda:99"], "'cuda:99'"),
+        (["--methods", "identity,random,random"], "'random'"),
+        (["--methods", "random@0.5"], "random has no threshold mode"),
+        (["--out", "{tmp}/a_file"], "is a file"),
+        (["--out", "{tmp}/a_file/report"], "is a file"),
     ],
 )
-def test_bad_input_exits_2_with_one_clear_line(model_dir, capsys, extra, needle):
-    argv = ["evaluate", "--model", model_dir, "--task", "retrieval", "--n-examples", "2", *extra]
+def test_bad_input_exits_2_with_one_clear_line(model_dir, tmp_path, capsys, extra, needle):
+    (tmp_path / "a_file").write_text("not a folder")
+    extra = [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    out = [] if "--out" in extra else ["--out", str(tmp_path / "report")]
+    argv = ["evaluate", "--model", model_dir, "--task", "retrieval", "--n-examples", "2", *out, *extra]
     code, _, err = _run(argv, capsys)
-    assert code == 2 and needle in err and "Traceback" not in err
+    assert code == 2 and needle in err and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("rltr evaluate: error: "), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # no report folder left behind
+
+
+def test_unknown_hub_model_fails_at_once_when_the_hub_is_unreachable(monkeypatch, capsys):
+    import socket
+    import time
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+
+    def unreachable(*args, **kwargs):
+        raise OSError("no route to host")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    start = time.perf_counter()
+    code, _, err = _run(["evaluate", "--model", "nobody/no-such-model-xyz", "--task", "retrieval"], capsys)
+    assert code == 2 and "'nobody/no-such-model-xyz'" in err and "cannot be reached" in err, err
+    assert time.perf_counter() - start < 5
+
+
+def test_unknown_hub_model_offline_says_so(monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = _run(["evaluate", "--model", "nobody/no-such-model-xyz", "--task", "retrieval"], capsys)
+    assert code == 2 and "'nobody/no-such-model-xyz'" in err and "HF_HUB_OFFLINE" in err, err
+
+
+@pytest.mark.parametrize("command", ["evaluate", "data export", "train", "export"])
+def test_read_only_out_is_refused_before_any_work(model_dir, tmp_path, monkeypatch, capsys, command):
+    """A folder without write permission (simulated: the tests may run as root, who may write anywhere)."""
+    import os
+
+    import rltr.backbones
+    import rltr.runs.outputs
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(rltr.outputs.os, "access", lambda p, mode: False if str(p) == str(locked) else real_access(p, mode))
+    monkeypatch.setattr(rltr.backbones, "load_backbone", lambda *a, **k: pytest.fail("the model loaded before --out was checked"))
+    if command == "evaluate":
+        argv = ["evaluate", "--model", model_dir, "--task", "retrieval", "--out", str(locked / "report")]
+    elif command == "data export":
+        argv = ["data", "export", "retrieval", "--n", "3", "--out", str(locked / "x.jsonl")]
+    elif command == "train":
+        argv = ["train", "--set", f"env.model={model_dir}", "--set", f"runs_dir={locked / 'runs'}", "--no-progress"]
+    else:
+        argv = ["export", str(tmp_path / "run"), "--out", str(locked / "router")]
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and "not writable" in err and str(locked) in err and "Traceback" not in err, err
+    assert list(locked.iterdir()) == []
+
+
+def test_evaluate_refuses_an_out_folder_in_use_and_takes_over_a_stale_one(model_dir, tmp_path, capsys):
+    import os
+
+    from rltr.runs.outputs import LOCK_NAME
+
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / LOCK_NAME).write_text(str(os.getppid()))  # a live process holds it
+    argv = ["evaluate", "--model", model_dir, "--task", "retrieval", "--methods", "identity", "--n-examples", "2", "--out", str(out)]
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and "in use by another rltr process" in err and str(out) in err, err
+    (out / LOCK_NAME).write_text("999999999")  # its process is gone
+    code, _, err = _run(argv, capsys)
+    assert code == 0, err
+    assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "report.md", "pareto.png"}
+
+
+def test_evaluate_says_when_a_task_has_fewer_examples_than_asked(capsys):
+    from pathlib import Path
+
+    data = Path(__file__).parents[1] / "examples" / "kv_questions.jsonl"  # 24 examples
+    code, out, err = _run(["evaluate", "--task", f"jsonl:{data}", "--methods", "identity", "--n-examples", "50"], capsys)
+    assert code == 0 and "50 held-out examples" not in out, out
+    assert "kv_questions.jsonl 24 (of 50 asked)" in out and "only 24 held-out examples" in err, (out, err)
 
 
 @pytest.mark.parametrize("budget", ["0", "1.5", "-0.2", "abc"])
@@ -112,6 +200,8 @@ def test_apply_refuses_an_encoder(tmp_path, capsys):
     "argv, prog",
     [
         (["evaluate", "--budgets", "2"], "rltr evaluate"),
+        (["evaluate", "--budgets", "none,,0.1"], "rltr evaluate"),
+        (["evaluate", "--methods", "identity,"], "rltr evaluate"),
         (["evaluate", "--no-such-flag"], "rltr evaluate"),
         (["apply", "--method", "tome"], "rltr apply"),
         (["apply", "--method", "tome", "--task", "retrieval", "--budget", "none"], "rltr apply"),
@@ -144,3 +234,9 @@ def test_apply_prompt_plus_new_tokens_past_the_positions_is_rejected(capsys):
     last = err.rstrip().splitlines()[-1]
     assert code == 2 and last.startswith("rltr apply: error: ") and "Traceback" not in err, err
     assert "200 new tokens" in last and "256 positions" in last, last
+
+
+def test_evaluate_on_device_auto(model_dir, capsys):
+    code, out, err = _run(["evaluate", "--model", model_dir, "--task", "retrieval", "--methods", "identity", "--n-examples", "2",
+                           "--device", "auto"], capsys)
+    assert code == 0 and "| retrieval | identity | full |" in out, err

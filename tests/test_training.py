@@ -312,3 +312,218 @@ def test_training_is_deterministic_for_a_seed(tmp_path, batched):
     assert routers[0].keys() == routers[1].keys()
     for name in routers[0]:
         assert torch.equal(routers[0][name], routers[1][name]), name
+
+
+# ---- bad input: one line naming the value, exit 2, no run folder or router left behind -------------------------
+@pytest.mark.parametrize("extra, needle", [
+    (["--set", "ppo.learning_rate=abc"], "ppo.learning_rate"),
+    (["--set", "ppo.batch_size=0"], "ppo.batch_size"),
+    (["--set", "ppo.n_steps=-8"], "ppo.n_steps"),
+    (["--set", "ppo.gamma=2"], "ppo.gamma"),
+    (["--set", "env.task_kwargs={nope: 1}"], "'nope'"),
+    (["--set", "env.device=cuda:99"], "'cuda:99'"),
+    (["--set", "seed=1", "--set", "seed.b=1"], "'seed' is not a mapping"),
+    (["--config", "{tmp}/syntax.yaml"], "syntax.yaml' is not valid YAML at line"),
+    (["--config", "{tmp}/tabs.yaml"], "tabs.yaml' is not valid YAML at line"),
+    (["--config", "{tmp}/empty.yaml"], "empty.yaml' is empty"),
+    (["--set", "runs_dir={tmp}/a_file"], "is a file"),
+    (["--set", "runs_dir={tmp}/a_file/runs"], "is a file"),
+    (["--algo", "grpo", "--set", "name=../../x"], "'../../x'"),
+])
+def test_train_bad_input_exits_2_and_leaves_no_run_folder(tmp_path, capsys, extra, needle):
+    (tmp_path / "syntax.yaml").write_text("env: [retrieval\nseed: 1\n")
+    (tmp_path / "tabs.yaml").write_text("env:\n\tmodel: default\n")
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "a_file").write_text("not a folder")
+    runs = tmp_path / "runs"
+    extra = [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    code = main(["train", "--set", f"runs_dir={runs}", *extra, "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("rltr train: error: "), err
+    assert not runs.exists() and not (tmp_path / "x").exists()
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
+    from rltr.training.ppo import _start_run_dir
+
+    cfg = load_config(None, [])
+    name = tmp_path / "retrieval__default__0__20260101-000000"
+    first, second = _start_run_dir(name, cfg, "one"), _start_run_dir(name, cfg, "two")
+    assert first == name and second != first and second.name.startswith(name.name)
+    assert (first / "command.txt").read_text() == "one\n" and (second / "command.txt").read_text() == "two\n"
+
+
+def _exported(trained, tmp_path):
+    _, model, run = trained
+    out = tmp_path / "r"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    return model, out
+
+
+def _set_router_key(out, key, value):
+    config = json.loads((out / "config.json").read_text())
+    node = config
+    *parents, last = key.split(".")
+    for p in parents:
+        node = node[p]
+    if value is None:
+        del node[last]
+    else:
+        node[last] = value
+    (out / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("key, value, needle", [
+    ("decision_layers", [99], "[99]"),
+    ("decision_layers", [], "decision_layers"),
+    ("features.token_features", [], "feature list is empty"),
+    ("backbone.family", None, "'family'"),
+    ("weights", "nan", "NaN"),
+])
+def test_bad_router_is_refused_with_one_line(trained, tmp_path, capsys, key, value, needle):
+    from safetensors.torch import load_file, save_file
+
+    model, out = _exported(trained, tmp_path)
+    if key == "weights":
+        weights = load_file(out / "model.safetensors")
+        first = next(iter(weights))
+        weights[first][..., 0] = float(value)
+        save_file(weights, out / "model.safetensors")
+    else:
+        _set_router_key(out, key, value)
+    capsys.readouterr()
+    code = main(["evaluate", "--model", model, "--task", "retrieval", "--methods", f"router:{out}", "--n-examples", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "Traceback" not in err, err
+
+
+def test_router_brings_its_decision_layers_and_refuses_others(trained, tmp_path, capsys):
+    model, out = _exported(trained, tmp_path)
+    _set_router_key(out, "decision_layers", [0])  # as a router trained at layer 0
+    capsys.readouterr()
+    argv = ["evaluate", "--model", model, "--task", "retrieval", "--methods", f"router:{out},random", "--n-examples", "2"]
+    assert main(argv) == 0
+    assert "decision layers [0]" in capsys.readouterr().out
+    code = main([*argv, "--decision-layers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--decision-layers [1] conflicts" in err and "[0]" in err, err
+
+
+def test_router_path_with_dotdot_says_what_was_loaded(trained, tmp_path, capsys, monkeypatch):
+    model, out = _exported(trained, tmp_path)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    capsys.readouterr()
+    assert main(["evaluate", "--model", model, "--task", "retrieval", "--methods", "router:../r", "--n-examples", "2"]) == 0
+    assert f"loaded router {str(out.resolve())!r}" in capsys.readouterr().err
+
+
+def test_exported_router_holds_no_path_of_the_training_machine(trained, tmp_path):
+    _, _, run = trained
+    _, out = _exported(trained, tmp_path)
+    text = (out / "config.json").read_text()
+    assert str(run.parent) not in text and json.loads(text)["training"]["run"] == run.name
+    assert str(tmp_path.parent) not in text  # nor the model's folder
+
+
+@pytest.mark.parametrize("damage, needle", [
+    ("meta_no_features", "'features'"),
+    ("out_is_a_file", "is a file"),
+])
+def test_export_bad_input_exits_2(trained, tmp_path, capsys, damage, needle):
+    _, _, run = trained
+    copy = _resumable_copy(run, tmp_path)
+    out = tmp_path / "router"
+    if damage == "meta_no_features":
+        meta = json.loads((copy / "meta.json").read_text())
+        del meta["features"]
+        (copy / "meta.json").write_text(json.dumps(meta))
+    else:
+        out.write_text("a file")
+    code = main(["export", str(copy), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "Traceback" not in err, err
+    assert not out.is_dir()
+
+
+def _rewrite_zip(path, replace: dict | None = None, add: dict | None = None):
+    """Rewrite SB3 zip ``path`` with entries replaced or added (name -> bytes)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        entries = {name: z.read(name) for name in z.namelist()}
+    entries.update(replace or {})
+    entries.update(add or {})
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+
+
+class _MakesMarker:
+    """Unpickling this calls os.mkdir(marker): what a crafted run folder could do with any function."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return os.mkdir, (self.marker,)
+
+
+def _crafted_data(path, marker) -> bytes:
+    """The zip's ``data`` entry plus an extra key whose cloudpickled value runs code when SB3 loads it."""
+    import base64
+    import zipfile
+
+    import cloudpickle
+
+    with zipfile.ZipFile(path) as z:
+        data = json.loads(z.read("data"))
+    payload = base64.b64encode(cloudpickle.dumps(_MakesMarker(marker))).decode()
+    data["evil"] = {":type:": "<class 'x'>", ":serialized:": payload}
+    return json.dumps(data).encode()
+
+
+def test_export_of_a_crafted_run_folder_runs_no_code(trained, tmp_path):
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    _, _, run = trained
+    copy = _resumable_copy(run, tmp_path)
+    marker = tmp_path / "code_ran"
+    for zip_file in [*(copy / "checkpoints").iterdir()]:
+        _rewrite_zip(zip_file, replace={"data": _crafted_data(zip_file, marker)})
+    assert main(["export", str(copy), "--out", str(tmp_path / "router")]) == 0
+    assert not marker.exists(), "export unpickled the run's data"
+    load_from_zip_file(copy / "checkpoints" / "ppo_256_steps.zip")  # SB3's loader: the payload is live
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("foreign", ["entry", "data_key"])
+def test_resume_refuses_a_zip_holding_what_rltr_never_writes(trained, tmp_path, capsys, foreign):
+    _, _, run = trained
+    copy = _resumable_copy(run, tmp_path)
+    latest = copy / "checkpoints" / "ppo_256_steps.zip"
+    marker = tmp_path / "code_ran"
+    if foreign == "entry":
+        _rewrite_zip(latest, add={"extra.pkl": b"anything"})
+    else:
+        _rewrite_zip(latest, replace={"data": _crafted_data(latest, marker)})
+    code = main(["train", "--resume", str(copy), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "refusing to resume" in err and ("extra.pkl" if foreign == "entry" else "'evil'") in err, err
+    assert not marker.exists() and not (copy / "final_model.zip").exists()
+
+
+def test_resume_skips_a_latest_checkpoint_with_a_corrupt_policy(trained, tmp_path, capsys):
+    from stable_baselines3 import PPO
+
+    _, _, run = trained
+    copy = _resumable_copy(run, tmp_path)
+    latest = copy / "checkpoints" / "ppo_256_steps.zip"
+    _rewrite_zip(latest, replace={"policy.pth": b"not a tensor file at all"})  # whole zip, CRCs fine, policy garbage
+    assert main(["train", "--resume", str(copy), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "ppo_256_steps.zip" in err and "unreadable" in err and "resuming" in err and "ppo_128_steps.zip" in err, err
+    assert PPO.load(copy / "final_model.zip").num_timesteps == 256

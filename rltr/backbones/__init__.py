@@ -43,6 +43,48 @@ def resolve_model(name_or_path: str) -> str:
     return name_or_path
 
 
+HUB_PROBE_SECONDS = 3.0
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hub_reachable() -> bool:
+    """Whether the hub's host answers a TCP connection within a few seconds (assumed so behind a proxy,
+    which a direct probe cannot tell)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=HUB_PROBE_SECONDS).close()
+        return True
+    except OSError:
+        return False
+
+
+def check_hub_name(name: str) -> None:
+    """A hub name that is not in the local cache fails at once when the hub cannot be used (HF_HUB_OFFLINE set,
+    or its host unreachable), instead of after the hub client's retries."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError:  # not a valid repo id: transformers' own error names it
+        return
+    if cached:
+        return
+    if _offline():
+        raise ModelLoadError(f"cannot load model {name!r}: not a built-in model or local folder, and not in the hub cache "
+                             "(HF_HUB_OFFLINE is set, so the hub is not asked)")
+    if not _hub_reachable():
+        raise ModelLoadError(f"cannot load model {name!r}: not a built-in model or local folder, not in the hub cache, and "
+                             "the Hugging Face hub cannot be reached (offline?)")
+
+
 def adapter_for(model) -> type[Backbone]:
     model_type = getattr(model.config, "model_type", None)
     if model_type not in ADAPTERS:
@@ -71,6 +113,8 @@ def load_backbone(
     from transformers import AutoConfig
 
     target = resolve_model(name_or_path)
+    if not os.path.isdir(target):
+        check_hub_name(target)
     try:
         config = AutoConfig.from_pretrained(target)
     except (OSError, ValueError) as e:

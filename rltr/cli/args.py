@@ -27,9 +27,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def csv_list(text: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
+    items = [t.strip() for t in text.split(",")]
+    if not any(items):
         raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"empty item in the comma-separated list {text!r}")
     return items
 
 

@@ -37,9 +37,11 @@ def add_data(sub) -> None:
 
 
 def cmd_data_export(args) -> int:
+    from rltr.runs.outputs import check_writable_file
     from rltr.tasks import get_task
     from rltr.tasks.export import export_task
 
+    check_writable_file(args.out, "--out")  # before the examples are made
     path = export_task(get_task(args.task, **args.task_kwargs), args.n, args.out, seed=args.seed, split=args.split)
     print(f"wrote {args.n} {args.task} examples ({args.split} split, seed {args.seed}) to {path}")
     return 0

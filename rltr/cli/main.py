@@ -21,8 +21,18 @@ from rltr.cli.data import add_data
 from rltr.cli.demo import add_ablate, add_demo
 from rltr.cli.outlen import add_output_length_args, cmd_evaluate_output, cmd_train_grpo
 from rltr.core import distributed
+from rltr.runs.outputs import check_writable_folder, claimed_folder
 
 EXIT_USAGE = 2
+# bad input, and file-system refusals that name their path (a read-only --out, a folder under a file)
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError)
+
+
+def _one_line(e: Exception) -> str:
+    """The error's message; for file-system errors the reason and the path (``Permission denied: 'runs/x'``)."""
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.strerror}: {str(e.filename)!r}"
+    return str(e)
 
 
 def _model_tasks(model: str) -> list[str]:
@@ -52,7 +62,8 @@ def add_evaluate(sub) -> None:
     p.add_argument("--methods", type=_csv, default=["identity", "random"], help="reducers, comma-separated")
     p.add_argument("--budgets", type=_budgets, default=[0.5],
                    help="fractions of tokens to keep, each in (0, 1]; 'none' = the method's own choice")
-    p.add_argument("--decision-layers", type=_layers, default=[1], help="layers before which reducers act")
+    p.add_argument("--decision-layers", type=_layers, default=None,
+                   help="layers before which reducers act (default: a router's own, else 1; a router refuses others)")
     p.add_argument("--n-examples", type=int, default=500, help="held-out examples per task")
     p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass")
     p.add_argument("--seed", type=int, default=0, help="seed of the examples and of random reducers")
@@ -76,18 +87,30 @@ def add_evaluate(sub) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from rltr.backbones import load_backbone
-    from rltr.evaluation.reports import write_report
-    from rltr.evaluation.run import format_table
-    from rltr.evaluation.sweep import evaluate
-    from rltr.tasks import load_task
-
     if getattr(args, "output_length", False):
+        if args.decision_layers is None:
+            args.decision_layers = [1]
         return cmd_evaluate_output(args)
     if args.n_examples < 1:
         raise ValueError(f"--n-examples must be >= 1, got {args.n_examples}")
-    device = distributed.setup(args.device)  # launched as several processes: shard the examples (no-op alone)
+    from rltr.envs import resolve_device
+
+    device = resolve_device(distributed.setup(args.device))  # several processes: shard the examples; auto: cuda if any
+    if args.out is None or not distributed.is_main():
+        return _evaluate(args, device)
+    with claimed_folder(args.out):  # checked writable and held before the run: nothing lost, nothing mixed
+        return _evaluate(args, device)
+
+
+def _evaluate(args, device: str) -> int:
+    from rltr.backbones import load_backbone
+    from rltr.evaluation.reports import write_report
+    from rltr.evaluation.run import check_methods, decision_layers_for, evaluate, format_table
+    from rltr.tasks import load_task
+
+    reducers = check_methods(args.methods)  # a bad or repeated method fails before the model loads
     backbone = load_backbone(args.model, device=device)
+    args.decision_layers = decision_layers_for(reducers, args.decision_layers, backbone.n_layers)
     tasks = [load_task(t, backbone, **args.task_kwargs) for t in (args.task or _model_tasks(args.model))]
     results = evaluate(
         backbone, tasks, args.methods, args.budgets, n_examples=args.n_examples, seed=args.seed,
@@ -100,7 +123,7 @@ def cmd_evaluate(args) -> int:
     table = format_table(results)
     mode = "query-agnostic" if args.query_agnostic else "query-aware"
     print(f"model {args.model} ({backbone.family}, {backbone.n_layers} layers), {mode}, decision layers "
-          f"{args.decision_layers}, {args.n_examples} held-out examples per task, seed {args.seed}")
+          f"{args.decision_layers}, {_examples_line(results, args.n_examples)}, seed {args.seed}")
     print(table)
     if getattr(args, "generate", False):
         from rltr.evaluation.answer_scores import format_generation
@@ -110,6 +133,18 @@ def cmd_evaluate(args) -> int:
         write_report(results, args.out, header=vars(args))
         print(f"wrote {args.out}/results.json, results.csv, report.md, pareto.png")
     return 0
+
+
+def _examples_line(results, asked: int) -> str:
+    """``N held-out examples per task``, saying so where a task had fewer than asked (a small JSONL file)."""
+    counts = {r.task: r.n_examples for r in results}
+    short = {t: n for t, n in counts.items() if n < asked}
+    if not short:
+        return f"{asked} held-out examples per task"
+    for task, n in short.items():
+        print(f"rltr evaluate: note: task {task!r} has only {n} held-out examples; evaluated {n}, not {asked}", file=sys.stderr)
+    return "held-out examples per task: " + ", ".join(f"{t} {n}" + (f" (of {asked} asked)" if t in short else "")
+                                                      for t, n in counts.items())
 
 
 # ---- train / export -----------------------------------------------------------------------------
@@ -156,6 +191,7 @@ def add_export(sub) -> None:
 def cmd_export(args) -> int:
     from rltr.training.export import export_router
 
+    check_writable_folder(args.out, "--out")
     path = export_router(args.run_dir, args.out)
     print(f"router written to {path}")
     return 0
@@ -247,8 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         code = args.func(args)
         ok = True
         return code
-    except (ValueError, FileNotFoundError) as e:
-        print(f"rltr {args.command}: error: {e}", file=sys.stderr)
+    except USER_ERRORS as e:
+        print(f"rltr {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         distributed.finish(ok)  # launched as several processes: leave together

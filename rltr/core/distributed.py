@@ -38,9 +38,28 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def check_device(device: str) -> str:
+    """``device`` if it names one this machine has (auto, cpu, mps, cuda, cuda:N); else ValueError naming it."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
+        raise ValueError(f"device {device!r} is not one of auto, cpu, mps, cuda, cuda:N")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: no CUDA GPU is available here (torch {torch.__version__}); use --device cpu")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} is not available here; use --device cpu")
+    return device
+
+
 def setup(device: str = "cpu") -> str:
     """Join the process group when launched with several processes (gloo on CPU, NCCL on GPUs) and return
-    this process's device: ``cuda`` / ``auto`` on GPUs become ``cuda:LOCAL_RANK``. Alone: ``device``."""
+    this process's device: ``cuda`` / ``auto`` on GPUs become ``cuda:LOCAL_RANK``. Alone: ``device``.
+    A device this machine lacks is a ValueError naming it."""
+    check_device(device)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return device
     from accelerate import PartialState

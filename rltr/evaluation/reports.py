@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rltr.evaluation.plots import pareto_plot
 from rltr.evaluation.run import EvalResult, format_table, full_latency
+from rltr.runs.outputs import write_atomically, write_text_atomically
 from rltr.runs.results import write_results
 
 
@@ -23,9 +24,9 @@ def write_report(results: list[EvalResult], out: Path, header: dict | None = Non
         if matched:
             lines += [matched, ""]
     lines += ["![accuracy vs compute and vs measured latency](pareto.png)", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    write_text_atomically(out / "report.md", "\n".join(lines))
     mode = "query-agnostic" if settings.get("query_agnostic") else "query-aware"
-    pareto_plot(results, out / "pareto.png", title=f"{settings.get('model', '')} ({mode})")
+    write_atomically(out / "pareto.png", lambda tmp: pareto_plot(results, tmp, title=f"{settings.get('model', '')} ({mode})"))
 
 
 def pivot_table(results: list[EvalResult], task: str) -> str:

@@ -7,8 +7,37 @@ from rltr.backbones import Backbone
 from rltr.core.decisions import check_budget
 from rltr.evaluation.matched import matched_rows
 from rltr.evaluation.run import EvalResult, check_task_fits, run_method
-from rltr.reducers import get_reducer
+from rltr.reducers import Reducer, get_reducer
 from rltr.tasks import Task
+
+
+def check_methods(methods: list[str]) -> list[Reducer]:
+    """The reducers of ``methods``, each once: a repeated method is a ValueError naming it (duplicate rows)."""
+    repeated = sorted({m for m in methods if methods.count(m) > 1})
+    if repeated:
+        raise ValueError(f"method {repeated[0]!r} is listed more than once in {','.join(methods)!r}")
+    return [get_reducer(m) for m in methods]
+
+
+def decision_layers_for(reducers: list[Reducer], asked: list[int] | None, n_layers: int,
+                        default: tuple[int, ...] = (1,)) -> list[int]:
+    """The layers to evaluate at: a router brings the layers it was trained at (reducers declaring
+    ``decision_layers``); ``asked`` (``--decision-layers``) must agree with them; with neither, ``default``.
+    Routers trained at different layers, or layers past the model's last, are a ValueError naming them."""
+    own = {tuple(sorted(set(r.decision_layers))): r for r in reducers if getattr(r, "decision_layers", None) is not None}
+    if len(own) > 1:
+        (a, ra), (b, rb) = list(own.items())[:2]
+        raise ValueError(f"{ra!r} was trained at decision layers {list(a)} and {rb!r} at {list(b)}: evaluate them separately")
+    layers = list(asked) if asked is not None else list(next(iter(own), default))
+    if own and asked is not None and tuple(sorted(set(asked))) != next(iter(own)):
+        ((trained, router),) = own.items()
+        raise ValueError(f"--decision-layers {list(asked)} conflicts with {router!r}, trained at decision layers "
+                         f"{list(trained)}; leave --decision-layers out to use the router's")
+    beyond = [i for i in layers if not 0 <= i < n_layers]
+    if beyond:
+        source = f"{next(iter(own.values()))!r}" if own and asked is None else "--decision-layers"
+        raise ValueError(f"decision layer(s) {beyond} of {source} do not exist in a {n_layers}-layer model (0..{n_layers - 1})")
+    return layers
 
 
 def evaluate(
@@ -25,7 +54,7 @@ def evaluate(
     :data:`rltr.evaluation.calibration.METRICS`): also every heuristic at each router's own-choice mean of it, as
     a fixed budget and in threshold mode, calibrated on training examples (:func:`rltr.evaluation.matched.matched_rows`)."""
     budgets = [check_budget(b) for b in budgets]
-    reducers = [get_reducer(m) for m in methods]  # fail on a bad name before any work
+    reducers = check_methods(methods)  # fail on a bad name before any work
     for task in tasks:
         check_task_fits(backbone, task)
     results = []

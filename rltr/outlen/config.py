@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from rltr.config import ConfigError, _f, from_dict, read_config_data
+from rltr.config import ConfigError, _f, check_run_name, from_dict, read_config_data
 from rltr.tasks import get_task
 
 # Settings that worked for a tiny GPT-2 on this 2-core CPU; any of them can be overridden in the trl block.
@@ -65,6 +65,7 @@ class GRPOLengthConfig:
 
 def check_config(cfg: GRPOLengthConfig) -> GRPOLengthConfig:
     """Value checks that need no model: each error names the key and the value."""
+    check_run_name(cfg.name)
     if cfg.length_weight < 0:
         raise ConfigError(f"length_weight must be >= 0, got {cfg.length_weight}")
     if cfg.n_prompts < 1:

@@ -21,6 +21,7 @@ from rltr.backbones.builtin import META_FILE, read_meta, save_built
 from rltr.config import ConfigError
 from rltr.outlen.config import TRL_DEFAULTS, GRPOLengthConfig, renamed_trl_args
 from rltr.outlen.reward import LengthPenalizedScore
+from rltr.runs.outputs import check_writable_folder, make_new_folder
 from rltr.tasks import Task, get_task
 from rltr.tasks.vocab import words_of
 
@@ -122,9 +123,11 @@ def train_grpo(cfg: GRPOLengthConfig, command: str = "", progress: bool = True) 
     max_new = cfg.max_new_tokens or task.max_completion_len
     reward = LengthPenalizedScore(task, cfg.length_weight)
     run_dir = run_dir_name(cfg)
+    check_writable_folder(cfg.runs_dir, "runs_dir")
     args = grpo_args(cfg, run_dir / "trl", max_new, progress)  # fails on a bad trl key before any work
     lm, tok, _ = load_generative(str(model_dir))
-    run_dir.mkdir(parents=True, exist_ok=False)
+    run_dir = make_new_folder(run_dir)  # a run started in the same second keeps its own folder
+    args.output_dir = str(run_dir / "trl")
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     (run_dir / "command.txt").write_text(command + "\n")
     torch.manual_seed(cfg.seed)

@@ -21,6 +21,18 @@ class RouterError(ValueError):
     """A router folder that is missing, corrupt, or does not fit the model it is used with."""
 
 
+def _check_config(path: Path, config: dict) -> None:
+    """RouterError naming the key when config.json's values cannot describe a usable router."""
+    layers, features, backbone = config["decision_layers"], config["features"], config["backbone"]
+    if not isinstance(layers, list) or not layers or not all(isinstance(i, int) and i >= 0 for i in layers):
+        raise RouterError(f"router {str(path)!r}: decision_layers must be a non-empty list of layer indices >= 0, got {layers!r}")
+    if not isinstance(features, dict) or not features.get("token_features"):
+        raise RouterError(f"router {str(path)!r}: its feature list is empty (features: {features!r})")
+    missing = [k for k in ("family", "config_hash") if not isinstance(backbone, dict) or k not in backbone]
+    if missing:
+        raise RouterError(f"router {str(path)!r}: config.json's backbone lacks {missing[0]!r}")
+
+
 class Router(torch.nn.Module):
     """A trained per-token policy plus everything needed to use it: feature spec, decision layers,
     the backbone it was trained on (family + config hash), action semantics."""
@@ -58,12 +70,26 @@ class Router(torch.nn.Module):
             raise RouterError(f"router {str(path)!r}: config.json is not an rltr router (missing {missing})")
         if config["format_version"] > FORMAT_VERSION:
             raise RouterError(f"router {str(path)!r} has format version {config['format_version']}; this rltr reads <= {FORMAT_VERSION}")
-        router = cls(config)
+        _check_config(path, config)
         try:
-            router.actor.load_state_dict(load_file(weights))
+            router = cls(config)
+        except (KeyError, TypeError, ValueError) as e:
+            raise RouterError(f"router {str(path)!r}: config.json does not describe a router ({type(e).__name__}: {e})") from None
+        try:
+            state = load_file(weights)
+            router.actor.load_state_dict(state)
         except Exception as e:  # safetensors raises its own error types for corrupt files
             raise RouterError(f"router {str(path)!r}: model.safetensors is unreadable or does not match config.json ({e})") from None
+        bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise RouterError(f"router {str(path)!r}: model.safetensors holds NaN or infinite weights (in {bad[0]!r})")
         return router.to(device).eval()
+
+    def check_layers(self, n_layers: int) -> None:
+        """RouterError unless every decision layer exists in an ``n_layers``-layer model."""
+        beyond = [i for i in self.decision_layers if not 0 <= i < n_layers]
+        if beyond:
+            raise RouterError(f"router decision layer(s) {beyond} do not exist in a {n_layers}-layer model")
 
     def check_backbone(self, backbone) -> None:
         want = self.config["backbone"]

@@ -73,6 +73,7 @@ class ScoreReducer(Reducer):
     """
 
     thresholdable: bool = True
+    no_threshold_reason: str = "its score depends on the budget"  # said when ``thresholdable`` is False
     threshold: float | None = None
     record: list | None = None
 
@@ -101,6 +102,6 @@ class ScoreReducer(Reducer):
     def with_threshold(self, threshold: float | None) -> ScoreReducer:
         """This reducer in threshold mode (``None``: back to top-k by budget); returns itself."""
         if threshold is not None and not self.thresholdable:
-            raise ValueError(f"{self.name} has no threshold mode: its score depends on the budget")
+            raise ValueError(f"{self.name} has no threshold mode: {self.no_threshold_reason}")
         self.threshold = None if threshold is None else float(threshold)
         return self

@@ -8,6 +8,9 @@ way the plan goes through the one budget rule (:func:`rltr.decisions.resolve_act
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import torch
 
 from rltr.core.decisions import Decision, DecisionContext
@@ -15,6 +18,8 @@ from rltr.core.features import merge_match, token_features
 from rltr.core.ops import Action, keep_top_k
 from rltr.policies.router import Router
 from rltr.reducers.base import Reducer
+
+_ANNOUNCED: set[str] = set()  # router paths with ".." whose resolved folder was printed
 
 
 class RouterReducer(Reducer):
@@ -27,9 +32,17 @@ class RouterReducer(Reducer):
             raise ValueError("router needs a folder: use router:PATH, e.g. router:routers/default")
         self.path = path
         self.router = Router.from_pretrained(path)
+        if ".." in Path(path).parts and path not in _ANNOUNCED:  # fine for a local path, but say where it led (once)
+            _ANNOUNCED.add(path)
+            print(f"rltr: loaded router {str(Path(path).resolve())!r} (from {path!r})", file=sys.stderr)
         self.query_aware = bool(self.router.config.get("query_aware", True))
         self.decision_layers = list(self.router.decision_layers)
         self._checked: set[str] = set()
+
+    @property
+    def decision_layers(self) -> list[int]:
+        """The layers the router was trained at: evaluation runs it (and the methods beside it) there."""
+        return self.router.decision_layers
 
     def __repr__(self) -> str:
         return f"RouterReducer({self.path!r})"

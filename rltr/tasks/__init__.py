@@ -33,7 +33,24 @@ def get_task(name: str, **kwargs) -> Task:
         if spec_path(name) is not None:
             raise ValueError(f"task {name!r} is a file: it is tokenized with a model's tokenizer, use load_task(spec, backbone)")
         raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}, or {JSONL_PREFIX}PATH (a JSONL file)")
-    return TASKS[name](**kwargs)
+    _check_kwargs(name, TASKS[name], kwargs)
+    try:
+        return TASKS[name](**kwargs)
+    except TypeError as e:  # an option of the wrong type
+        raise ValueError(f"task {name!r} options {kwargs!r}: {e}") from None
+
+
+def _check_kwargs(name: str, cls: type[Task], kwargs: dict) -> None:
+    """ValueError naming an option task ``name`` does not take, and the ones it does."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    known = sorted(k for k, p in params.items() if k != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise ValueError(f"task {name!r} has no option {unknown[0]!r}; its options: {', '.join(known) or 'none'}")
 
 
 def load_task(spec: str, backbone=None, **kwargs) -> Task:

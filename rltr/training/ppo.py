@@ -35,8 +35,16 @@ from rltr.core.features import FeatureSpec
 from rltr.envs import EpisodeEngine, make_batched_env, make_env, resolve_device
 from rltr.policies.network import build_actor
 from rltr.reducers import get_reducer
+from rltr.runs.outputs import check_writable_folder, make_new_folder
 from rltr.tasks import task_slug
-from rltr.training.checkpoints import CheckpointEvery, ContinueTensorBoard, checkpoints, latest_checkpoint, save_atomically
+from rltr.training.checkpoints import (
+    CheckpointEvery,
+    ContinueTensorBoard,
+    check_resumable,
+    checkpoints,
+    latest_checkpoint,
+    save_atomically,
+)
 from rltr.training.imitation import behaviour_clone, collect_demonstrations
 from rltr.training.sb3_policy import TokenPolicy
 
@@ -123,6 +131,7 @@ def _new_run(cfg: TrainConfig) -> Path:
             get_reducer(cfg.imitation.reducer)
         except ValueError as e:
             raise ConfigError(f"imitation.reducer: {e}") from None
+    check_writable_folder(cfg.runs_dir, "runs_dir")  # a file or a read-only folder fails now, not after the model loads
     return Path(cfg.runs_dir) / f"{task_slug(cfg.env.task)}__{cfg.name}__{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 
 
@@ -132,14 +141,17 @@ def _resume_point(run_dir: Path) -> tuple[TrainConfig, Path]:
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
         raise ConfigError(f"run {str(run_dir)!r} has no readable checkpoint to resume from")
+    check_resumable(ckpt)  # SB3's loader unpickles it: only what rltr writes
     print(f"rltr: resuming {run_dir} from {ckpt.name}", file=sys.stderr)
     return cfg, ckpt
 
 
-def _start_run_dir(run_dir: Path, cfg: TrainConfig, command: str) -> None:
-    run_dir.mkdir(parents=True, exist_ok=False)
+def _start_run_dir(run_dir: Path, cfg: TrainConfig, command: str) -> Path:
+    """Create the run folder (``<name>-2``, ... if a run started in the same second took the name); return it."""
+    run_dir = make_new_folder(run_dir)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     (run_dir / "command.txt").write_text(command + "\n")
+    return run_dir
 
 
 def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None, progress: bool = True) -> Path:
@@ -159,7 +171,7 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
     progress = progress and main
     if resume is not None:
         # runs saved before the package moved into layer folders pickled the policy class as
-        # rltr.policies.sb3_policy.TokenPolicy: map it to today's class
+        # rltr.training.sb3_policy.TokenPolicy: map it to today's class
         model = PPO.load(ckpt, env=vec, device=device, tensorboard_log=tb, custom_objects={"policy_class": TokenPolicy})
     else:
         ppo_kwargs = {"n_steps": 128, "batch_size": 64, "n_epochs": 4, "gamma": 1.0, "learning_rate": 3e-4, **cfg.ppo}
@@ -167,7 +179,8 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
         model = PPO(TokenPolicy, vec, policy_kwargs=policy_kwargs, seed=cfg.seed, device=device,
                     tensorboard_log=tb, verbose=0, **ppo_kwargs)
         if main:
-            _start_run_dir(run_dir, cfg, command)
+            run_dir = _start_run_dir(run_dir, cfg, command)
+            model.tensorboard_log = str(run_dir / "tb")  # the name may have gained a suffix
     distributed.average_gradients(model.policy)  # several processes: rank 0's weights, averaged gradients
     with _removed_if_nothing_saved(run_dir, new=resume is None and main):
         if main:

@@ -1,0 +1,1 @@
+"""What the applications write to disk, shared by all of them: run folders and results files (JSON + CSV)."""
