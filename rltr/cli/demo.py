@@ -7,12 +7,13 @@ config trained four ways). Both evaluate through ``rltr evaluate``'s one code pa
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 from rltr.cli.args import budgets as _budgets
 from rltr.cli.args import csv_list as _csv
+from rltr.cli.evaluate import run_and_report
+from rltr.evaluation.request import EvalRequest
 
 # configs/light.yaml (the features ablation) runs with --configs; the default list keeps make demo near 12 minutes.
 DEMO_CONFIGS = ["configs/default.yaml", "configs/agnostic.yaml", "configs/majority.yaml", "configs/instructed.yaml",
@@ -48,15 +49,13 @@ def add_ablate(sub) -> None:
 
 
 def _evaluate(cfg, routers: list[Path], methods: list[str], budgets, n_examples: int, out: Path | None, matched):
-    from rltr.cli.main import cmd_evaluate
-
-    ns = argparse.Namespace(
-        model=cfg.env.model, task=[cfg.env.task], task_kwargs=cfg.env.task_kwargs,
+    """The config's routers against ``methods`` on its model and task, as ``rltr evaluate`` would run them."""
+    req = EvalRequest(
+        model=cfg.env.model, tasks=[cfg.env.task], task_kwargs=cfg.env.task_kwargs,
         methods=[f"router:{r}" for r in routers] + methods, budgets=budgets, decision_layers=cfg.env.decision_layers,
-        n_examples=n_examples, batch_size=64, seed=0, device="cpu", out=out, query_agnostic=not cfg.env.query_aware,
-        matched=matched,
+        n_examples=n_examples, batch_size=64, seed=0, device="cpu", query_aware=cfg.env.query_aware, matched=matched,
     )
-    return cmd_evaluate(ns)
+    return run_and_report(req, out)
 
 
 def _train_export(cfg, name: str, command: str) -> Path:

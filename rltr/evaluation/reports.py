@@ -25,7 +25,7 @@ def write_report(results: list[EvalResult], out: Path, header: dict | None = Non
             lines += [matched, ""]
     lines += ["![accuracy vs compute and vs measured latency](pareto.png)", ""]
     write_text_atomically(out / "report.md", "\n".join(lines))
-    mode = "query-agnostic" if settings.get("query_agnostic") else "query-aware"
+    mode = "query-aware" if settings.get("query_aware", True) else "query-agnostic"
     write_atomically(out / "pareto.png", lambda tmp: pareto_plot(results, tmp, title=f"{settings.get('model', '')} ({mode})"))
 
 
