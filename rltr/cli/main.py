@@ -7,6 +7,7 @@ with code 2, no traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from rltr.cli.apply import add_apply
@@ -45,7 +46,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.Handler):
+    """rltr's log records as ``rltr: message`` / ``rltr: warning: message`` lines on the current sys.stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = "rltr: warning: " if record.levelno >= logging.WARNING else "rltr: "
+        print(prefix + record.getMessage(), file=sys.stderr)
+
+
+def _show_logs() -> None:
+    """The CLI shows the library's INFO and WARNING records (the library itself only logs)."""
+    logger = logging.getLogger("rltr")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
+    _show_logs()
     parser = build_parser()
     args = parser.parse_args(argv)
     ok = False

@@ -4,7 +4,7 @@ from a training config. Both go through :func:`evaluate_request`, hence through 
 
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -13,6 +13,8 @@ from rltr.backbones.builtin import PACKAGED, read_meta
 from rltr.evaluation.run import EvalResult, format_table
 from rltr.evaluation.sweep import check_methods, decision_layers_for, evaluate
 from rltr.tasks import load_task
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,7 +83,7 @@ def examples_line(results: list[EvalResult], asked: int) -> str:
     if not short:
         return f"{asked} held-out examples per task"
     for task, n in short.items():
-        print(f"rltr evaluate: note: task {task!r} has only {n} held-out examples; evaluated {n}, not {asked}", file=sys.stderr)
+        _log.warning(f"task {task!r} has only {n} held-out examples; evaluated {n}, not {asked}")
     return "held-out examples per task: " + ", ".join(f"{t} {n}" + (f" (of {asked} asked)" if t in short else "")
                                                       for t, n in counts.items())
 

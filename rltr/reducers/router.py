@@ -8,7 +8,7 @@ way the plan goes through the one budget rule (:func:`rltr.decisions.resolve_act
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 
 import torch
@@ -18,6 +18,8 @@ from rltr.core.features import merge_match, token_features
 from rltr.core.ops import Action, keep_top_k
 from rltr.policies.router import Router
 from rltr.reducers.base import Reducer
+
+_log = logging.getLogger(__name__)
 
 _ANNOUNCED: set[str] = set()  # router paths with ".." whose resolved folder was printed
 
@@ -34,7 +36,7 @@ class RouterReducer(Reducer):
         self.router = Router.from_pretrained(path)
         if ".." in Path(path).parts and path not in _ANNOUNCED:  # fine for a local path, but say where it led (once)
             _ANNOUNCED.add(path)
-            print(f"rltr: loaded router {str(Path(path).resolve())!r} (from {path!r})", file=sys.stderr)
+            _log.info(f"loaded router {str(Path(path).resolve())!r} (from {path!r})")
         self.query_aware = bool(self.router.config.get("query_aware", True))
         self.decision_layers = list(self.router.decision_layers)
         self._checked: set[str] = set()

@@ -15,15 +15,17 @@ run folder is trusted input, like any pickle, and a zip holding entries or keys 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
-import sys
 import zipfile
 from pathlib import Path
 
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat
+
+_log = logging.getLogger(__name__)
 
 CKPT_PREFIX = "ppo"
 SB3_MEMBERS = ("data", "policy.pth")  # what every SB3 model zip holds and PPO.load reads
@@ -115,7 +117,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
         reason = unreadable_reason(path)
         if reason is None:
             return path
-        print(f"rltr: warning: skipping unreadable checkpoint {path} ({reason})", file=sys.stderr)
+        _log.warning(f"skipping unreadable checkpoint {path} ({reason})")
     return None
 
 

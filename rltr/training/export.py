@@ -8,13 +8,15 @@ setting from the run's own ``meta.json``. A run folder shared by someone else ru
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from pathlib import Path
 
 from rltr.config import ConfigError
 from rltr.core.ops import Action
 from rltr.policies.router import FORMAT, FORMAT_VERSION, Router
 from rltr.training.checkpoints import latest_checkpoint, read_data, read_policy_state, unreadable_reason
+
+_log = logging.getLogger(__name__)
 
 META_KEYS = ("backbone", "features", "decision_layers", "query_aware", "task", "compute_weight")
 ACTOR_PREFIX = "actor."  # the policy's per-token actor inside SB3's policy state dict
@@ -42,7 +44,7 @@ def policy_source(run_dir: Path) -> Path:
         reason = unreadable_reason(source)
         if reason is None:
             return source
-        print(f"rltr: warning: skipping unreadable {source} ({reason})", file=sys.stderr)
+        _log.warning(f"skipping unreadable {source} ({reason})")
     source = latest_checkpoint(run_dir)
     if source is None:
         raise ConfigError(f"run {str(run_dir)!r} has neither a readable final_model.zip nor a readable checkpoint")

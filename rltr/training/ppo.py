@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -47,6 +47,8 @@ from rltr.training.checkpoints import (
 )
 from rltr.training.imitation import behaviour_clone, collect_demonstrations
 from rltr.training.sb3_policy import TokenPolicy
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["latest_checkpoint", "load_run_config", "make_vec_env", "train"]
 
@@ -118,9 +120,9 @@ def _removed_if_nothing_saved(run_dir: Path, new: bool):
     except BaseException:
         if new and not checkpoints(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
-            print(f"rltr: training stopped before its first checkpoint; removed {run_dir}", file=sys.stderr)
+            _log.warning(f"training stopped before its first checkpoint; removed {run_dir}")
         elif new:
-            print(f"rltr: training stopped; continue it with: rltr train --resume {run_dir}", file=sys.stderr)
+            _log.warning(f"training stopped; continue it with: rltr train --resume {run_dir}")
         raise
 
 
@@ -142,7 +144,7 @@ def _resume_point(run_dir: Path) -> tuple[TrainConfig, Path]:
     if ckpt is None:
         raise ConfigError(f"run {str(run_dir)!r} has no readable checkpoint to resume from")
     check_resumable(ckpt)  # SB3's loader unpickles it: only what rltr writes
-    print(f"rltr: resuming {run_dir} from {ckpt.name}", file=sys.stderr)
+    _log.info(f"resuming {run_dir} from {ckpt.name}")
     return cfg, ckpt
 
 
