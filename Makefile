@@ -60,8 +60,11 @@ bench-latency: $(STAMP)
 bench-rollout: $(STAMP)
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/rollout_throughput.py --quick
 
+# Formatter check, linter, type checker (mypy's settings: [tool.mypy] in pyproject.toml).
 lint: $(STAMP)
+	$(BIN)/ruff format --check rltr tests benchmarks
 	$(BIN)/ruff check rltr tests benchmarks
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) $(LATEST) *.egg-info .pytest_cache
