@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from rltr.config import ConfigError, TrainConfig, from_dict
 from rltr.core import distributed
 from rltr.core.features import FeatureSpec
-from rltr.envs import EpisodeEngine, make_batched_env, make_env, resolve_device
+from rltr.envs import BatchedTokenReductionEnv, EpisodeEngine, TokenReductionEnv, make_batched_env, make_env, resolve_device
 from rltr.policies.network import build_actor
 from rltr.reducers import get_reducer
 from rltr.runs.outputs import check_writable_folder, make_new_folder
@@ -65,6 +65,7 @@ def make_vec_env(cfg: TrainConfig) -> VecEnv:
     ``DummyVecEnv`` of single envs. Both give the same episodes for the same seed."""
     n_features = FeatureSpec.named(cfg.env.features, n_hidden_proj=cfg.env.n_hidden_proj, projection=cfg.env.projection).n_features
     cost = policy_flops(cfg, n_features)
+    envs: VecEnv
     if cfg.env.batched:
         envs = make_batched_env(cfg.env, n_envs=cfg.n_envs, policy_flops=cost)
     else:
@@ -75,7 +76,10 @@ def make_vec_env(cfg: TrainConfig) -> VecEnv:
 
 def engine_of(vec: VecEnv) -> EpisodeEngine:
     """The episode engine behind a vec env made by :func:`make_vec_env` (the first row's for single envs)."""
-    return vec.envs[0].engine if isinstance(vec, DummyVecEnv) else vec.engine
+    env = vec.envs[0] if isinstance(vec, DummyVecEnv) else vec
+    if not isinstance(env, TokenReductionEnv | BatchedTokenReductionEnv):
+        raise TypeError(f"engine_of takes a vec env made by make_vec_env, got {type(vec).__name__}")
+    return env.engine
 
 
 class EpisodeStats(BaseCallback):
@@ -161,6 +165,8 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
     if resume is not None:
         run_dir = Path(resume)
         cfg, ckpt = _resume_point(run_dir)
+    elif cfg is None:
+        raise ValueError("train needs a config, or resume= a run folder to continue with its own config")
     else:
         run_dir = _new_run(cfg)
     main = _start_processes(cfg)
@@ -191,7 +197,9 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
             im = cfg.imitation
             obs, acts = collect_demonstrations(engine, im.reducer, im.budget, im.n_episodes, seed=distributed.rank_seed(cfg.seed),
                                                progress=progress)
-            stats = behaviour_clone(model.policy.actor, obs, acts, im.epochs, im.lr, im.batch_size, cfg.seed, progress,
+            policy = model.policy
+            assert isinstance(policy, TokenPolicy), "PPO is built with policy TokenPolicy"
+            stats = behaviour_clone(policy.actor, obs, acts, im.epochs, im.lr, im.batch_size, cfg.seed, progress,
                                     balanced=im.balanced)
             if main:
                 (run_dir / "imitation.json").write_text(json.dumps(stats, indent=2))

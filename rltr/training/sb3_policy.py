@@ -11,6 +11,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.type_aliases import PyTorchObs
 from torch.distributions import Categorical
 
 from rltr.core.ops import N_ACTIONS
@@ -20,10 +21,11 @@ from rltr.policies.network import TokenCritic, build_actor
 class TokenCategorical(Distribution):
     """Independent categorical per token; log-prob and entropy are summed over tokens -> (B,)."""
 
+    distribution: Categorical  # set by proba_distribution (SB3's CategoricalDistribution declares it the same way)
+
     def __init__(self, n_tokens: int):
         super().__init__()
         self.n_tokens = n_tokens
-        self.distribution: Categorical | None = None
 
     def proba_distribution_net(self, *args, **kwargs):  # the network lives in TokenActor
         raise NotImplementedError
@@ -74,29 +76,37 @@ class TokenPolicy(ActorCriticPolicy):
         return {**super()._get_constructor_parameters(), "hidden": self.hidden, "network": self.network}
 
     def _build(self, lr_schedule) -> None:
-        n_tokens, n_features = self.observation_space.shape
+        shape = self.observation_space.shape
+        assert shape is not None and len(shape) == 2, f"TokenPolicy needs (N, F) observations, got {shape}"
+        n_tokens, n_features = shape
         self.actor = build_actor(n_features, self.network)
         self.critic = TokenCritic(n_features, self.hidden)
         self.action_dist = TokenCategorical(n_tokens)
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+        # SB3 types optimizer_class as type[Optimizer], whose __init__ has no lr (every concrete optimizer has); SB3 ignores it the same way
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
 
-    def _dist(self, obs: torch.Tensor) -> TokenCategorical:
-        return self.action_dist.proba_distribution(self.actor(obs.float()))
+    def _dist(self, obs: PyTorchObs) -> TokenCategorical:
+        assert isinstance(obs, torch.Tensor), "TokenPolicy takes Box observations (one tensor), not dict ones"
+        dist = self.action_dist
+        assert isinstance(dist, TokenCategorical), "TokenPolicy._build sets a TokenCategorical"
+        return dist.proba_distribution(self.actor(obs.float()))
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False):
         dist = self._dist(obs)
         actions = dist.get_actions(deterministic=deterministic)
         return actions, self.critic(obs.float()), dist.log_prob(actions)
 
-    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor):
+    def evaluate_actions(self, obs: PyTorchObs, actions: torch.Tensor):
         dist = self._dist(obs)
+        assert isinstance(obs, torch.Tensor)  # checked in _dist
         return self.critic(obs.float()), dist.log_prob(actions), dist.entropy()
 
-    def get_distribution(self, obs: torch.Tensor) -> TokenCategorical:
+    def get_distribution(self, obs: PyTorchObs) -> TokenCategorical:
         return self._dist(obs)
 
-    def predict_values(self, obs: torch.Tensor) -> torch.Tensor:
+    def predict_values(self, obs: PyTorchObs) -> torch.Tensor:
+        assert isinstance(obs, torch.Tensor), "TokenPolicy takes Box observations (one tensor), not dict ones"
         return self.critic(obs.float())[:, None]
 
-    def _predict(self, observation: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> torch.Tensor:
         return self._dist(observation).get_actions(deterministic=deterministic)
