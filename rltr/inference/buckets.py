@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from transformers.cache_utils import DynamicCache
+from transformers.cache_utils import CacheLayerMixin, DynamicCache
 
 from rltr.core.ops import TokenState
 from rltr.inference.cache import writing_cache
@@ -67,7 +67,8 @@ def run_in_buckets(backbone, state: TokenState, start: int, stop: int, groups: l
         part_cache = None if cache is None else DynamicCache(config=backbone.config)
         with writing_cache(backbone, part_cache):
             parts.append((rows, backbone.run_layers(take_rows(state, rows), start, stop)))
-        caches.append(part_cache)
+        if part_cache is not None:
+            caches.append(part_cache)
     if cache is not None:
         _assemble(cache, groups, caches, start, stop, state.alive.shape)
     return put_rows(state, parts)
@@ -79,11 +80,23 @@ def _assemble(cache: DynamicCache, groups: list[torch.Tensor], caches: list[Dyna
     batch's slots (0 past a group's width: those slots are dead)."""
     b, n = shape
     for i in range(start, stop):
-        first = caches[0].layers[i]
-        keys = first.keys.new_zeros(b, first.keys.shape[1], n, first.keys.shape[3])
-        values = first.values.new_zeros(b, first.values.shape[1], n, first.values.shape[3])
+        first_keys, first_values = _attention_kv(caches[0], i)
+        keys = first_keys.new_zeros(b, first_keys.shape[1], n, first_keys.shape[3])
+        values = first_values.new_zeros(b, first_values.shape[1], n, first_values.shape[3])
         for rows, part in zip(groups, caches):
-            width = part.layers[i].keys.shape[2]
-            keys[rows, :, :width] = part.layers[i].keys
-            values[rows, :, :width] = part.layers[i].values
-        cache.layers[i].update(keys, values)
+            part_keys, part_values = _attention_kv(part, i)
+            width = part_keys.shape[2]
+            keys[rows, :, :width] = part_keys
+            values[rows, :, :width] = part_values
+        layer = cache.layers[i]
+        if not isinstance(layer, CacheLayerMixin):
+            raise TypeError(f"cache layer {i} is a {type(layer).__name__}, not an attention (keys/values) layer")
+        layer.update(keys, values)
+
+
+def _attention_kv(cache: DynamicCache, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Layer ``i``'s (B, H_kv, N, d) keys and values in ``cache`` (written by the group's forward)."""
+    layer = cache.layers[i]
+    if not isinstance(layer, CacheLayerMixin) or layer.keys is None or layer.values is None:
+        raise RuntimeError(f"cache layer {i} holds no attention keys/values after the group's forward")
+    return layer.keys, layer.values

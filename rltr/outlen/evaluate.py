@@ -12,6 +12,7 @@ and the tokens generated so far, LM head on it).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -19,7 +20,7 @@ import torch
 from rltr.core.compute import ArchSpec, forward_flops, head_flops, layer_flops
 from rltr.inference.generation import cut_at_stop, left_padded
 from rltr.reducers import get_reducer
-from rltr.tasks import Example, Task
+from rltr.tasks import Example, GenerativeTask, Task
 from rltr.tasks.generation import check_generative
 
 
@@ -74,18 +75,18 @@ def run_output(model, task: Task, examples: list[Example], *, label: str, cap: i
     (decision layer 1; the first two tokens and the question tail protected)."""
     import time
 
-    check_generative(task)
+    gen = check_generative(task)
     spec = ArchSpec.from_config(model.config)
-    stop = [task.eos_id] + (sorted(task.answer_ids) if early_stop else [])
-    max_new = cap or task.max_completion_len
-    n_tail = len(task.prompt(examples[0])) - task.context_len  # the question: <sep> and what follows
-    reduction = contextlib.nullcontext() if reducer is None else reducer(
+    stop = [gen.eos_id] + (sorted(gen.answer_ids) if early_stop else [])
+    max_new = cap or gen.max_completion_len
+    n_tail = len(gen.prompt(examples[0])) - gen.context_len  # the question: <sep> and what follows
+    patch = None if reducer is None else reducer(
         model, budget=budget, protect_last=n_tail, protect_first=2, decision_layers=[1], seed=seed)  # fmt: skip
     completions, prompt_f, output_f, seconds = [], [], [], 0.0
     model.eval()
-    with reduction:
+    with contextlib.nullcontext() if patch is None else patch:
         for start in range(0, len(examples), batch_size):
-            prompts = [task.prompt(e) for e in examples[start : start + batch_size]]
+            prompts = [gen.prompt(e) for e in examples[start : start + batch_size]]
             ids, mask = left_padded(prompts, pad_id, "cpu")
             kw = dict(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), do_sample=False,
                       eos_token_id=stop, pad_token_id=pad_id)  # fmt: skip
@@ -96,16 +97,16 @@ def run_output(model, task: Task, examples: list[Example], *, label: str, cap: i
             seconds += time.perf_counter() - t0
             rows = [cut_at_stop(r, set(stop)) for r in seq[:, ids.shape[1] :].tolist()]
             completions += rows
-            lengths = mask.sum(1)
-            if reducer is None:
-                counts, kept = lengths[:, None].expand(-1, spec.n_layers), lengths
+            row_lengths = mask.sum(1)
+            if patch is None:
+                counts, kept = row_lengths[:, None].expand(-1, spec.n_layers), row_lengths
                 extra = 0
             else:
-                counts, kept = reduction.last.layer_counts.cpu(), reduction.last.n_kept.cpu()
-                extra = reduction.last.trace.decision_flops.cpu()  # what the decision computed, charged by its context
+                counts, kept = patch.last.layer_counts.cpu(), patch.last.n_kept.cpu()
+                extra = patch.last.trace.decision_flops.cpu()  # what the decision computed, charged by its context
             prompt_f.append(forward_flops(spec, list(counts.T), n_head_tokens=1, extra_flops=extra) * torch.ones(len(rows)))
             output_f.append(output_flops(spec, kept, torch.tensor([len(r) for r in rows])))
-    scores = [task.score_completion(c, task.target(e)) for c, e in zip(completions, examples)]
+    scores = [gen.score_completion(c, gen.target(e)) for c, e in zip(completions, examples)]
     lengths = [len(c) for c in completions]
     n = len(examples)
     method = "greedy" if not (cap or early_stop) else (f"cap:{cap}" if cap else "early_stop")
@@ -118,19 +119,22 @@ def run_output(model, task: Task, examples: list[Example], *, label: str, cap: i
     )  # fmt: skip
 
 
-def evaluate_output(models: dict, task: Task, *, n_examples: int = 500, seed: int = 0, caps: list[int] = (),
+def evaluate_output(models: dict, task: Task, *, n_examples: int = 500, seed: int = 0, caps: Sequence[int] = (),
                     early_stop: bool = True, reducer_spec: str | None = None, budget: float | None = None,
                     pad_id: int = 0, batch_size: int = 64) -> list[OutputResult]:  # fmt: skip
     """Every model greedy; the first (the base) also under each cap and early stopping; with
     ``reducer_spec``, every model greedy again with that reducer on the prompt at ``budget``."""
     examples = task.examples(n_examples, seed=seed, split="test")
     reducer = None if reducer_spec is None else get_reducer(reducer_spec)  # fail on a bad name before any work
-    kw = dict(pad_id=pad_id, batch_size=batch_size, seed=seed)
-    results = [run_output(m, task, examples, label=name, **kw) for name, m in models.items()]
+
+    def run(model, label: str, **method) -> OutputResult:
+        return run_output(model, task, examples, label=label, pad_id=pad_id, batch_size=batch_size, seed=seed, **method)
+
+    results = [run(m, name) for name, m in models.items()]
     base_name, base = next(iter(models.items()))
-    results += [run_output(base, task, examples, label=base_name, cap=c, **kw) for c in caps]
+    results += [run(base, base_name, cap=c) for c in caps]
     if early_stop:
-        results.append(run_output(base, task, examples, label=base_name, early_stop=True, **kw))
+        results.append(run(base, base_name, early_stop=True))
     if reducer is not None:
-        results += [run_output(m, task, examples, label=name, reducer=reducer, budget=budget, **kw) for name, m in models.items()]
+        results += [run(m, name, reducer=reducer, budget=budget) for name, m in models.items()]
     return results

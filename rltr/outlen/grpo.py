@@ -22,7 +22,8 @@ from rltr.config import ConfigError
 from rltr.outlen.config import TRL_DEFAULTS, GRPOLengthConfig, renamed_trl_args
 from rltr.outlen.reward import LengthPenalizedScore
 from rltr.runs.outputs import check_writable_folder, make_new_folder
-from rltr.tasks import Task, get_task
+from rltr.tasks import GenerativeTask, get_task
+from rltr.tasks.generation import check_generative
 from rltr.tasks.vocab import words_of
 
 MODEL_META = META_FILE  # the file that names a model's tasks (written by the zoo build and by this trainer)
@@ -72,7 +73,7 @@ def model_task_kwargs(model_dir: str | Path, name: str) -> dict:
     return {"context_len": meta["context_len"], **meta.get("spec", {}).get("task_kwargs", {}).get(name, {})}
 
 
-def model_task(model_dir: str | Path, name: str | None = None, **overrides) -> Task:
+def model_task(model_dir: str | Path, name: str | None = None, **overrides) -> GenerativeTask:
     """The generative task ``name`` (default: the model's first task) with the model's own kwargs, then ``overrides``."""
     if name is None:
         meta_file = Path(model_dir) / MODEL_META
@@ -83,10 +84,10 @@ def model_task(model_dir: str | Path, name: str | None = None, **overrides) -> T
     task = get_task(name, **{**model_task_kwargs(model_dir, name), **overrides})
     if not task.generative:
         raise ValueError(f"task {name!r} is not generative (scored on teacher-forced logits); use chain")
-    return task
+    return check_generative(task)
 
 
-def prompt_dataset(task: Task, n: int, seed: int):
+def prompt_dataset(task: GenerativeTask, n: int, seed: int):
     """A ``datasets.Dataset`` of ``n`` train-split prompts (text, one word per token) and their answer ids."""
     from datasets import Dataset
 

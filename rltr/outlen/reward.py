@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rltr.tasks import Task
+from rltr.tasks import GenerativeTask
 
 
 def length_penalized(score: float, n_tokens: int, length_weight: float) -> float:
@@ -17,7 +17,7 @@ class LengthPenalizedScore:
     ``GRPOTrainer`` passes them); ``target`` is the dataset column holding each prompt's answer id.
     """
 
-    def __init__(self, task: Task, length_weight: float) -> None:
+    def __init__(self, task: GenerativeTask, length_weight: float) -> None:
         if length_weight < 0:
             raise ValueError(f"length_weight must be >= 0, got {length_weight}")
         self.task, self.length_weight = task, length_weight

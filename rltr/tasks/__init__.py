@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rltr.tasks.base import Batch, Example, Task, collate, exact_match
+from rltr.tasks.base import Batch, Example, GenerativeTask, Task, collate, exact_match
 from rltr.tasks.chain import Chain
 from rltr.tasks.images import Digits
 from rltr.tasks.instructed import InstructedRetrieval
@@ -71,5 +71,5 @@ def task_slug(spec: str) -> str:
     return f"jsonl-{stem or 'file'}"
 
 
-__all__ = ["TASKS", "Batch", "ExamplePool", "Example", "JsonlTask", "Task", "collate", "exact_match", "get_task", "load_task",
+__all__ = ["TASKS", "Batch", "ExamplePool", "Example", "GenerativeTask", "JsonlTask", "Task", "collate", "exact_match", "get_task", "load_task",
            "task_slug"]

@@ -11,6 +11,7 @@ on teacher-forced logits equals exact match of ``generate()``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Collection
 from typing import ClassVar
 
 import numpy as np
@@ -226,6 +227,28 @@ class Task:
         """Tokens in the longest example (what ``env.max_tokens: auto`` sizes observations by). Built-in
         generators: the longest of 256 training examples (their length is fixed by ``context_len``)."""
         return max(len(e.input_ids) for e in self.examples(256, seed=0, split="train"))
+
+
+class GenerativeTask(Task):
+    """A task scored on generated output (``generative = True``): what generation and output-length
+    training read. Subclasses (e.g. :class:`rltr.tasks.chain.Chain`) set these and implement the methods."""
+
+    generative = True
+    context_len: int  # tokens before the question
+    eos_id: int  # the end token of a completion
+    answer_ids: Collection[int]  # the answer-shaped tokens
+    max_completion_len: int  # the generation cap
+
+    def prompt(self, example: Example) -> list[int]:  # pragma: no cover - interface
+        """The ids a model is given: context and question (the completion removed)."""
+        raise NotImplementedError
+
+    def target(self, example: Example) -> int:  # pragma: no cover - interface
+        """What :meth:`score_completion` compares a completion's answer with."""
+        raise NotImplementedError
+
+    def score_completion(self, completion: list[int], target: int) -> float:  # pragma: no cover - interface
+        raise NotImplementedError
 
 
 def _stable_hash(text: str) -> int:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from rltr.tasks.base import Example, Task
+from rltr.tasks.base import Example, GenerativeTask
 from rltr.tasks.multihop import sample_edges
 from rltr.tasks.vocab import N_NODES, SEP_ID, VOCAB_SIZE, word_to_id, words_of
 
 NODE_IDS = frozenset(word_to_id[f"n{i}"] for i in range(N_NODES))  # the answer-shaped tokens
 
 
-class Chain(Task):
+class Chain(GenerativeTask):
     """Context: ``<bos> <chain>`` + ``n_edges`` edges ``n{a}n{b}`` with distinct sources among filler
     (``context_len`` tokens); the chain x -> y -> z is among them. Question: ``<sep> n{x} h1`` (answer y)
     or ``<sep> n{x} h2`` (answer z), two hops with probability ``two_hop_ratio``.

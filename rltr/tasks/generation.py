@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from rltr.inference.generation import cut_at_stop, left_padded
-from rltr.tasks import Example, Task
+from rltr.tasks import Example, GenerativeTask, Task
 
 
 @dataclass
@@ -28,10 +28,14 @@ class Generations:
         return sum(len(c) for c in self.completions) / len(self.completions)
 
 
-def check_generative(task: Task) -> None:
+def check_generative(task: Task) -> GenerativeTask:
+    """``task`` as a :class:`GenerativeTask` (ValueError naming it when it is scored on logits)."""
     if not getattr(task, "generative", False):
         raise ValueError(f"task {task.name!r} is scored on teacher-forced logits, not on generated output; "
                          f"use a generative task (e.g. chain)")  # fmt: skip
+    if not isinstance(task, GenerativeTask):
+        raise TypeError(f"task {task.name!r} sets generative = True but does not subclass rltr.tasks.GenerativeTask")
+    return task
 
 
 @torch.no_grad()
@@ -61,7 +65,7 @@ def generate_on(model, task: Task, examples: list[Example], *, max_new_tokens: i
                 stop_ids: list[int] | None = None, pad_id: int = 0, batch_size: int = 128) -> Generations:  # fmt: skip
     """Greedy completions of ``examples``' prompts, scored by ``task``. Defaults: the task's completion
     cap and its end token as the only stop token."""
-    check_generative(task)
+    task = check_generative(task)
     completions, seconds = generate(
         model, [task.prompt(e) for e in examples], max_new_tokens=max_new_tokens or task.max_completion_len,
         stop_ids=stop_ids or [task.eos_id], pad_id=pad_id, batch_size=batch_size,
