@@ -38,7 +38,6 @@ class RouterReducer(Reducer):
             _ANNOUNCED.add(path)
             _log.info(f"loaded router {str(Path(path).resolve())!r} (from {path!r})")
         self.query_aware = bool(self.router.config.get("query_aware", True))
-        self.decision_layers = list(self.router.decision_layers)
         self._checked: set[str] = set()
 
     @property
