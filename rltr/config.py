@@ -11,6 +11,7 @@ import dataclasses
 import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ class ConfigError(ValueError):
 
 def _f(default, help: str, **kw):
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help}, **kw)
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kw)
     return field(default=default, metadata={"help": help}, **kw)
 
 
@@ -320,7 +321,7 @@ def read_yaml_mapping(path: Path, what: str) -> dict:
     return data
 
 
-def read_config_data(path: str | Path | None = None, overrides: list[str] = ()) -> dict:
+def read_config_data(path: str | Path | None = None, overrides: Sequence[str] = ()) -> dict:
     """The nested dict of a YAML file (optional) with ``--set`` overrides applied, before validation."""
     data: dict = {}
     if path is not None:
@@ -331,6 +332,6 @@ def read_config_data(path: str | Path | None = None, overrides: list[str] = ()) 
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
     """YAML file (optional) < ``--set`` overrides -> validated :class:`TrainConfig` (each block checks itself)."""
     return from_dict(TrainConfig, read_config_data(path, overrides))

@@ -36,7 +36,7 @@ def csv_list(text: str) -> list[str]:
 
 
 def budgets(text: str) -> list[float | None]:
-    out = []
+    out: list[float | None] = []
     for item in csv_list(text):
         if item.lower() == "none":
             out.append(None)  # the method's own choice (a router's argmax, the oracle's relevant set)

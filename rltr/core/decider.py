@@ -85,12 +85,16 @@ class Decider:
         if step == 0:  # a new run: nothing has been reduced yet, so the live tokens are the original ones
             n = state.n_alive
             self.trace = RunTrace(n, torch.empty(0), torch.zeros(n.shape[0], dtype=torch.float64, device=n.device))
-        ctx = decision_context(self.backbone, state, self.layers, step, self.trace.n_original, self.budget,
+        trace = self.trace
+        if trace is None:
+            raise RuntimeError(f"decision layer {layer} ran before the run's first decision layer {self.layers[0]}")
+        ctx = decision_context(self.backbone, state, self.layers, step, trace.n_original, self.budget,
                                self.relevant, self.context_len, self.query_aware, self.generator, arch=self.arch,
                                answer_start=self.answer_start)
         new, slot_map = execute(ctx, self.reducer.decide(ctx))
-        self.trace.decision_flops = self.trace.decision_flops + ctx.flops
-        self.trace.slot_maps.append(slot_map)
+        assert ctx.flops is not None, "DecisionContext.__post_init__ sets flops"
+        trace.decision_flops = trace.decision_flops + ctx.flops
+        trace.slot_maps.append(slot_map)
         return new
 
     def on_layer(self, i: int, state: TokenState) -> None:

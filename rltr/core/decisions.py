@@ -70,6 +70,7 @@ class DecisionContext:
         counts no cost: ``arch`` None)."""
         if self.arch is None:
             return
+        assert self.flops is not None, "__post_init__ sets flops"
         self.flops = self.flops + torch.as_tensor(flops, dtype=torch.float64, device=self.flops.device)
 
     @property

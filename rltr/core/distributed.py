@@ -138,6 +138,7 @@ def average_gradients(module: torch.nn.Module) -> list:
     n = world_size()
 
     def hook(p: torch.Tensor) -> None:
+        assert p.grad is not None, "post-accumulate-grad hooks run once the gradient exists"
         dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
         p.grad.div_(n)
 

@@ -121,7 +121,10 @@ def token_features(ctx: DecisionContext, spec: FeatureSpec) -> torch.Tensor:
     st = ctx.state
     visible = ctx.observers()  # all live slots, or the context only when query-agnostic
     n = visible.sum(1, keepdim=True).clamp_min(1).float()  # (B, 1)
-    n_base = (ctx.n_original if ctx.query_aware else ctx.n_context).float()[:, None]  # (B, 1)
+    base_counts = ctx.n_original if ctx.query_aware else ctx.n_context
+    if base_counts is None:
+        raise ValueError("token features need the context's token counts (n_original, n_context): build it with decision_context")
+    n_base = base_counts.float()[:, None]  # (B, 1)
     h = st.hidden.float()
     norm = h.norm(dim=-1)
     mean_norm = (norm * visible).sum(1, keepdim=True) / n

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import IntEnum
+from typing import Literal, overload
 
 import torch
 
@@ -172,6 +173,20 @@ def compact(state: TokenState) -> TokenState:
         alive=alive,
         protected=torch.gather(state.protected, 1, order) & alive,
     )
+
+
+@overload
+def apply_actions(
+    state: TokenState, actions: torch.Tensor, *, causal: bool = ..., match: torch.Tensor | None = ...,
+    merge_dst: torch.Tensor | None = ..., dst_allowed: torch.Tensor | None = ..., return_slot_map: Literal[False] = ...,
+) -> TokenState: ...
+
+
+@overload
+def apply_actions(
+    state: TokenState, actions: torch.Tensor, *, causal: bool = ..., match: torch.Tensor | None = ...,
+    merge_dst: torch.Tensor | None = ..., dst_allowed: torch.Tensor | None = ..., return_slot_map: Literal[True],
+) -> tuple[TokenState, torch.Tensor]: ...
 
 
 def apply_actions(

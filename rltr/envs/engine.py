@@ -62,6 +62,8 @@ class EpisodeEngine:
     with the features' cost (None: the network is not charged).
     """
 
+    features: FeatureSpec  # set by configure()
+
     def __init__(self, backbone: Backbone, task: Task, settings, policy_flops: Callable | None = None):
         self.backbone, self.task, self.policy_flops = backbone, task, policy_flops
         task.prepare(backbone)  # ValueError when the task's inputs do not fit the model
@@ -179,7 +181,10 @@ class EpisodeEngine:
 
     def _context(self, budget: float | None | str = "env", charge: bool = True):
         b = self.batch
-        budget = self.budget if budget == "env" else budget
+        if isinstance(budget, str):
+            if budget != "env":
+                raise ValueError(f"budget must be a fraction, None or 'env' (the env's own), got {budget!r}")
+            budget = self.budget
         return decision_context(self.backbone, self.state, self.decision_layers, self._step, self.trace.n_original, budget,
                                 b.relevant_for(self.settings.query_aware), b.context_len, self.settings.query_aware,
                                 arch=self.arch if charge else None, answer_start=b.answer_start)

@@ -14,7 +14,7 @@ from rltr.tasks import Batch
 
 
 @torch.no_grad()
-def reference_logits(model, inputs: dict, columns: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+def reference_logits(model, inputs: dict, columns: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """(B, N, V) the unreduced model's logits at ``columns`` (0 elsewhere): its own class ``forward`` on
     ``inputs`` (minus reduction hints), which bypasses a reduction patched onto the instance; the same call
     ``identity`` times, so identity scores exactly 1.0 on the fidelity scores."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -66,7 +67,7 @@ def run_method(
     *,
     n_examples: int = 500,
     seed: int = 0,
-    decision_layers: list[int] = (1,),
+    decision_layers: Sequence[int] = (1,),
     batch_size: int = 64,
     query_aware: bool = True,
     progress: bool = False,
@@ -81,14 +82,14 @@ def run_method(
     examples = task.examples(n_examples, seed=seed, split=split)
     spec = ArchSpec.from_config(backbone.config)
     model, full = backbone.model, reducer.full_model
-    reduction = contextlib.nullcontext() if full else reducer(
+    patch = None if full else reducer(
         model, budget=budget, decision_layers=list(decision_layers), seed=seed, **task.reduction_options(query_aware),
     )
     names = [score] if score else list(task.scores)
     scores: dict[str, list] = {name: [] for name in names}
     fractions, kept, seconds, generated = [], [], 0.0, []
     batches = distributed.my_batches(len(examples), batch_size)  # all of them, unless launched as several processes
-    with reduction:
+    with contextlib.nullcontext() if patch is None else patch:
         for start in tqdm(batches, desc=f"{task.name}/{reducer.name}@{budget}", disable=not progress, leave=False):
             batch = task.collate(examples[start : start + batch_size]).to(backbone.device)
             inputs = batch.model_inputs(reduced=not full, query_aware=query_aware)
@@ -105,21 +106,21 @@ def run_method(
                 values.append(score_function(name, batch.kind)(output, batch).cpu())
             if generate:
                 generated.append(torch.stack(generated_scores(model, batch, task.pad_id, query_aware, reduced=not full), 1))
-            if full:
+            if patch is None:  # the full model
                 n_rows = output.shape[0]
                 frac, kept_rows = torch.ones(n_rows, dtype=torch.float64), torch.ones(n_rows)
             else:
-                info = reduction.last
+                info = patch.last
                 frac = info.trace.compute_fraction(spec, batch.n_head_tokens).cpu()
                 kept_rows = info.trace.kept_ratio.cpu().float()
             fractions.append(frac.float())
             kept.append(kept_rows)
     n = len(examples)
-    fractions, kept = (distributed.in_order(batches, rows) for rows in (fractions, kept))  # every example
+    all_fractions, all_kept = (distributed.in_order(batches, rows) for rows in (fractions, kept))  # every example
     means = {name: float(distributed.in_order(batches, values).mean()) for name, values in scores.items()}
     return EvalResult(
         task=task.name, method=reducer.title, budget=budget,
-        accuracy=means[names[0]], compute_fraction=float(fractions.mean()), kept_ratio=float(kept.mean()),
+        accuracy=means[names[0]], compute_fraction=float(all_fractions.mean()), kept_ratio=float(all_kept.mean()),
         latency_ms=1000 * distributed.total(seconds) / n, n_examples=n, query_aware=query_aware, score=names[0], scores=means,
         threshold=getattr(reducer, "threshold", None), **(_generation_means(batches, generated) if generate else {}),
     )

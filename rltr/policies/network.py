@@ -110,6 +110,7 @@ class ContextActor(nn.Module):
         top = g.masked_fill(~valid[..., None], -2.0).max(1, keepdim=True).values  # (B, 1, H); -2: below tanh's range
         # the head's first layer on [z, mixed, mean, top, g * top], its mean/top columns once per row
         first = self.head[0]
+        assert isinstance(first, torch.nn.Linear), "the head starts with a Linear"
         w_tok, w_row = first.weight[:, : h + d], first.weight[:, h + d : h + d + 2 * h]
         per_token = torch.nn.functional.linear(torch.cat([z, mixed], -1), w_tok) + (g * top) @ first.weight[:, -h:].T
         per_row = torch.nn.functional.linear(torch.cat([mean, top], -1), w_row, first.bias)  # (B, 1, H)

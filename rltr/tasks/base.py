@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from collections.abc import Collection
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -85,7 +85,8 @@ class Batch:
         return self.lengths - self.n_answer
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(**{k: None if v is None else v.to(device) for k, v in self.__dict__.items()})
+        moved: dict[str, Any] = {k: None if v is None else v.to(device) for k, v in self.__dict__.items()}  # tensors, or None
+        return Batch(**moved)
 
     # ---- what the env and evaluation ask of any task's batch (encoder tasks: rltr.tasks.images / sentences) ----
     kind: ClassVar[str] = "tokens"  # the head's output scores read: token logits (rltr.tasks.scoring.SCORES)

@@ -37,6 +37,7 @@ def example_record(e: Example) -> dict:
         "answer": " " + " ".join(words[n - e.n_answer :]),
         "relevant": spans(e.relevant),
     }
+    assert e.relevant_any is not None, "Example.__post_init__ sets relevant_any"
     if sorted(e.relevant_any) != sorted(e.relevant):
         record["relevant_any"] = spans(e.relevant_any)
     if e.protected:

@@ -33,9 +33,10 @@ def answer_loglik(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
 
 def _reference(batch: Batch, score: str) -> torch.Tensor:
     """(B, N, V) the full model's answer logits the token fidelity scores compare with (ValueError without them)."""
-    if getattr(batch, "reference", None) is None:
+    reference = getattr(batch, "reference", None)
+    if reference is None:
         raise ValueError(f"score {score!r} compares with the full model's logits, but the batch has no reference")
-    return batch.reference
+    return reference
 
 
 def exact_agreement(logits: torch.Tensor, batch: Batch) -> torch.Tensor:

@@ -19,9 +19,10 @@ Shapes: B sentences, L tokens (padded), M = 388 corpus sentences, D hidden.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -119,8 +120,8 @@ class Sentences(Task):
     def __init__(self, max_length: int = 128):
         if not isinstance(max_length, int) or max_length < 8:
             raise ValueError(f"max_length must be an int >= 8, got {max_length!r}")
-        self.max_length = max_length
-        self._tokenizer = None
+        self.max_tokens = max_length  # not self.max_length: that is Task's method
+        self._tokenizer: Callable[..., Any] | None = None
         self._reference: torch.Tensor | None = None
         self._prepared_for: tuple | None = None
 
@@ -167,7 +168,9 @@ class Sentences(Task):
         return {"query_aware": query_aware}  # the family protects [CLS] and [SEP]; there is no question tail
 
     def _tokenize(self, texts: list[str], device) -> dict:
-        tok = self._tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        if self._tokenizer is None:
+            raise ValueError(f"task {self.name!r} tokenizes with its model's tokenizer: call prepare(backbone) first")
+        tok = self._tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
         return {"input_ids": tok["input_ids"].to(device), "attention_mask": tok["attention_mask"].to(device)}
 
 

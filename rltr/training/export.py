@@ -45,10 +45,10 @@ def policy_source(run_dir: Path) -> Path:
         if reason is None:
             return source
         _log.warning(f"skipping unreadable {source} ({reason})")
-    source = latest_checkpoint(run_dir)
-    if source is None:
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
         raise ConfigError(f"run {str(run_dir)!r} has neither a readable final_model.zip nor a readable checkpoint")
-    return source
+    return ckpt
 
 
 def _shareable(backbone: dict) -> dict:
