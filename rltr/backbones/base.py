@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -17,6 +18,9 @@ from torch import nn
 from rltr.backbones.masks import CAUSAL_KERNELS, attention_bias, is_plain
 from rltr.backbones.padding import aligned, right_aligned, to_columns
 from rltr.core.ops import TokenState, scatter_to_positions
+
+if TYPE_CHECKING:  # annotations only: transformers loads with the first model
+    from transformers import PretrainedConfig
 
 # decide(layer_index, state) -> new state, called before each decision layer runs.
 Decide = Callable[[int, TokenState], TokenState]
@@ -52,7 +56,7 @@ class Backbone:
 
     def __init__(self, model: nn.Module, name: str = ""):
         self.model = model.eval().requires_grad_(False)
-        self.config = model.config
+        self.config: PretrainedConfig = model.config
         self.name = name or getattr(self.config, "_name_or_path", "")
 
     # ---- family hooks -------------------------------------------------------------------------
@@ -64,7 +68,7 @@ class Backbone:
         """(B, N) ids -> (B, N, D) hidden states entering layer 0."""
         raise NotImplementedError
 
-    def _layer_forward(self, i: int, state: TokenState, bias: torch.Tensor) -> torch.Tensor:
+    def _layer_forward(self, i: int, state: TokenState, bias: torch.Tensor | None) -> torch.Tensor:
         """Run block ``i`` on ``state`` with the additive ``bias``; return (B, N, D)."""
         raise NotImplementedError
 
@@ -99,7 +103,7 @@ class Backbone:
         (e.g. to compute rotary phases for the whole prompt)."""
 
     @property
-    def lm_head(self) -> nn.Module:
+    def lm_head(self) -> nn.Linear:
         raise NotImplementedError
 
     def attn_scaling(self, i: int) -> float:

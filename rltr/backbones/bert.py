@@ -81,6 +81,7 @@ class BertBackbone(EncoderBackbone):
         if self._bert is not self.model:
             raise ValueError(f"token reduction runs BertModel's forward; {type(self.model).__name__} adds a head it does not run")
         hidden, pooler = columns(), self._bert.pooler
+        assert pooler is None or isinstance(pooler, torch.nn.Module), "BertModel.pooler is a BertPooler or None"
         return BaseModelOutputWithPoolingAndCrossAttentions(
             last_hidden_state=hidden, pooler_output=None if pooler is None else pooler(hidden),
         )

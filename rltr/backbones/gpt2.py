@@ -27,7 +27,7 @@ class GPT2Backbone(Backbone):
     def embed_tokens(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         return self._tf.wte(input_ids) + self._tf.wpe(positions)
 
-    def _layer_forward(self, i: int, state: TokenState, bias: torch.Tensor) -> torch.Tensor:
+    def _layer_forward(self, i: int, state: TokenState, bias: torch.Tensor | None) -> torch.Tensor:
         return self.layers[i](state.hidden, attention_mask=bias)
 
     def _projection(self, i: int, which: int, x: torch.Tensor) -> torch.Tensor:

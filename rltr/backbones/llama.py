@@ -62,7 +62,7 @@ class LlamaBackbone(Backbone):
         cos, sin = self._rope
         return cos[positions], sin[positions]
 
-    def _layer_forward(self, i: int, state: TokenState, bias: torch.Tensor) -> torch.Tensor:
+    def _layer_forward(self, i: int, state: TokenState, bias: torch.Tensor | None) -> torch.Tensor:
         return self.layers[i](
             state.hidden, attention_mask=bias, position_ids=state.positions,
             position_embeddings=self._rotary(state.positions, state.hidden),
