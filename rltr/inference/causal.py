@@ -35,7 +35,7 @@ from transformers.cache_utils import DynamicCache
 
 from rltr.core.contracts import DecisionMaker
 from rltr.inference.cache import check_window
-from rltr.inference.forward_patch import DEFAULT_BUDGET, ForwardPatch, named_arguments
+from rltr.inference.forward_patch import DEFAULT_BUDGET, ForwardPatch, _DefaultBudget, named_arguments
 from rltr.inference.hf_compat import cache_argument, causal_lm_output, take_cache, version_hint
 from rltr.inference.prefill import PrefixInfo, PromptHints, prompt_logits, reduced_prefill
 
@@ -60,12 +60,14 @@ class TokenReduction(ForwardPatch):
     examples through this same path).
     """
 
+    last: PrefixInfo | None
+
     def __init__(
         self,
         model,
         reducer: DecisionMaker,
         *,
-        budget: float | None = DEFAULT_BUDGET,
+        budget: float | _DefaultBudget | None = DEFAULT_BUDGET,
         protect_last: int = 1,
         protect_first: int = 0,
         decision_layers: list[int] | None = None,

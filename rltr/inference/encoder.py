@@ -26,7 +26,7 @@ import torch
 from rltr.backbones.padding import to_columns
 from rltr.core.contracts import DecisionMaker
 from rltr.core.decider import Decider, RunTrace
-from rltr.inference.forward_patch import DEFAULT_BUDGET, ForwardPatch, named_arguments
+from rltr.inference.forward_patch import DEFAULT_BUDGET, ForwardPatch, _DefaultBudget, named_arguments
 from rltr.inference.prefill import final_slots
 
 
@@ -65,7 +65,9 @@ class EncoderReduction(ForwardPatch):
     :class:`ReducedForward` of the latest call.
     """
 
-    def __init__(self, model, reducer: DecisionMaker, *, budget: float | None = DEFAULT_BUDGET, decision_layers: list[int] | None = None,
+    last: ReducedForward | None
+
+    def __init__(self, model, reducer: DecisionMaker, *, budget: float | _DefaultBudget | None = DEFAULT_BUDGET, decision_layers: list[int] | None = None,
                  query_aware: bool | None = None, seed: int = 0):
         every = list(range(model.config.num_hidden_layers))
         super().__init__(model, reducer, budget=budget, decision_layers=decision_layers, query_aware=query_aware, seed=seed,
@@ -86,7 +88,9 @@ class EncoderReduction(ForwardPatch):
         decider = Decider(self.reducer, bb, self.decision_layers, self.budget, query_aware=self.query_aware,
                           generator=torch.Generator().manual_seed(self.seed))
         final = bb.run(state, decider, self.decision_layers, on_layer=decider.on_layer)
-        slot = final_slots(state, decider.trace, self.decision_layers, -1)  # (B, L): final slot of each input slot
+        trace = decider.trace
+        assert trace is not None, "Backbone.run calls the decider at the first decision layer, which starts its trace"
+        slot = final_slots(state, trace, self.decision_layers, -1)  # (B, L): final slot of each input slot
         represented = slot >= 0
 
         def columns() -> torch.Tensor:  # (B, L, D) final states at the input columns
@@ -94,6 +98,6 @@ class EncoderReduction(ForwardPatch):
             at_slots = torch.gather(hidden, 1, slot.clamp_min(0)[..., None].expand(-1, -1, hidden.shape[-1]))
             return to_columns(at_slots * represented[..., None].to(hidden.dtype), order)
 
-        self.last = ReducedForward(decider.trace, final.positions, final.sizes, final.alive, to_columns(represented, order))
+        self.last = ReducedForward(trace, final.positions, final.sizes, final.alive, to_columns(represented, order))
         out = bb.forward_output(final, columns, named)
         return out.to_tuple() if named.get("return_dict") is False else out

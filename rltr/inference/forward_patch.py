@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from typing import Literal
 
 from rltr.backbones import adapter_for, wrap
 from rltr.core.contracts import DecisionMaker
@@ -37,6 +38,8 @@ class ForwardPatch:
     query_aware:     default: a router's own setting, else True.
     seed:            seed of the generator random reducers draw from (one per forward call).
     """
+
+    last: object | None  # what the last reduced pass recorded (subclasses name its type); None before one
 
     def __init__(self, model, reducer: DecisionMaker, *, budget, decision_layers, query_aware, seed: int, default_layers: list[int]):
         adapter_for(model)  # ValueError naming the family when no adapter supports it
@@ -72,7 +75,7 @@ class ForwardPatch:
             raise
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc) -> Literal[False]:
         self._restore()
         return False
 

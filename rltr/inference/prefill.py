@@ -116,6 +116,7 @@ def keep_final_slots(cache: DynamicCache, entering: list[TokenState], final: Tok
             setattr(layer, name, out)
     for layer in cache.layers:
         if type(layer) is DynamicSlidingWindowLayer:  # its length counts appended tokens: now the cached slots
+            assert layer.keys is not None, "keep_final_slots runs on a filled cache"
             layer.cumulative_length = layer.keys.shape[2]
 
 
@@ -185,11 +186,13 @@ def reduced_prefill(
         check_fillable(cache, backbone.n_layers)
         check_window(window, ids.shape[1])
     state = _run_layers(backbone, state, decide, on_layer, cache, bucket)
+    trace = decide.trace
+    assert trace is not None, "the run calls the decider at the first decision layer, which starts its trace"
     if cache is not None:
-        keep_final_slots(cache, entering, state, decide.trace, decide.layers)
+        keep_final_slots(cache, entering, state, trace, decide.layers)
     neg = torch.finfo(backbone.dtype).min
     key_bias = torch.where(state.alive, torch.log(state.sizes.clamp_min(1.0)), neg).to(backbone.dtype)
-    info = PrefixInfo(state.positions, state.sizes, state.alive, key_bias, input_ids.shape[1], n_real, decide.trace, window)
+    info = PrefixInfo(state.positions, state.sizes, state.alive, key_bias, input_ids.shape[1], n_real, trace, window)
     return state, info, order
 
 

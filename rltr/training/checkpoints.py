@@ -157,7 +157,9 @@ class ContinueTensorBoard(BaseCallback):
 
         for fmt in self.logger.output_formats:
             if isinstance(fmt, TensorBoardOutputFormat):
-                fmt.writer.file_writer.add_event(Event(step=step + 1, session_log=SessionLog(status=SessionLog.START)))
+                file_writer = fmt.writer.file_writer
+                assert file_writer is not None, "SummaryWriter opens its file writer in __init__"
+                file_writer.add_event(Event(step=step + 1, session_log=SessionLog(status=SessionLog.START)))
                 fmt.writer.flush()
 
     def _on_step(self) -> bool:

@@ -59,7 +59,8 @@ class ViTDigitsSpec:
 def new_vit(spec: ViTDigitsSpec):
     from transformers import ViTConfig, ViTForImageClassification
 
-    config = ViTConfig(
+    # num_labels is a PreTrainedConfig kwarg taken by __post_init__(**kwargs): transformers' strict-dataclass signature omits it
+    config = ViTConfig(  # type: ignore[call-arg]
         hidden_size=spec.hidden, num_hidden_layers=spec.n_layer, num_attention_heads=spec.n_head, intermediate_size=spec.intermediate,
         image_size=spec.image_size, patch_size=spec.patch_size, num_channels=1, num_labels=N_CLASSES,
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, id2label={i: str(i) for i in range(N_CLASSES)},
