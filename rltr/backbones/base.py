@@ -20,7 +20,7 @@ from rltr.backbones.padding import aligned, right_aligned, to_columns
 from rltr.core.ops import TokenState, scatter_to_positions
 
 if TYPE_CHECKING:  # annotations only: transformers loads with the first model
-    from transformers import PretrainedConfig
+    from transformers import PretrainedConfig, PreTrainedModel
 
 # decide(layer_index, state) -> new state, called before each decision layer runs.
 Decide = Callable[[int, TokenState], TokenState]
@@ -54,7 +54,7 @@ class Backbone:
 
         return AutoModelForCausalLM
 
-    def __init__(self, model: nn.Module, name: str = ""):
+    def __init__(self, model: PreTrainedModel, name: str = ""):
         self.model = model.eval().requires_grad_(False)
         self.config: PretrainedConfig = model.config
         self.name = name or getattr(self.config, "_name_or_path", "")

@@ -59,12 +59,20 @@ class DecisionMaker(Protocol):
     name: str
     label: str  # how tables name it ('' -> name)
     takes_budget: bool  # False: it sets its own token counts (tome:r=N) and runs with budget None only
-    chooses_own_budget: bool  # with budget None it picks how many tokens to keep
     causal_only: bool  # its rule needs a causal order: refused on encoders
     full_model: bool  # the unreduced reference (identity): runs the unpatched forward
     reference: bool  # a reference point (identity, oracle, router), not a competitor in matched-compute rows
-    decision_layers: list[int] | None  # its own decision layers (a router's), else the caller's
     query_aware: bool | None  # its own mode (a router's), else the caller's
+
+    @property
+    def chooses_own_budget(self) -> bool:
+        """With budget None it picks how many tokens to keep (read only: an attribute or a property)."""
+        ...
+
+    @property
+    def decision_layers(self) -> list[int] | None:
+        """Its own decision layers (a router's), else None: the caller's (read only)."""
+        ...
 
     def decide(self, ctx: DecisionContext) -> Decision: ...
 

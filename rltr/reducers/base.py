@@ -21,13 +21,22 @@ class Reducer:
 
     name: str = ""
     label: str = ""  # how tables name it (get_reducer sets it from the spec); '' -> name
-    chooses_own_budget: bool = False  # with budget None it picks how many tokens to keep (else it keeps all)
     takes_budget: bool = True  # False: it sets its own token counts (tome:r=N) and runs with budget None only
     causal_only: bool = False  # True: its rule needs a causal order (a recent window): refused on encoders
     full_model: bool = False  # True: the unreduced reference (identity)
     reference: bool = False  # True: a reference point (identity, oracle, router), not a matched-compute competitor
-    decision_layers: list[int] | None = None  # its own decision layers (a router's); None: the caller's
     query_aware: bool | None = None  # its own mode (a router's); None: the caller's
+
+    # read-only properties, so that subclasses may compute them (a threshold, a router's layers) or set them as class attributes
+    @property
+    def chooses_own_budget(self) -> bool:
+        """With budget None it picks how many tokens to keep (else it keeps all)."""
+        return False
+
+    @property
+    def decision_layers(self) -> list[int] | None:
+        """Its own decision layers (a router's); None: the caller's."""
+        return None
 
     def decide(self, ctx: DecisionContext) -> Decision:  # pragma: no cover - interface
         raise NotImplementedError

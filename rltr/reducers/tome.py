@@ -44,7 +44,10 @@ class ToMe(Reducer):
             raise ValueError(f"tome r must be an int >= 1 (tokens merged per decision layer), got {r!r}")
         self.r = r
         self.takes_budget = self.r is None  # tome:r=N sets its own token counts
-        self.chooses_own_budget = self.r is not None
+
+    @property
+    def chooses_own_budget(self) -> bool:
+        return self.r is not None
 
     @classmethod
     def from_spec(cls, option: str = "") -> ToMe:
