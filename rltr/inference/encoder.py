@@ -67,8 +67,8 @@ class EncoderReduction(ForwardPatch):
 
     last: ReducedForward | None
 
-    def __init__(self, model, reducer: DecisionMaker, *, budget: float | _DefaultBudget | None = DEFAULT_BUDGET, decision_layers: list[int] | None = None,
-                 query_aware: bool | None = None, seed: int = 0):
+    def __init__(self, model, reducer: DecisionMaker, *, budget: float | _DefaultBudget | None = DEFAULT_BUDGET,
+                 decision_layers: list[int] | None = None, query_aware: bool | None = None, seed: int = 0):
         every = list(range(model.config.num_hidden_layers))
         super().__init__(model, reducer, budget=budget, decision_layers=decision_layers, query_aware=query_aware, seed=seed,
                          default_layers=every)

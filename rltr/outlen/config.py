@@ -7,6 +7,7 @@ The ``trl`` block is passed straight to ``trl.GRPOConfig`` (trl validates it) on
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,6 @@ def check_config(cfg: GRPOLengthConfig) -> GRPOLengthConfig:
     return cfg
 
 
-def load_grpo_config(path: str | Path | None = None, overrides: list[str] = ()) -> GRPOLengthConfig:
+def load_grpo_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> GRPOLengthConfig:
     """YAML file (optional) < ``--set`` overrides -> validated :class:`GRPOLengthConfig`."""
     return check_config(from_dict(GRPOLengthConfig, read_config_data(path, overrides)))

@@ -20,7 +20,7 @@ import torch
 from rltr.core.compute import ArchSpec, forward_flops, head_flops, layer_flops
 from rltr.inference.generation import cut_at_stop, left_padded
 from rltr.reducers import get_reducer
-from rltr.tasks import Example, GenerativeTask, Task
+from rltr.tasks import Example, Task
 from rltr.tasks.generation import check_generative
 
 

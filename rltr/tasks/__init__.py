@@ -9,6 +9,7 @@ tokenizer (:mod:`rltr.tasks.jsonl`); ``load_task`` also builds built-in tasks by
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rltr.tasks.base import Batch, Example, GenerativeTask, Task, collate, exact_match
 from rltr.tasks.chain import Chain
@@ -22,7 +23,7 @@ from rltr.tasks.retrieval import Retrieval
 from rltr.tasks.selective_copy import SelectiveCopy
 from rltr.tasks.sentences import Sentences
 
-TASKS: dict[str, type[Task]] = {
+TASKS: dict[str, type[Task[Any, Any]]] = {
     cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop, InstructedRetrieval, Chain, Digits, Sentences)
 }
 
@@ -71,5 +72,5 @@ def task_slug(spec: str) -> str:
     return f"jsonl-{stem or 'file'}"
 
 
-__all__ = ["TASKS", "Batch", "ExamplePool", "Example", "GenerativeTask", "JsonlTask", "Task", "collate", "exact_match", "get_task", "load_task",
-           "task_slug"]
+__all__ = ["TASKS", "Batch", "ExamplePool", "Example", "GenerativeTask", "JsonlTask", "Task", "collate", "exact_match", "get_task",
+           "load_task", "task_slug"]

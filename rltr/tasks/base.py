@@ -10,12 +10,13 @@ on teacher-forced logits equals exact match of ``generate()``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Collection
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic
 
 import numpy as np
 import torch
+from typing_extensions import TypeVar  # with default= (PEP 696) on Python 3.10
 
 from rltr.inference import PromptHints
 from rltr.tasks.vocab import BASE_VOCAB_SIZE, PAD_ID, VOCAB_SIZE
@@ -165,7 +166,13 @@ def exact_match(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     return (~wrong.any(dim=1)).float()
 
 
-class Task:
+# What a task's examples and batches are: token tasks (the default) use Example and Batch; image and sentence
+# tasks their own kinds (rltr.tasks.images, rltr.tasks.sentences), which carry the same batch interface.
+ExampleT = TypeVar("ExampleT", default=Example)
+BatchT = TypeVar("BatchT", default=Batch)
+
+
+class Task(Generic[ExampleT, BatchT]):
     """A seeded source of examples. Subclasses implement :meth:`sample` and set ``name``.
 
     Built-in token tasks speak rltr's own vocabulary (:mod:`rltr.tasks.vocab`); a task tokenized with a
@@ -187,7 +194,7 @@ class Task:
             raise ValueError(f"task {self.name!r} gives token ids, but {backbone.family} model {backbone.name!r} takes {backbone.inputs}")
         self.check_fits(backbone)
 
-    def collate(self, examples: list) -> Batch:
+    def collate(self, examples: list) -> Batch | BatchT:  # this default: a token Batch; other kinds override it
         """A right-padded batch of ``examples``."""
         return collate(examples, self.pad_id)
 
@@ -204,10 +211,10 @@ class Task:
     generative: bool = False
     vocab_size: int = BASE_VOCAB_SIZE  # the smallest model vocabulary the task's ids fit in
 
-    def sample(self, rng: np.random.Generator) -> Example:  # pragma: no cover - interface
+    def sample(self, rng: np.random.Generator) -> ExampleT:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def examples(self, n: int, seed: int = 0, split: str = "test") -> list[Example]:
+    def examples(self, n: int, seed: int = 0, split: str = "test") -> list[ExampleT]:
         """``n`` examples, identical for the same (seed, split); splits never share a stream."""
         if split not in SPLIT_IDS:
             raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_IDS)}")
@@ -224,13 +231,13 @@ class Task:
                 f"{backbone.name!r} has vocab_size={vocab}; use a built-in model (rltr zoo list)"
             )
 
-    def max_length(self) -> int:
+    def max_length(self: Task[Example, Batch]) -> int:
         """Tokens in the longest example (what ``env.max_tokens: auto`` sizes observations by). Built-in
         generators: the longest of 256 training examples (their length is fixed by ``context_len``)."""
         return max(len(e.input_ids) for e in self.examples(256, seed=0, split="train"))
 
 
-class GenerativeTask(Task):
+class GenerativeTask(Task[Example, Batch]):
     """A task scored on generated output (``generative = True``): what generation and output-length
     training read. Subclasses (e.g. :class:`rltr.tasks.chain.Chain`) set these and implement the methods."""
 

@@ -98,7 +98,7 @@ class ImageBatch:
         return out.logits
 
 
-class Digits(Task):
+class Digits(Task[ImageExample, ImageBatch]):
     name = "digits"
     description = "scikit-learn's 8x8 digits upsampled (32x32: 64 patches + CLS); classify 0-9"
     kind = "classes"

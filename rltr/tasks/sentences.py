@@ -111,7 +111,7 @@ class SentenceBatch:
         return (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
 
-class Sentences(Task):
+class Sentences(Task[SentenceExample, SentenceBatch]):
     name = "sentences"
     description = "everyday English sentences with paraphrases: embedding fidelity and retrieval under reduction"
     kind = "embedding"
