@@ -98,7 +98,7 @@ def test_read_only_out_is_refused_before_any_work(model_dir, tmp_path, monkeypat
     locked = tmp_path / "locked"
     locked.mkdir()
     real_access = os.access
-    monkeypatch.setattr(rltr.outputs.os, "access", lambda p, mode: False if str(p) == str(locked) else real_access(p, mode))
+    monkeypatch.setattr(rltr.runs.outputs.os, "access", lambda p, mode: False if str(p) == str(locked) else real_access(p, mode))
     monkeypatch.setattr(rltr.backbones, "load_backbone", lambda *a, **k: pytest.fail("the model loaded before --out was checked"))
     if command == "evaluate":
         argv = ["evaluate", "--model", model_dir, "--task", "retrieval", "--out", str(locked / "report")]
