@@ -30,9 +30,9 @@ class Reducer:
         """``with reducer(model, budget=0.5, protect_last=K): model.generate(...)``: a context manager that
         reduces tokens in ``model``'s prompt pass (see :class:`rltr.inference.TokenReduction` for ``kw``); for
         an encoder ``with reducer(model, budget=0.5): model(...)`` (:class:`rltr.inference.EncoderReduction`)."""
-        from rltr.inference import reduction_for  # late: inference builds on this module
+        from rltr.vlm_inference import reduction_class  # late: inference builds on this module
 
-        return reduction_for(model)(model, self, **kw)
+        return reduction_class(model)(model, self, **kw)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rltr.tasks.base import Batch, Example, Task, collate, exact_match
 from rltr.tasks.chain import Chain
+from rltr.tasks.grid_questions import GRID_TASKS
 from rltr.tasks.images import Digits
 from rltr.tasks.instructed import InstructedRetrieval
 from rltr.tasks.jsonl import JSONL_PREFIX, JsonlTask, spec_path
@@ -23,7 +24,7 @@ from rltr.tasks.selective_copy import SelectiveCopy
 from rltr.tasks.sentences import Sentences
 
 TASKS: dict[str, type[Task]] = {
-    cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop, InstructedRetrieval, Chain, Digits, Sentences)
+    cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop, InstructedRetrieval, Chain, Digits, Sentences, *GRID_TASKS)
 }
 
 

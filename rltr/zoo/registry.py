@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from rltr.zoo.vit_digits import ViTDigitsSpec
+from rltr.zoo.vlm_digits import VLMDigitsSpec
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,10 @@ ZOO: dict = {
         ViTDigitsSpec(
             name="vit-digits",
             description="ViT 4L x 64 classifying scikit-learn's digits upsampled to 32x32 (64 patches of 4x4 + CLS)",
+        ),
+        VLMDigitsSpec(
+            name="vlm-digits",
+            description="LLaVA-style VLM (CLIP 2L x 64 -> MLP -> Llama 4L x 64) answering questions about 4x4 grids of digits (64 image tokens)",
         ),
     )
 }
