@@ -3,8 +3,8 @@ on questions about grids of scikit-learn's digits (:mod:`rltr.tasks.digit_grid`;
 
 ``rltr zoo build vlm-digits`` trains it (seeded) and saves an ordinary HF folder that loads with the standard
 ``LlavaForConditionalGeneration`` (``AutoModelForImageTextToText``) plus ``rltr_zoo.json``. Training adds
-an auxiliary loss (a linear probe on every projected image token predicting its cell's digit; the probe
-is not saved) so the small tower learns to read digits within the time budget.
+an auxiliary loss (linear probes on every projected image token predicting its cell's digit, row and column;
+the probes are not saved) so the small tower learns to read digits and places within the time budget.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ class VLMDigitsSpec:
     intermediate: int = 192
     batch_size: int = 32
     max_steps: int = 4000
-    max_seconds: float = 600.0
-    lr: float = 2e-3
+    max_seconds: float = 1200.0
+    lr: float = 3e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
     aux_weight: float = 1.0
@@ -125,7 +125,7 @@ def build_vlm(spec: VLMDigitsSpec, out_dir, *, seed: int | None = None, progress
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 31])
     model = new_vlm(spec)
-    probe = torch.nn.Linear(spec.hidden, 10)
+    probe = torch.nn.Linear(spec.hidden, 10 + 2 * GRID)  # digit, row, column of each image token's cell
     params = list(model.parameters()) + list(probe.parameters())
     opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
     cell_of = torch.from_numpy(cell_of_tokens())
@@ -142,8 +142,11 @@ def build_vlm(spec: VLMDigitsSpec, out_dir, *, seed: int | None = None, progress
     for step in bar:
         examples, ids, pixels = questions(rng, spec.batch_size, spec.question_types, "train")
         logits, feats = _forward(model, ids, pixels)
-        digits = torch.from_numpy(np.stack([e.labels.reshape(-1) for e in examples]))[:, cell_of]  # (B, 256)
-        aux = F.cross_entropy(probe(feats).flatten(0, 1), digits.flatten())
+        digits = torch.from_numpy(np.stack([e.labels.reshape(-1) for e in examples]))[:, cell_of]  # (B, I)
+        guess = probe(feats)  # (B, I, 10 + 2 * GRID)
+        aux = (F.cross_entropy(guess[..., :10].flatten(0, 1), digits.flatten())
+               + F.cross_entropy(guess[..., 10 : 10 + GRID].flatten(0, 1), (cell_of // GRID).repeat(len(examples)))
+               + F.cross_entropy(guess[..., 10 + GRID :].flatten(0, 1), (cell_of % GRID).repeat(len(examples))))
         loss = F.cross_entropy(logits, ids[:, -1]) + spec.aux_weight * aux
         optimizer_step(model, opt, sched, loss)
         if (step + 1) % spec.eval_every == 0:
