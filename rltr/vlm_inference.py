@@ -10,6 +10,8 @@ otherwise.
 
 from __future__ import annotations
 
+import math
+
 from rltr.inference import PromptHints, TokenReduction, reduction_for
 
 VISION_ARGUMENTS = ("vision_feature_layer", "vision_feature_select_strategy", "image_sizes")
@@ -33,3 +35,13 @@ def reduction_class(model) -> type:
     if getattr(model.config, "model_type", None) == "llava":
         return VLMTokenReduction
     return reduction_for(model)
+
+
+def image_budget(n_tokens: int, n_image: int, image_ratio: float) -> float:
+    """The token budget (fraction of all ``n_tokens`` prompt tokens, query-aware) that keeps ``image_ratio`` of the
+    ``n_image`` image tokens and every text token: e.g. vlm-digits (70 tokens, 64 image), 25% -> 22/70."""
+    if not 0 < image_ratio <= 1:
+        raise ValueError(f"image_ratio must lie in (0, 1], got {image_ratio!r}")
+    if not 0 < n_image <= n_tokens:
+        raise ValueError(f"n_image={n_image!r} must lie in (0, n_tokens={n_tokens!r}]")
+    return (n_tokens - n_image + math.ceil(image_ratio * n_image)) / n_tokens
