@@ -32,7 +32,9 @@ def llava_shaped() -> torch.nn.Module:
     """Random-init LLaVA-shaped VLM: CLIP 1L x 64 on 48 x 48 images with 2 x 2 patches (576 image tokens) -> Llama 4L x 512."""
     spec = VLMDigitsSpec(name="llava-shaped", description="latency only", vision_layers=1, n_layer=4, hidden=512, n_head=8, intermediate=1376)
     torch.manual_seed(0)
-    return new_vlm(spec, image_px=48, patch=2).eval()
+    model = new_vlm(spec, image_px=48, patch=2).eval()
+    model.set_attn_implementation("sdpa")  # as served; FastV's attention rows come from the backbone, not the kernel
+    return model
 
 
 def digits_model() -> torch.nn.Module:
@@ -42,9 +44,11 @@ def digits_model() -> torch.nn.Module:
 
     path = MODELS_DIR / "vlm-digits"
     if (path / "rltr_zoo.json").is_file():
-        return AutoModelForImageTextToText.from_pretrained(path).eval()
+        return AutoModelForImageTextToText.from_pretrained(path, attn_implementation="sdpa").eval()
     torch.manual_seed(0)
-    return new_vlm(ZOO["vlm-digits"]).eval()  # not built: same shape, random weights (latency is the same)
+    model = new_vlm(ZOO["vlm-digits"]).eval()  # not built: same shape, random weights (latency is the same)
+    model.set_attn_implementation("sdpa")
+    return model
 
 
 class TimedDecide:

@@ -82,10 +82,14 @@ def test_image_without_pixels_names_the_problem(tiny_vlm, batch):
         tiny_vlm.embed(b.input_ids, b.attention_mask)
 
 
-def test_spatial_pool_needs_a_square(tiny_vlm):
-    from rltr.reducers.spatial_pool import pick_window
+def test_spatial_pool_windows():
+    from rltr.reducers.spatial_pool import pool_targets
 
-    assert pick_window(8, 16) == (2, 2) and pick_window(8, 32) == (1, 2) and pick_window(8, 64) == (1, 1)
+    two_by_two = pool_targets(64, 16)
+    assert two_by_two.unique().numel() == 16 and two_by_two[0] == 9 and two_by_two[9] == 9  # (0,0) -> (1,1) of an 8 x 8 raster
+    assert pool_targets(64, 32)[0] == 1 and pool_targets(64, 64).equal(torch.arange(64))
+    runs = pool_targets(10, 3)
+    assert runs.unique().numel() == 3 and bool((runs >= torch.arange(10)).all())  # merges only into later tokens
 
 
 def test_image_budget_rejects_bad_ratio():

@@ -1,10 +1,12 @@
 """Spatial pooling of image tokens: merge each ``wy x wx`` window of the image's patch grid into one token
 (size-weighted average, proportional attention), like the 2 x 2 pooling of LLaVA-style projectors.
 
-The candidates (live, unprotected context tokens: the image tokens of a VLM prompt) must form one square
-raster in position order. The window is the smallest of 1x1, 1x2, 2x2, 2x4, 4x4, ... whose pooled count fits
-the budget's room for candidates (no budget: 2 x 2). Each window merges into its last token in raster order
-(its bottom-right patch), so in a causal model no position sees the future. Query-agnostic by nature.
+The candidates are the live, unprotected context tokens (the image tokens of a VLM prompt), in position order.
+When they form a square raster and some window of :data:`WINDOWS` pools it to exactly the budget's room
+(64 patches at 25%: 2 x 2; at 50%: 1 x 2), those windows are used; otherwise the candidates are pooled in
+raster order into ``room`` runs of near-equal length (1-D windows; the budget is met exactly either way). No
+budget: 2 x 2 windows on a square raster, pairs otherwise. Each window merges into its last token in position
+order, so in a causal model no position sees the future. Query-agnostic by nature.
 """
 
 from __future__ import annotations
@@ -20,17 +22,27 @@ from rltr.reducers.base import Reducer
 WINDOWS = ((1, 1), (1, 2), (2, 2), (2, 4), (4, 4), (4, 8), (8, 8))
 
 
-def pick_window(side: int, room: int) -> tuple[int, int]:
-    """The smallest window (wy, wx) of :data:`WINDOWS` that pools a ``side x side`` raster into at most ``room`` tokens."""
-    for wy, wx in WINDOWS:
-        if math.ceil(side / wy) * math.ceil(side / wx) <= room:
-            return wy, wx
-    return side, side
+def pool_targets(n: int, room: int) -> torch.Tensor:
+    """(n,) long: for each of ``n`` candidates in position order, the index (among them) of the candidate it merges
+    into (itself: kept), so that ``min(room, n)`` remain: 2-D windows on a square raster when one fits exactly, else runs."""
+    room = max(1, min(room, n))
+    side = math.isqrt(n)
+    k = torch.arange(n)
+    if side * side == n:
+        for wy, wx in WINDOWS:
+            if math.ceil(side / wy) * math.ceil(side / wx) == room:
+                y, x = torch.div(k, side, rounding_mode="floor"), k % side
+                last_y = torch.clamp((y // wy) * wy + wy - 1, max=side - 1)
+                last_x = torch.clamp((x // wx) * wx + wx - 1, max=side - 1)
+                return last_y * side + last_x
+    group = torch.div(k * room, n, rounding_mode="floor")  # (n,) run index, non-decreasing, room runs
+    last = torch.zeros(room, dtype=torch.long).scatter_reduce(0, group, k, reduce="amax")
+    return last[group]
 
 
 class SpatialPool(Reducer):
     name = "spatial_pool"
-    chooses_own_budget = True  # with no budget: 2 x 2 windows
+    chooses_own_budget = True  # with no budget: 2 x 2 windows (pairs off a square raster)
 
     def decide(self, ctx: DecisionContext) -> Decision:
         state = ctx.state
@@ -38,16 +50,15 @@ class SpatialPool(Reducer):
         actions = torch.full_like(state.positions, Action.KEEP)
         dst = torch.full_like(state.positions, -1)
         for b in range(cand.shape[0]):
-            slots = cand[b].nonzero().flatten()  # candidate slots in raster order
-            side = math.isqrt(len(slots))
-            if side * side != len(slots) or side == 0:
-                raise ValueError(f"spatial_pool needs the candidate (image) tokens to form a square raster; row {b} has {len(slots)}")
-            room = len(slots) if ctx.budget is None else int(ctx.n_keep[b]) - int(state.alive[b].sum()) + len(slots)
-            wy, wx = (2, 2) if ctx.budget is None else pick_window(side, max(room, 1))
-            y, x = torch.div(torch.arange(side * side), side, rounding_mode="floor"), torch.arange(side * side) % side
-            last_y = torch.clamp((y // wy) * wy + wy - 1, max=side - 1)
-            last_x = torch.clamp((x // wx) * wx + wx - 1, max=side - 1)
-            target = slots[(last_y * side + last_x).to(slots.device)]  # (side^2,) slot each candidate merges into
+            slots = cand[b].nonzero().flatten()  # candidate slots in position order
+            n = len(slots)
+            if n == 0:
+                continue
+            if ctx.budget is None:
+                room = n // 4 if math.isqrt(n) ** 2 == n else math.ceil(n / 2)
+            else:
+                room = int(ctx.n_keep[b]) - int(state.alive[b].sum()) + n  # the candidates the budget leaves room for
+            target = slots[pool_targets(n, room).to(slots.device)]  # (n,) slot each candidate merges into
             merging = target != slots
             actions[b, slots[merging]] = Action.MERGE
             dst[b, slots[merging]] = target[merging]

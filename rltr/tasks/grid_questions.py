@@ -43,6 +43,7 @@ class GridQuestions(Task):
     question_types: tuple[str, ...] = QUESTION_TYPES
     pad_id = PAD_ID
     vocab_size = VOCAB_SIZE
+    with_images = True
 
     def sample(self, rng: np.random.Generator) -> GridExample:
         return sample_question(rng, self.question_types[int(rng.integers(len(self.question_types)))], "train")

@@ -4,7 +4,10 @@ on questions about grids of scikit-learn's digits (:mod:`rltr.tasks.digit_grid`;
 ``rltr zoo build vlm-digits`` trains it (seeded) and saves an ordinary HF folder that loads with the standard
 ``LlavaForConditionalGeneration`` (``AutoModelForImageTextToText``) plus ``rltr_zoo.json``. Training adds
 an auxiliary loss (linear probes on every projected image token predicting its cell's digit, row and column;
-the probes are not saved) so the small tower learns to read digits and places within the time budget.
+the probes are not saved) so the small tower learns to read digits and places within the time budget, and
+each training image carries ``n_extra`` more questions after the first (cell / has / count questions about the
+same grid, answers from its labels): 1 + ``n_extra`` answers per image instead of one. Held-out accuracy is
+measured on the plain one-question prompt.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rltr.tasks.digit_grid import (BOS_ID, EOS_ID, GRID, IMAGE_ID, IMAGE_PX, N_IMAGE_TOKENS, PAD_ID, PATCH, QUESTION_TYPES,
-                                   VOCAB_SIZE, cell_of_tokens, grid_pixels, render, sample_question)
+from rltr.tasks.digit_grid import (BOS_ID, EOS_ID, GRID, IMAGE_ID, IMAGE_PX, N_COUNT, N_IMAGE_TOKENS, PAD_ID, PATCH, QUESTION_TYPES,
+                                   SEQ_LEN, VOCAB_SIZE, WORD_ID, cell_of_tokens, grid_pixels, render, sample_question)
 
 FORMAT_VERSION = 1
 
@@ -26,7 +29,8 @@ FORMAT_VERSION = 1
 @dataclass(frozen=True)
 class VLMDigitsSpec:
     """A LLaVA-shaped VLM on digit grids: shape, and how to train it (AdamW, warm-up then cosine; digits moved by
-    up to one pixel in their cells). Stops at ``max_steps``, at ``max_seconds``, or once every question type
+    up to one pixel in their cells). Stops at ``max_steps``, after ``max_seconds`` of CPU time (this process's,
+    so a loaded machine does not shorten training), or once every question type
     reaches ``target_accuracy`` on ``n_val`` validation questions each (checked every ``eval_every`` steps)."""
 
     name: str
@@ -42,11 +46,12 @@ class VLMDigitsSpec:
     intermediate: int = 192
     batch_size: int = 32
     max_steps: int = 4000
-    max_seconds: float = 1200.0
+    max_seconds: float = 1200.0  # CPU seconds
     lr: float = 3e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
     aux_weight: float = 1.0
+    n_extra: int = 5  # extra questions per training image
     eval_every: int = 250
     n_val: int = 128
     target_accuracy: float = 0.99
@@ -86,14 +91,32 @@ def questions(rng: np.random.Generator, n: int, types: tuple[str, ...], split: s
     return examples, torch.tensor([e.input_ids for e in examples]), pixels
 
 
-def _forward(model, input_ids: torch.Tensor, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(answer logits (B, V) at the position before the answer, projected image features (B, 256, D))."""
+def extra_questions(rng: np.random.Generator, labels: np.ndarray, n: int) -> list[int]:
+    """``n`` more question + answer segments (5 ids each) about a grid with digits ``labels`` (GRID, GRID)."""
+    flat, ids = labels.reshape(-1), []
+    while len(ids) < 5 * n:
+        kind, d = int(rng.integers(3)), int(rng.integers(10))
+        if kind == 0:
+            cell = int(rng.integers(GRID * GRID))
+            words = ["cell", str(cell // GRID), str(cell % GRID), "?", str(flat[cell])]
+        elif kind == 1:
+            words = ["has", str(d), "_", "?", "yes" if (flat == d).any() else "no"]
+        elif (flat == d).sum() < N_COUNT:
+            words = ["count", str(d), "_", "?", str(int((flat == d).sum()))]
+        else:
+            continue
+        ids += [WORD_ID[w] for w in words]
+    return ids
+
+
+def _forward(model, input_ids: torch.Tensor, pixels: torch.Tensor, answers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (B, A, V) predicting the tokens at columns ``answers`` (A,), projected image features (B, I, D))."""
     feats = model.model.get_image_features(pixel_values=pixels, vision_feature_layer=-1, vision_feature_select_strategy="default")
     feats = torch.stack(list(feats.pooler_output))  # (B, 256, D)
     embeds = model.model.get_input_embeddings()(input_ids)
     embeds = embeds.masked_scatter((input_ids == IMAGE_ID)[..., None].expand_as(embeds), feats.to(embeds.dtype))
     hidden = model.model.language_model(inputs_embeds=embeds).last_hidden_state  # (B, L, D)
-    return model.lm_head(hidden[:, -2]), feats
+    return model.lm_head(hidden[:, answers - 1]), feats
 
 
 @torch.no_grad()
@@ -113,9 +136,12 @@ def accuracy_by_type(model, types: tuple[str, ...], n: int, split: str, seed: in
     return out
 
 
-def build_vlm(spec: VLMDigitsSpec, out_dir, *, seed: int | None = None, progress: bool = True) -> dict:
+def build_vlm(spec: VLMDigitsSpec, out_dir, *, seed: int | None = None, progress: bool = True, resume_from: str | None = None) -> dict:
     """Train ``spec`` (seeded), save the HF folder + ``rltr_zoo.json`` (only the question types reaching
-    ``min_accuracy`` ship), return the metadata."""
+    ``min_accuracy`` ship), return the metadata. ``resume_from``: a folder this builder saved; training goes on
+    from its weights and step count (same schedule; fresh optimiser state and probe) within the CPU seconds left."""
+    import json
+    from pathlib import Path
     from tqdm.auto import tqdm
 
     from rltr.zoo.build import build_facts, optimizer_step, save_built  # late: build imports the registry, which imports this module
@@ -124,7 +150,15 @@ def build_vlm(spec: VLMDigitsSpec, out_dir, *, seed: int | None = None, progress
     start = time.perf_counter()
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 31])
-    model = new_vlm(spec)
+    model, first, cpu_before, history = new_vlm(spec), 0, 0.0, []
+    if resume_from is not None:
+        from transformers import LlavaForConditionalGeneration
+
+        previous = json.loads((Path(resume_from) / "rltr_zoo.json").read_text())
+        model = LlavaForConditionalGeneration.from_pretrained(resume_from, attn_implementation="eager")
+        first, cpu_before, history = previous["steps"], previous.get("cpu_seconds", 0.0), previous["history"]
+        rng = np.random.default_rng([seed, 31, first])  # fresh examples, not a replay of the first phase's
+    cpu_start = time.process_time() - cpu_before
     probe = torch.nn.Linear(spec.hidden, 10 + 2 * GRID)  # digit, row, column of each image token's cell
     params = list(model.parameters()) + list(probe.parameters())
     opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
@@ -136,26 +170,32 @@ def build_vlm(spec: VLMDigitsSpec, out_dir, *, seed: int | None = None, progress
         return 0.05 + 0.475 * (1 + math.cos(math.pi * min(step, spec.max_steps) / spec.max_steps))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    val, step, history = {}, 0, []
-    bar = tqdm(range(spec.max_steps), desc=f"zoo {spec.name}", disable=not progress)
+    for _ in range(first):
+        sched.step()  # resume: the schedule where it was
+    val, step = {}, first
+    bar = tqdm(range(first, spec.max_steps), desc=f"zoo {spec.name}", disable=not progress)
     model.train()
     for step in bar:
         examples, ids, pixels = questions(rng, spec.batch_size, spec.question_types, "train")
-        logits, feats = _forward(model, ids, pixels)
+        extra = torch.tensor([extra_questions(rng, e.labels, spec.n_extra) for e in examples], dtype=torch.long).reshape(len(examples), -1)
+        ids = torch.cat([ids, extra], 1)
+        answers = torch.tensor([SEQ_LEN - 1 + 5 * j for j in range(spec.n_extra + 1)])
+        logits, feats = _forward(model, ids, pixels, answers)
         digits = torch.from_numpy(np.stack([e.labels.reshape(-1) for e in examples]))[:, cell_of]  # (B, I)
         guess = probe(feats)  # (B, I, 10 + 2 * GRID)
         aux = (F.cross_entropy(guess[..., :10].flatten(0, 1), digits.flatten())
                + F.cross_entropy(guess[..., 10 : 10 + GRID].flatten(0, 1), (cell_of // GRID).repeat(len(examples)))
                + F.cross_entropy(guess[..., 10 + GRID :].flatten(0, 1), (cell_of % GRID).repeat(len(examples))))
-        loss = F.cross_entropy(logits, ids[:, -1]) + spec.aux_weight * aux
+        loss = F.cross_entropy(logits.flatten(0, 1), ids[:, answers].flatten()) + spec.aux_weight * aux
         optimizer_step(model, opt, sched, loss)
         if (step + 1) % spec.eval_every == 0:
             val = accuracy_by_type(model, spec.question_types, spec.n_val, "validation", seed)
-            history.append({"step": step + 1, "seconds": round(time.perf_counter() - start, 1), **val})
+            history.append({"step": step + 1, "seconds": round(time.perf_counter() - start, 1),
+                            "cpu_seconds": round(time.process_time() - cpu_start, 1), **val})
             bar.set_postfix(loss=f"{loss.item():.3f}", aux=f"{aux.item():.3f}", **{k: f"{v:.2f}" for k, v in val.items()})
             if progress:
                 print(history[-1], flush=True)
-            if min(val.values()) >= spec.target_accuracy or time.perf_counter() - start > spec.max_seconds:
+            if min(val.values()) >= spec.target_accuracy or time.process_time() - cpu_start > spec.max_seconds:
                 break
     bar.close()
     model.eval()
@@ -174,6 +214,8 @@ def build_vlm(spec: VLMDigitsSpec, out_dir, *, seed: int | None = None, progress
         "validation_accuracy": val,
         "history": history,
         "steps": step + 1,
+        "cpu_seconds": round(time.process_time() - cpu_start, 1),
+        "resumed_from_step": first or None,
         "n_image_tokens": N_IMAGE_TOKENS,
         **build_facts(model, spec, seed, start),
     }
