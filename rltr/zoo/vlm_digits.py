@@ -51,8 +51,8 @@ class VLMDigitsSpec:
     warmup_steps: int = 100
     weight_decay: float = 0.01
     aux_weight: float = 1.0
-    n_extra: int = 5  # extra questions per training image
-    eval_every: int = 250
+    n_extra: int = 20  # extra questions per training image
+    eval_every: int = 125
     n_val: int = 128
     target_accuracy: float = 0.99
     n_eval: int = 500  # held-out questions per type in rltr_zoo.json
@@ -195,7 +195,9 @@ def build_vlm(spec: VLMDigitsSpec, out_dir, *, seed: int | None = None, progress
             bar.set_postfix(loss=f"{loss.item():.3f}", aux=f"{aux.item():.3f}", **{k: f"{v:.2f}" for k, v in val.items()})
             if progress:
                 print(history[-1], flush=True)
-            if min(val.values()) >= spec.target_accuracy or time.process_time() - cpu_start > spec.max_seconds:
+            model.save_pretrained(Path(out_dir) / "last")  # the latest weights, should the run be stopped from outside
+            stop = (Path(out_dir) / "STOP").exists()  # touch it to end training at the next check
+            if stop or min(val.values()) >= spec.target_accuracy or time.process_time() - cpu_start > spec.max_seconds:
                 break
     bar.close()
     model.eval()
