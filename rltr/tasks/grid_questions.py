@@ -45,6 +45,13 @@ class GridQuestions(Task):
     vocab_size = VOCAB_SIZE
     with_images = True
 
+    def __init__(self, question_types: list[str] | tuple[str, ...] | None = None):
+        if question_types is not None:
+            bad = [q for q in question_types if q not in QUESTION_TYPES]
+            if bad or not question_types:
+                raise ValueError(f"question_types {list(question_types)!r}: each must be one of {', '.join(QUESTION_TYPES)}")
+            self.question_types = tuple(question_types)
+
     def sample(self, rng: np.random.Generator) -> GridExample:
         return sample_question(rng, self.question_types[int(rng.integers(len(self.question_types)))], "train")
 
