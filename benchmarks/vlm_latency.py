@@ -28,11 +28,14 @@ N_QUESTION = 5
 METHODS = (("fastv", [2]), ("fastv", [0]), ("random", [0]))
 
 
-def llava_shaped() -> torch.nn.Module:
-    """Random-init LLaVA-shaped VLM: CLIP 1L x 64 on 48 x 48 images with 2 x 2 patches (576 image tokens) -> Llama 4L x 512."""
-    spec = VLMDigitsSpec(name="llava-shaped", description="latency only", vision_layers=1, n_layer=4, hidden=512, n_head=8, intermediate=1376)
+def llava_shaped(quick: bool = False) -> torch.nn.Module:
+    """Random-init LLaVA-shaped VLM: CLIP 1L x 64 on 48 x 48 images with 2 x 2 patches (576 image tokens) -> Llama 4L x 512
+    (``quick``: 144 image tokens, Llama 4L x 64, a smoke test)."""
+    width, px = (64, 24) if quick else (512, 48)
+    spec = VLMDigitsSpec(name="llava-shaped", description="latency only", vision_layers=1, n_layer=4, hidden=width, n_head=8,
+                         intermediate=1376 if width == 512 else 4 * width)
     torch.manual_seed(0)
-    model = new_vlm(spec, image_px=48, patch=2).eval()
+    model = new_vlm(spec, image_px=px, patch=2).eval()
     model.set_attn_implementation("sdpa")  # as served; FastV's attention rows come from the backbone, not the kernel
     return model
 
@@ -103,14 +106,15 @@ def measure(model, reps: int) -> list[dict]:
              "decision_share": statistics.median(share[k]) if share[k] else 0.0} for k, v in times.items()]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=15, help="timed calls per method (after one warm-up round)")
     parser.add_argument("--json", default="", help="also write the rows to this file")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="a small LLaVA-shaped model (smoke test; ratios mean little)")
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     out = {}
-    for label, build in (("vlm-digits", digits_model), ("llava-shaped", llava_shaped)):
+    for label, build in (("vlm-digits", digits_model), ("llava-shaped", lambda: llava_shaped(args.quick))):
         model = build()
         rows = measure(model, args.reps)
         out[label] = rows
@@ -123,7 +127,8 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -107,3 +107,16 @@ def test_built_vlm_loads_offline(monkeypatch):
     assert meta["tasks"] and all(meta["accuracy"][q] >= ZOO["vlm-digits"].min_accuracy for q in meta["question_types"])
     task = get_task(meta["tasks"][0])
     task.prepare(backbone)
+
+
+def test_latency_benchmark_runs(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "vlm_latency.py"
+    spec = importlib.util.spec_from_file_location("vlm_latency", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--reps", "1", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "| fastv K=2 | 25% |" in out and "llava-shaped: 144 image tokens" in out
