@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from rltr.inference import PromptHints, TokenReduction, reduction_for
+from rltr.inference import TokenReduction, reduction_for
 
 VISION_ARGUMENTS = ("vision_feature_layer", "vision_feature_select_strategy", "image_sizes")
 
@@ -21,13 +21,14 @@ class VLMTokenReduction(TokenReduction):
     """Reduced prompt pass of a VLM: image features from ``pixel_values`` fill the ``<image>`` slots, then the
     decoder runs under the reducer (only image tokens are candidates: the backbone protects every text token)."""
 
-    def _prefill(self, named: dict, hints: PromptHints | None = None):
+    def _prefill(self, named: dict, *args, **kwargs):
+        """The prompt pass with the call's pixel values (``args``/``kwargs``: :class:`TokenReduction`'s own, e.g. cache, hints)."""
         pixels = named.pop("pixel_values", None)
         for name in VISION_ARGUMENTS:
             if named.pop(name, None) is not None:
                 raise ValueError(f"{name} is not supported under token reduction; the model's config decides it")
         with self.backbone.with_pixels(pixels):
-            return super()._prefill(named, hints)
+            return super()._prefill(named, *args, **kwargs)
 
 
 def reduction_class(model) -> type:
