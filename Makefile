@@ -4,10 +4,15 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
+# The tested set: every package version the suite last passed with (torch comes from TORCH). `make lock` rewrites it.
+LOCK    ?= requirements/lock.txt
+EXTRAS  ?= dev,trl
+# A second venv with the newest versions pyproject's ranges allow: catches the next incompatible release early.
+LATEST  ?= .venv-latest
 # Small per-step tensors: one thread is faster and far steadier than two on a shared 2-core machine.
 THREADS ?= 1
 
-.PHONY: install test test-slow demo ablations bench-latency bench-rollout lint clean
+.PHONY: install test test-slow test-latest lock demo ablations bench-latency bench-rollout lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -15,15 +20,28 @@ $(BIN)/python:
 
 # torch first, pinned to the local CPU wheel, so the project's `torch>=2.3` never pulls CUDA builds.
 # The trl extra (GRPO output-length training; pulls datasets, pandas, pyarrow) is optional for users; installed here so its tests run.
-$(STAMP): $(BIN)/python pyproject.toml Makefile
+# Installed with the lock as constraints: a fresh clone gets exactly the tested versions, whatever PyPI serves today.
+$(STAMP): $(BIN)/python pyproject.toml Makefile $(LOCK)
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev,trl]"
+	$(BIN)/python -m pip install -q -c $(LOCK) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
 test: $(STAMP)
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python -m pytest
+
+# The suite on the newest versions the ranges in pyproject.toml allow (no lock): run it before raising a bound.
+test-latest:
+	test -x $(LATEST)/bin/python || $(PY) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip "$(TORCH)"
+	$(LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[$(EXTRAS)]"
+	$(LATEST)/bin/python -m pip list 2>/dev/null | grep -i -E "^(transformers|trl|stable.baselines3|gymnasium|accelerate|numpy) "
+	OMP_NUM_THREADS=$(THREADS) $(LATEST)/bin/python -m pytest
+
+# Rewrite the lock from the venv the suite just passed in (torch excluded: TORCH pins it).
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v -i "^torch==" > $(LOCK)
 
 test-slow: $(STAMP)
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python -m pytest -m slow
@@ -46,4 +64,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check rltr tests benchmarks
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) $(LATEST) *.egg-info .pytest_cache

@@ -15,6 +15,8 @@ from collections import Counter
 
 import torch
 
+from rltr.inference.hf_compat import cache_argument, output_cache
+
 
 @torch.no_grad()
 def greedy_generate(model, prompts: list[list[int]], max_new_tokens: int | list[int], pad_id: int, *, eos_id: int | None = None,
@@ -35,13 +37,14 @@ def greedy_generate(model, prompts: list[list[int]], max_new_tokens: int | list[
     extra = {} if hints is None else {"reduction_hints": hints}
     out = call(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp_min(0), use_cache=True,
                logits_to_keep=1, **extra)
-    cache, n_real = out.past_key_values, mask.sum(1)
+    cache, n_real = output_cache(out), mask.sum(1)
+    cache_name = cache_argument(type(model).forward)
     steps = [out.logits[:, -1].argmax(-1)]  # each (B,)
     for t in range(1, max(limits)):
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         out = call(input_ids=steps[-1][:, None], attention_mask=mask, position_ids=(n_real + t - 1)[:, None],
-                   past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
+                   use_cache=True, **{cache_name: cache})
+        cache = output_cache(out)
         steps.append(out.logits[:, -1].argmax(-1))
     tokens = torch.stack(steps, dim=1).tolist()  # (B, T)
     stop = set() if eos_id is None else {eos_id}

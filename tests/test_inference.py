@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from rltr.backbones import adapter_for, config_hash, wrap
+from rltr.inference.hf_compat import CACHE_NAMES, cache_kwargs, output_cache
 from rltr.ops import Action
 from rltr.reducers import get_reducer, make_decide
 from rltr.reducers.base import Decision, Reducer
@@ -95,16 +96,17 @@ def test_reduced_generate_keeps_a_shorter_cache_and_the_protected_tail(family_mo
     with reducer(model, budget=0.25, protect_last=5, protect_first=1) as red:
         prefill = model(ids)
         out = model.generate(ids, return_dict_in_generate=True, **GEN)
-    lengths = {layer.keys.shape[2] for layer in prefill.past_key_values.layers}
+    lengths = {layer.keys.shape[2] for layer in output_cache(prefill).layers}
     assert lengths == {10}  # ceil(40 * 0.25) at every layer
     assert out.sequences.shape == (1, 46)
-    assert out.past_key_values.get_seq_length() == 10 + 5  # the last generated token is not cached yet
+    assert output_cache(out).get_seq_length() == 10 + 5  # the last generated token is not cached yet
     kept = set(red.last.positions[red.last.alive].tolist())
     assert {0, 35, 36, 37, 38, 39} <= kept
     assert prefill.logits.shape == (1, 40, model.config.vocab_size)
 
 
-def test_decode_with_reduced_cache_matches_the_layer_by_layer_model(family_model):
+@pytest.mark.parametrize("cache_name", CACHE_NAMES)
+def test_decode_with_reduced_cache_matches_the_layer_by_layer_model(family_model, cache_name):
     """Decision at layer 0: every layer runs on the reduced prompt, so each generated token's logits must
     equal the adapter run on prompt + generated tokens with the same decision (merged tokens' log-size
     bias persisting in the cache, positions continuing from the original length)."""
@@ -112,8 +114,9 @@ def test_decode_with_reduced_cache_matches_the_layer_by_layer_model(family_model
     ids, new = _ids(20), torch.tensor([[17, 23]])
     with Fixed()(model, budget=None, protect_last=2, decision_layers=[0]) as red:
         out = model(ids)
-        steps = [model(new[:, :1], past_key_values=out.past_key_values)]
-        steps.append(model(new[:, 1:], past_key_values=steps[0].past_key_values))
+        # the cache under either of transformers' names (``cache`` from 5.24, ``past_key_values`` before) is a decode step
+        steps = [model(new[:, :1], **{cache_name: output_cache(out)})]
+        steps.append(model(new[:, 1:], **{cache_name: output_cache(steps[0])}))
     assert red.last.n_kept.tolist() == [14] and red.last.sizes.max() > 1
     backbone = wrap(model)
     for k, step in enumerate(steps, start=1):
@@ -148,7 +151,7 @@ def test_sliding_window_generate_inside_the_window_and_a_clear_error_past_it():
     with get_reducer("identity")(model, budget=None, protect_last=4):
         out = model.generate(ids, return_dict_in_generate=True, **GEN)
     assert torch.equal(plain, out.sequences)
-    assert {type(layer).__name__ for layer in out.past_key_values.layers} == {"DynamicSlidingWindowLayer"}
+    assert {type(layer).__name__ for layer in output_cache(out).layers} == {"DynamicSlidingWindowLayer"}
     long = _ids(48)
     with torch.no_grad():
         full = model(long).logits
@@ -250,7 +253,7 @@ def test_prompt_hints_set_per_row_tails_protection_and_relevance(family_model):
     with get_reducer("window")(model, budget=0.5, protect_last=1) as red:
         out = model(ids, use_cache=True)
         with pytest.raises(ValueError, match="continues a cache"):
-            model(ids[:, :1], past_key_values=out.past_key_values, reduction_hints=hints)
+            model(ids[:, :1], **cache_kwargs(model, output_cache(out)), reduction_hints=hints)
         with pytest.raises(ValueError, match="shape"):
             model(ids, reduction_hints=PromptHints(protected=protected[:, :5]))
 
@@ -264,8 +267,8 @@ def test_early_layer_cache_holds_size_weighted_merges(family_model):
     _, model = family_model
     ids = _ids(20)
     with Fixed()(model, budget=None, protect_last=2, decision_layers=[1]) as red:
-        cache = model(ids).past_key_values
-    full = model(ids, use_cache=True).past_key_values.layers[0]  # the plain model's layer 0: every token
+        cache = output_cache(model(ids))
+    full = output_cache(model(ids, use_cache=True)).layers[0]  # the plain model's layer 0: every token
     backbone = wrap(model)
     pos = torch.arange(20)[None]
     state = backbone.run_layers(backbone.embed(ids, protected=pos >= 18), 0, 1)  # entering the decision
@@ -305,7 +308,7 @@ def test_buckets_give_the_unbucketed_outputs(family_model, use_cache):
     for bucket in (False, True):
         with Uneven()(model, budget=None, protect_last=3, decision_layers=[1], bucket=bucket) as red:
             out = model(ids, use_cache=use_cache)
-            step = model(torch.tensor([[5]] * 4), past_key_values=out.past_key_values).logits if use_cache else None
+            step = model(torch.tensor([[5]] * 4), **cache_kwargs(model, output_cache(out))).logits if use_cache else None
         outs.append((out.logits, step, red.last.n_kept))
     assert outs[0][2].tolist() == outs[1][2].tolist() == [40, 3, 3, 3]
     assert len(plan_buckets(outs[1][2])) == 2

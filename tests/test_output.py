@@ -8,6 +8,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from rltr.compute import ArchSpec
+from rltr.inference.hf_compat import cache_kwargs, output_cache
 from rltr.output.evaluate import evaluate_output, output_flops
 from rltr.output.generation import generate, generate_on
 from rltr.output.reward import LengthPenalizedScore, length_penalized
@@ -100,11 +101,11 @@ def test_output_flops_match_measured_decode_passes():
     prompt = torch.randint(4, 50, (1, 20))
     with torch.no_grad():
         out = model(input_ids=prompt, use_cache=True)
-        cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        cache, token = output_cache(out), out.logits[:, -1:].argmax(-1)
         with FlopCounterMode(display=False) as counter:
             for _ in range(3):  # three decode passes -> tokens 2, 3, 4 of a 4-token completion
-                out = model(input_ids=token, past_key_values=cache, use_cache=True)
-                cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+                out = model(input_ids=token, **cache_kwargs(model, cache), use_cache=True)
+                cache, token = output_cache(out), out.logits[:, -1:].argmax(-1)
     predicted = float(output_flops(ArchSpec.from_config(model.config), torch.tensor([20]), torch.tensor([4]))[0])
     measured = counter.get_total_flops()
     assert abs(predicted - measured) / measured < 0.05, (predicted, measured)

@@ -9,18 +9,20 @@ from contextlib import contextmanager
 from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
 
 from rltr.backbones.base import Backbone
+from rltr.inference.hf_compat import cache_argument
 
 
 @contextmanager
 def writing_cache(backbone: Backbone, cache: DynamicCache | None) -> Iterator[None]:
-    """While inside, every block of ``backbone`` receives ``past_key_values=cache`` (and ``use_cache``),
-    so its attention module appends the keys/values it computes. Hooks are removed on exit."""
+    """While inside, every block of ``backbone`` receives the cache (under the argument name its forward
+    declares: ``cache`` from transformers 5.24, ``past_key_values`` before) and ``use_cache``, so its attention
+    module appends the keys/values it computes. Hooks are removed on exit."""
     if cache is None:
         yield
         return
 
     def hook(module, args, kwargs):
-        return args, {**kwargs, "past_key_values": cache, "use_cache": True}
+        return args, {**kwargs, cache_argument(type(module).forward): cache, "use_cache": True}
 
     handles = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in backbone.layers]
     try:

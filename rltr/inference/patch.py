@@ -32,9 +32,9 @@ import weakref
 
 import torch
 from transformers.cache_utils import DynamicCache
-from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from rltr.inference.cache import check_window
+from rltr.inference.hf_compat import cache_argument, causal_lm_output, take_cache, version_hint
 from rltr.inference.patching import DEFAULT_BUDGET, ForwardPatch, named_arguments
 from rltr.inference.prefill import PrefixInfo, PromptHints, prompt_logits, reduced_prefill
 from rltr.reducers.base import Reducer
@@ -88,22 +88,24 @@ class TokenReduction(ForwardPatch):
 
     def _forward(self, original, sig, args: tuple, kwargs: dict):
         """Prefill (no cache, or an empty one) -> reduced prompt pass; decode of a cache this context filled ->
-        the original forward with the reduced prompt's mask; anything else -> the original forward."""
+        the original forward with the reduced prompt's mask; anything else -> the original forward.
+        The cache is read under either of transformers' names and handed on under the one ``original`` takes."""
         reduction_hints: PromptHints | None = kwargs.pop("reduction_hints", None)
         named = named_arguments(sig, args, kwargs)
-        cache = named.get("past_key_values")
+        cache = take_cache(named)
         prefill = cache is None or (cache not in self._prefixes and cache.get_seq_length() == 0)
         if reduction_hints is not None and not prefill:
             raise ValueError("reduction_hints describe a prompt; this call continues a cache")
         if cache is not None and cache in self._prefixes:
-            return original(**self._decode_inputs(named, self._prefixes[cache]))
+            return original(**self._decode_inputs(named, cache, self._prefixes[cache]), **{cache_argument(original): cache})
         if prefill:
-            return self._prefill(named, reduction_hints)
-        return original(**named)
+            return self._prefill(named, cache, reduction_hints)
+        return original(**named, **{cache_argument(original): cache})
 
     # ---- the two passes -----------------------------------------------------------------------
-    def _prefill(self, named: dict, hints: PromptHints | None = None):
+    def _prefill(self, named: dict, cache, hints: PromptHints | None = None):
         """Reduced prompt pass: (B, L) input_ids -> logits at the kept columns + the filled cache."""
+        check_prefill_arguments(named)
         for name in ("inputs_embeds", "labels"):
             if named.get(name) is not None:
                 raise ValueError(f"{name} is not supported under token reduction; pass input_ids")
@@ -112,7 +114,6 @@ class TokenReduction(ForwardPatch):
             raise ValueError("token reduction needs input_ids for the prompt pass")
         use_cache = named.get("use_cache")
         use_cache = self.model.config.use_cache if use_cache is None else use_cache
-        cache = named.get("past_key_values")
         if use_cache and cache is None:
             cache = DynamicCache(config=self.model.config)
         _check_positions(named.get("position_ids"), named.get("attention_mask"), input_ids)
@@ -128,13 +129,15 @@ class TokenReduction(ForwardPatch):
             self._prefixes[cache] = info
         keep = named.get("logits_to_keep")
         logits = prompt_logits(self.backbone, state, order, 0 if keep is None else keep)
-        out = CausalLMOutputWithPast(logits=logits, past_key_values=cache if use_cache else None)
+        out = causal_lm_output(logits, cache if use_cache else None)
         return out if named.get("return_dict", True) is not False else out.to_tuple()
 
-    def _decode_inputs(self, named: dict, info: PrefixInfo) -> dict:
+    def _decode_inputs(self, named: dict, cache, info: PrefixInfo) -> dict:
         """The original forward's inputs for new tokens after a reduced prompt: a 4D additive mask
         (B, 1, q, N_f + t) over [prompt slots | generated tokens] and position ids from the original length."""
-        input_ids, cache = named["input_ids"], named["past_key_values"]
+        input_ids = named.get("input_ids")
+        if input_ids is None:
+            raise ValueError("a decode step after a reduced prompt needs input_ids")
         b, q = input_ids.shape
         if b != info.alive.shape[0]:
             raise ValueError(f"batch of {b} rows continues a reduced cache of {info.alive.shape[0]} rows")
@@ -152,8 +155,14 @@ class TokenReduction(ForwardPatch):
         gen_bias = torch.where(causal[None] & gen_ok[:, None, :], 0.0, neg).to(info.key_bias.dtype)  # (B, q, n_gen)
         prompt_bias = info.key_bias[:, None, :].expand(b, q, n_prefix)
         named["attention_mask"] = torch.cat([prompt_bias, gen_bias], dim=-1)[:, None]  # (B, 1, q, N_f + n_gen)
-        if named.get("position_ids") is None:
-            named["position_ids"] = (info.next_position[:, None] + n_gen - q + torch.arange(q, device=device)).to(input_ids.device)
+        positions = (info.next_position[:, None] + n_gen - q + torch.arange(q, device=device)).to(input_ids.device)
+        given = named.get("position_ids")
+        if given is not None and not torch.equal(given.to(positions.device).expand_as(positions), positions):
+            raise ValueError(
+                f"decode position ids {given.tolist()} differ from the original prompt's continuation {positions.tolist()} "
+                "(positions after a reduced prompt count the ORIGINAL prompt's tokens)"
+            )
+        named["position_ids"] = positions
         return named
 
 
@@ -166,3 +175,21 @@ def _check_positions(position_ids, attention_mask, input_ids) -> None:
     expected = (mask.cumsum(-1) - 1).clamp_min(0)
     if not torch.equal(position_ids.to(input_ids.device).expand_as(expected) * mask, expected * mask):
         raise ValueError("custom position_ids are not supported under token reduction (positions follow the attention mask)")
+
+
+# What a causal LM's forward may receive in a prompt pass: everything else means a transformers version whose
+# forward protocol rltr has not been checked on (a renamed or new argument), which must not be silently dropped.
+_KNOWN_PREFILL_ARGUMENTS = frozenset({
+    "input_ids", "attention_mask", "position_ids", "inputs_embeds", "labels", "use_cache", "logits_to_keep",
+    "return_dict", "output_attentions", "output_hidden_states", "cache_position", "token_type_ids",
+})
+
+
+def check_prefill_arguments(named: dict) -> None:
+    """Refuse a prompt-pass argument rltr does not know (given, not None), naming the transformers version."""
+    unknown = sorted(k for k, v in named.items() if v is not None and v is not False and k not in _KNOWN_PREFILL_ARGUMENTS)
+    if unknown:
+        raise ValueError(
+            f"the patched forward received arguments it does not know: {unknown}. They come from {version_hint()}; "
+            "install a tested version (make install uses requirements/lock.txt) or report it"
+        )

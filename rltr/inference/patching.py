@@ -14,6 +14,7 @@ import inspect
 from rltr.backbones import adapter_for, wrap
 from rltr.decider import check_reducer
 from rltr.decisions import check_budget
+from rltr.inference.hf_compat import warn_if_untested
 from rltr.reducers.base import Reducer
 
 
@@ -39,6 +40,7 @@ class ForwardPatch:
 
     def __init__(self, model, reducer: Reducer, *, budget, decision_layers, query_aware, seed: int, default_layers: list[int]):
         adapter_for(model)  # ValueError naming the family when no adapter supports it
+        warn_if_untested()
         router = getattr(reducer, "router", None)
         layers = decision_layers if decision_layers is not None else (router.decision_layers if router is not None else default_layers)
         if not layers:

@@ -28,6 +28,21 @@ TRL_DEFAULTS = {
     "dataloader_num_workers": 0,
 }
 
+# Arguments transformers renamed (old -> new); the old name warns (FutureWarning) where the new one exists.
+_RENAMED_TRAINING_ARGS = {"gradient_checkpointing": "activation_checkpointing"}
+
+
+def renamed_trl_args(config_cls: type, kwargs: dict) -> dict:
+    """``kwargs`` with each renamed training argument under the name ``config_cls`` (e.g. ``trl.GRPOConfig``)
+    declares: the new name on transformers that has it, the old one before; a value given under the new name wins."""
+    fields = getattr(config_cls, "__dataclass_fields__", {})
+    out = dict(kwargs)
+    for old, new in _RENAMED_TRAINING_ARGS.items():
+        if new in fields and old in out:
+            value = out.pop(old)
+            out.setdefault(new, value)
+    return out
+
 
 @dataclass
 class GRPOLengthConfig:

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from rltr.config import ConfigError
-from rltr.output.config import TRL_DEFAULTS, GRPOLengthConfig
+from rltr.output.config import TRL_DEFAULTS, GRPOLengthConfig, renamed_trl_args
 from rltr.output.reward import LengthPenalizedScore
 from rltr.tasks import Task, get_task
 from rltr.tasks.vocab import words_of
@@ -101,7 +101,7 @@ def grpo_args(cfg: GRPOLengthConfig, out_dir: Path, max_new_tokens: int, progres
     """``trl.GRPOConfig`` from rltr's defaults < the config's ``trl`` block; a bad key names itself."""
     trl = require_trl()
     use_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
-    kwargs = {**TRL_DEFAULTS, "disable_tqdm": not progress, **cfg.trl}
+    kwargs = renamed_trl_args(trl.GRPOConfig, {**TRL_DEFAULTS, "disable_tqdm": not progress, **cfg.trl})
     try:
         return trl.GRPOConfig(output_dir=str(out_dir), seed=cfg.seed, max_completion_length=max_new_tokens, use_cpu=use_cpu, **kwargs)
     except TypeError as e:
