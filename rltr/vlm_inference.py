@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from rltr.inference import TokenReduction, reduction_for
 
 VISION_ARGUMENTS = ("vision_feature_layer", "vision_feature_select_strategy", "image_sizes")
@@ -24,10 +26,13 @@ class VLMTokenReduction(TokenReduction):
     def _prefill(self, named: dict, *args, **kwargs):
         """The prompt pass with the call's pixel values (``args``/``kwargs``: :class:`TokenReduction`'s own, e.g. cache, hints)."""
         pixels = named.pop("pixel_values", None)
+        encoded = named.pop("mm_encoder_outputs", None) or {}  # transformers 5.24's generate(): {"image": encoder output}
+        image = encoded.get("image") if isinstance(encoded, dict) else None
+        features = None if image is None else torch.stack(list(image.pooler_output))  # (B, I, D)
         for name in VISION_ARGUMENTS:
             if named.pop(name, None) is not None:
                 raise ValueError(f"{name} is not supported under token reduction; the model's config decides it")
-        with self.backbone.with_pixels(pixels):
+        with self.backbone.with_pixels(None if features is not None else pixels, features):
             return super()._prefill(named, *args, **kwargs)
 
 

@@ -120,3 +120,19 @@ def test_latency_benchmark_runs(capsys):
     assert module.main(["--reps", "1", "--quick"]) == 0
     out = capsys.readouterr().out
     assert "| fastv K=2 | 25% |" in out and "llava-shaped: 144 image tokens" in out
+
+
+@pytest.mark.parametrize("name", ["identity", "fastv"])
+def test_generate_through_the_plain_hf_generate(tiny_vlm, batch, name):
+    _, b = batch
+    ids = b.input_ids[:, :-1]
+    kw = dict(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=b.pixel_values, max_new_tokens=2, do_sample=False)
+    ref = tiny_vlm.model.generate(**kw)
+    budget = None if name == "identity" else image_budget(ids.shape[1], N_IMAGE_TOKENS, 0.25)
+    with get_reducer(name)(tiny_vlm.model, budget=budget, decision_layers=[1], protect_last=5) as red:
+        out = tiny_vlm.model.generate(**kw)
+    assert out.shape == ref.shape
+    if name == "identity":
+        assert torch.equal(out, ref), "identity through generate() differs from the unpatched model"
+    else:
+        assert int(red.last.alive.sum(1).max()) == ids.shape[1] - N_IMAGE_TOKENS + N_IMAGE_TOKENS // 4

@@ -36,6 +36,7 @@ class LlavaBackbone(LlamaBackbone):
         self.config = model.config.text_config  # the decoder's config: FLOPs model, masks, rotary, config hash
         self.image_token_id = int(model.config.image_token_id)
         self.pending_pixels: torch.Tensor | None = None
+        self.pending_features: torch.Tensor | None = None  # (B, I, D) projected features computed already (generate())
         self._text_slots: torch.Tensor | None = None
 
     @property
@@ -48,14 +49,15 @@ class LlavaBackbone(LlamaBackbone):
         return int(self.vlm_config.image_seq_length)
 
     @contextlib.contextmanager
-    def with_pixels(self, pixel_values: torch.Tensor | None):
+    def with_pixels(self, pixel_values: torch.Tensor | None, features: torch.Tensor | None = None):
         """While active, prompts embedded by this backbone take their image features from ``pixel_values``
-        (B, C, H, W)."""
-        saved, self.pending_pixels = self.pending_pixels, pixel_values
+        (B, C, H, W), or ``features`` (B, I, D) already projected (what ``generate()`` may hand the forward)."""
+        saved = self.pending_pixels, self.pending_features
+        self.pending_pixels, self.pending_features = pixel_values, features
         try:
             yield self
         finally:
-            self.pending_pixels = saved
+            self.pending_pixels, self.pending_features = saved
 
     @torch.no_grad()
     def embed_multimodal(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pixel_values: torch.Tensor,
@@ -80,9 +82,9 @@ class LlavaBackbone(LlamaBackbone):
         self._text_slots = ~image
         if not image.any():
             return embeds
-        if self.pending_pixels is None:
+        if self.pending_pixels is None and self.pending_features is None:
             raise ValueError(f"prompt holds {int(image.sum())} <image> tokens but no pixel values were given to llava model {self.name!r}")
-        feats = self.image_features(self.pending_pixels)
+        feats = self.image_features(self.pending_pixels) if self.pending_features is None else self.pending_features.to(self.device)
         if feats.shape[0] * feats.shape[1] != int(image.sum()):
             raise ValueError(f"prompt holds {int(image.sum())} <image> tokens, but {feats.shape[0]} image(s) give "
                              f"{feats.shape[0] * feats.shape[1]} features ({feats.shape[1]} each)")
