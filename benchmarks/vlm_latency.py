@@ -83,7 +83,8 @@ def measure(model, reps: int) -> list[dict]:
     for ratio in (0.5, 0.25):
         for name, layers in METHODS:
             reducer = get_reducer(name)
-            runs[f"{name} K={layers[0]} @{ratio:.0%}"] = (name, reducer, TimedDecide(reducer), (layers, image_budget(n_tokens, n_image, ratio)))
+            budget = image_budget(n_tokens, n_image, ratio)
+            runs[f"{name} K={layers[0]} @{ratio:.0%}"] = (name, reducer, TimedDecide(reducer), (layers, budget))
     times: dict[str, list[float]] = {k: [] for k in runs}
     share: dict[str, list[float]] = {k: [] for k in runs}
     for rep in range(reps + 1):  # the first round warms up, untimed

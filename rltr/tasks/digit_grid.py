@@ -111,7 +111,8 @@ def grid_pixels(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).float()[:, None] / 8.0 - 1.0
 
 
-def _pick(rng: np.random.Generator, pool: np.ndarray, by_digit: list[np.ndarray], digits: np.ndarray) -> np.ndarray:
+def _pick(rng: np.random.Generator, by_digit: list[np.ndarray], digits: np.ndarray) -> np.ndarray:
+    """(GRID, GRID) digit-image indices showing ``digits``, one random image of each digit's pool per cell."""
     return np.array([by_digit[d][rng.integers(len(by_digit[d]))] for d in digits.reshape(-1)]).reshape(digits.shape)
 
 
@@ -143,6 +144,6 @@ def sample_question(rng: np.random.Generator, qtype: str, split: str) -> GridExa
         flat[:] = rng.integers(top, size=GRID * GRID)
         flat[cell] = top
         q, answer, cells = ["maxrow", "_", "_"], str(cell // GRID), [cell]
-    image_idx = _pick(rng, pool, by_digit, digits)
+    image_idx = _pick(rng, by_digit, digits)
     ids = [BOS_ID] + [IMAGE_ID] * N_IMAGE_TOKENS + [WORD_ID[w] for w in q] + [WORD_ID["?"], WORD_ID[answer]]
     return GridExample(image_idx, digits.copy(), ids, qtype, cells)

@@ -20,8 +20,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rltr.tasks.digit_grid import (BOS_ID, EOS_ID, GRID, IMAGE_ID, IMAGE_PX, N_COUNT, N_IMAGE_TOKENS, PAD_ID, PATCH, QUESTION_TYPES,
-                                   SEQ_LEN, VOCAB_SIZE, WORD_ID, cell_of_tokens, grid_pixels, render, sample_question)
+from rltr.tasks.digit_grid import (
+    BOS_ID,
+    EOS_ID,
+    GRID,
+    IMAGE_ID,
+    IMAGE_PX,
+    N_COUNT,
+    N_IMAGE_TOKENS,
+    PAD_ID,
+    PATCH,
+    QUESTION_TYPES,
+    SEQ_LEN,
+    VOCAB_SIZE,
+    WORD_ID,
+    cell_of_tokens,
+    grid_pixels,
+    render,
+    sample_question,
+)
 
 FORMAT_VERSION = 1
 
@@ -66,11 +83,12 @@ class VLMDigitsSpec:
         return build_vlm(self, out_dir, seed=seed, progress=progress)
 
 
-def new_vlm(spec: VLMDigitsSpec, *, n_image_side: int | None = None, image_px: int = IMAGE_PX, patch: int = PATCH):
+def new_vlm(spec: VLMDigitsSpec, *, image_px: int = IMAGE_PX, patch: int = PATCH):
     """A random-init ``LlavaForConditionalGeneration`` of ``spec``'s shape (eager attention: attention weights readable)."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-    vision = CLIPVisionConfig(hidden_size=spec.vision_hidden, intermediate_size=4 * spec.vision_hidden, num_hidden_layers=spec.vision_layers,
+    vision = CLIPVisionConfig(hidden_size=spec.vision_hidden, intermediate_size=4 * spec.vision_hidden,
+                              num_hidden_layers=spec.vision_layers,
                               num_attention_heads=spec.vision_heads, num_channels=1, image_size=image_px, patch_size=patch,
                               projection_dim=spec.vision_hidden)
     text = LlamaConfig(vocab_size=VOCAB_SIZE, hidden_size=spec.hidden, intermediate_size=spec.intermediate, num_hidden_layers=spec.n_layer,
@@ -142,6 +160,7 @@ def build_vlm(spec: VLMDigitsSpec, out_dir, *, seed: int | None = None, progress
     from its weights and step count (same schedule; fresh optimiser state and probe) within the CPU seconds left."""
     import json
     from pathlib import Path
+
     from tqdm.auto import tqdm
 
     from rltr.zoo.build import build_facts, optimizer_step, save_built  # late: build imports the registry, which imports this module
