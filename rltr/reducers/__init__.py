@@ -19,8 +19,8 @@ from rltr.reducers.tome import ToMe
 from rltr.reducers.window import Window
 
 REDUCERS: dict[str, type[Reducer]] = {
-    cls.name: cls for cls in (Identity, RandomDrop, Oracle, ToMe, AttnTopK, HeavyHitters, Norm, Window, RouterReducer, FastV, QuestionAttention,
-                SpatialPool)
+    cls.name: cls for cls in (Identity, RandomDrop, Oracle, ToMe, AttnTopK, HeavyHitters, Norm, Window, RouterReducer,
+                FastV, QuestionAttention, SpatialPool)
 }
 
 

@@ -88,7 +88,7 @@ ZOO: dict = {
         ),
         VLMDigitsSpec(
             name="vlm-digits",
-            description="LLaVA-style VLM (CLIP 2L x 64 -> MLP -> Llama 4L x 64) answering questions about 4x4 grids of digits (64 image tokens)",
+            description="LLaVA-style VLM (CLIP 2L x 64 -> MLP -> Llama 4L x 64): questions about 4x4 grids of digits (64 image tokens)",
         ),
     )
 }
