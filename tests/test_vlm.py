@@ -136,3 +136,20 @@ def test_generate_through_the_plain_hf_generate(tiny_vlm, batch, name):
         assert torch.equal(out, ref), "identity through generate() differs from the unpatched model"
     else:
         assert int(red.last.alive.sum(1).max()) == ids.shape[1] - N_IMAGE_TOKENS + N_IMAGE_TOKENS // 4
+
+
+@pytest.mark.parametrize("network", ["mlp", "attention"])
+def test_a_router_runs_and_keeps_text(tiny_vlm, batch, tmp_path, network):
+    from tests.routers import random_router
+
+    task, b = batch
+    path = random_router(tiny_vlm, tmp_path, decision_layers=(0,), network=network)
+    budget = image_budget(SEQ_LEN - 1, N_IMAGE_TOKENS, 0.25)
+    with get_reducer(f"router:{path}")(tiny_vlm.model, budget=budget, **task.reduction_options(True)) as red:
+        logits = tiny_vlm.model(**b.model_inputs(reduced=True)).logits
+    assert torch.isfinite(logits).all()
+    text = (b.input_ids != IMAGE_ID) & b.attention_mask
+    text[:, -1] = False
+    for row in range(len(b.input_ids)):
+        kept = set(red.last.positions[row][red.last.alive[row]].tolist())
+        assert set(text[row].nonzero().flatten().tolist()) <= kept, f"router dropped text in row {row}"
