@@ -163,11 +163,11 @@ def test_unsupported_family_is_a_clear_error(tmp_path):
     with pytest.raises(ModelLoadError, match="'t5'"):
         load_backbone(str(tmp_path))
     opt = OPTForCausalLM(OPTConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, ffn_dim=64, word_embed_proj_dim=32))
-    supported = r"\['bert', 'gpt2', 'llama', 'mistral', 'qwen2', 'qwen3', 'vit'\]"
+    supported = r"\['bert', 'gpt2', 'llama', 'llava', 'mistral', 'qwen2', 'qwen3', 'vit'\]"
     with pytest.raises(ModelLoadError, match=r"'opt' \(OPTForCausalLM\) has no adapter; supported: " + supported):
         wrap(opt)
-    # every registered family has a tiny model in the shared tests (decoders) or the encoder tests
-    assert sorted(ADAPTERS) == sorted([*FAMILIES, *ENCODERS])
+    # every registered family has a tiny model in the shared tests (decoders), the encoder tests or tests/test_vlm.py (llava)
+    assert sorted(ADAPTERS) == sorted([*FAMILIES, *ENCODERS, "llava"])
 
 
 def test_attention_rows_equal_the_full_map_with_reductions(family_model):

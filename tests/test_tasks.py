@@ -11,7 +11,8 @@ from rltr.tasks import TASKS, collate, exact_match, get_task
 from rltr.tasks.vocab import PAD_ID, VOCAB_SIZE, WORDS, build_tokenizer, words_of
 
 N = 50
-TOKEN_TASKS = sorted(name for name, cls in TASKS.items() if cls.kind == "tokens")  # encoder tasks: tests/test_encoder_tasks.py
+# encoder tasks: tests/test_encoder_tasks.py; VLM tasks: tests/test_vlm.py
+TOKEN_TASKS = sorted(name for name, cls in TASKS.items() if cls.kind == "tokens" and not cls.with_images)
 
 
 @pytest.fixture(params=TOKEN_TASKS)

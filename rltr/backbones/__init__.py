@@ -13,6 +13,7 @@ from rltr.backbones.bert import BertBackbone
 from rltr.backbones.encoder import EncoderBackbone
 from rltr.backbones.gpt2 import GPT2Backbone
 from rltr.backbones.llama import LlamaBackbone
+from rltr.backbones.llava import LlavaBackbone
 from rltr.backbones.mistral import MistralBackbone
 from rltr.backbones.qwen2 import Qwen2Backbone
 from rltr.backbones.qwen3 import Qwen3Backbone
@@ -20,7 +21,7 @@ from rltr.backbones.vit import ViTBackbone
 
 ADAPTERS: dict[str, type[Backbone]] = {
     t: cls
-    for cls in (GPT2Backbone, LlamaBackbone, MistralBackbone, Qwen2Backbone, Qwen3Backbone, ViTBackbone, BertBackbone)
+    for cls in (GPT2Backbone, LlamaBackbone, LlavaBackbone, MistralBackbone, Qwen2Backbone, Qwen3Backbone, ViTBackbone, BertBackbone)
     for t in cls.model_types
 }
 
@@ -141,6 +142,7 @@ __all__ = [
     "EncoderBackbone",
     "GPT2Backbone",
     "LlamaBackbone",
+    "LlavaBackbone",
     "MistralBackbone",
     "ModelLoadError",
     "Qwen2Backbone",

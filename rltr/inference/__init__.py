@@ -6,12 +6,18 @@ from rltr.backbones import adapter_for
 from rltr.inference.causal import TokenReduction
 from rltr.inference.encoder import EncoderReduction, ReducedForward
 from rltr.inference.prefill import PrefixInfo, PromptHints, prompt_logits, reduced_prefill
+from rltr.inference.vlm import VLMTokenReduction, image_budget
 
 
 def reduction_for(model) -> type:
-    """The context manager class for ``model``: :class:`EncoderReduction` for encoders, else :class:`TokenReduction`."""
+    """The context manager class for ``model``: :class:`VLMTokenReduction` for LLaVA-family models (pixel values
+    to the prompt pass), :class:`EncoderReduction` for encoders, else :class:`TokenReduction`."""
+    if getattr(model.config, "model_type", None) == "llava":
+        return VLMTokenReduction
     return TokenReduction if adapter_for(model).causal else EncoderReduction
 
 
-__all__ = ["EncoderReduction", "PrefixInfo", "PromptHints", "ReducedForward", "TokenReduction", "prompt_logits", "reduced_prefill",
-           "reduction_for"]
+__all__ = [
+    "EncoderReduction", "PrefixInfo", "PromptHints", "ReducedForward", "TokenReduction", "VLMTokenReduction", "image_budget",
+    "prompt_logits", "reduced_prefill", "reduction_for",
+]

@@ -7,17 +7,21 @@ from pathlib import Path
 from rltr.core.decisions import Decision, DecisionContext, check_budget, target_counts
 from rltr.reducers.attn_topk import AttnTopK
 from rltr.reducers.base import Reducer, ScoreReducer
+from rltr.reducers.fastv import FastV
 from rltr.reducers.h2o import HeavyHitters
 from rltr.reducers.identity import Identity
 from rltr.reducers.norm import Norm
 from rltr.reducers.oracle import Oracle
+from rltr.reducers.question_attn import QuestionAttention
 from rltr.reducers.random import RandomDrop
 from rltr.reducers.router import RouterReducer
+from rltr.reducers.spatial_pool import SpatialPool
 from rltr.reducers.tome import ToMe
 from rltr.reducers.window import Window
 
 REDUCERS: dict[str, type[Reducer]] = {
-    cls.name: cls for cls in (Identity, RandomDrop, Oracle, ToMe, AttnTopK, HeavyHitters, Norm, Window, RouterReducer)
+    cls.name: cls for cls in (Identity, RandomDrop, Oracle, ToMe, AttnTopK, HeavyHitters, Norm, Window, RouterReducer,
+                FastV, QuestionAttention, SpatialPool)
 }
 
 

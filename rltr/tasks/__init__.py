@@ -13,6 +13,7 @@ from typing import Any
 
 from rltr.tasks.base import Batch, Example, GenerativeTask, Task, collate, exact_match
 from rltr.tasks.chain import Chain
+from rltr.tasks.grid_questions import GRID_TASKS
 from rltr.tasks.images import Digits
 from rltr.tasks.instructed import InstructedRetrieval
 from rltr.tasks.jsonl import JSONL_PREFIX, JsonlTask, load_jsonl, spec_path
@@ -24,7 +25,7 @@ from rltr.tasks.selective_copy import SelectiveCopy
 from rltr.tasks.sentences import Sentences
 
 TASKS: dict[str, type[Task[Any, Any]]] = {
-    cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop, InstructedRetrieval, Chain, Digits, Sentences)
+    cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop, InstructedRetrieval, Chain, Digits, Sentences, *GRID_TASKS)
 }
 
 

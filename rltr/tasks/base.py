@@ -185,6 +185,7 @@ class Task(Generic[ExampleT, BatchT]):
     description: str = ""
     pad_id: int = PAD_ID  # what collate() pads with (padding is masked; any id the model embeds will do)
     kind: str = "tokens"  # what its batches' head outputs are (rltr.tasks.scoring.SCORES reads them by kind)
+    with_images: bool = False  # True: its prompts also carry images (a VLM's pixel values), not token ids alone
     scores: tuple[str, ...] = ("accuracy",)  # what evaluation reports; the first is the headline
 
     def prepare(self, backbone) -> None:

@@ -50,7 +50,7 @@ def export_task(task: Task, n: int, out: str | Path, seed: int = 0, split: str =
     export leaves no partial file."""
     if n < 1:
         raise ValueError(f"--n must be >= 1, got {n}")
-    if task.kind != "tokens":
+    if task.kind != "tokens" or task.with_images:
         raise ValueError(f"task {task.name!r} gives {task.kind} inputs/outputs; JSONL export holds context/question/answer "
                          "token examples only")
     if task.generative:

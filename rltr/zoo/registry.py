@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rltr.zoo.build import ZooSpec
 from rltr.zoo.vit_digits import ViTDigitsSpec
+from rltr.zoo.vlm_digits import VLMDigitsSpec
 
 ZOO: dict = {
     spec.name: spec
@@ -44,6 +45,10 @@ ZOO: dict = {
         ViTDigitsSpec(
             name="vit-digits",
             description="ViT 4L x 64 classifying scikit-learn's digits upsampled to 32x32 (64 patches of 4x4 + CLS)",
+        ),
+        VLMDigitsSpec(
+            name="vlm-digits",
+            description="LLaVA-style VLM (CLIP 2L x 64 -> MLP -> Llama 4L x 64): questions about 4x4 grids of digits (64 image tokens)",
         ),
     )
 }
