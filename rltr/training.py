@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from rltr import distributed
 from rltr.checkpoints import CheckpointEvery, ContinueTensorBoard, checkpoints, latest_checkpoint, save_atomically
 from rltr.config import ConfigError, TrainConfig, from_dict
+from rltr.distill import has_no_spans, teacher_demonstrations
 from rltr.envs import EpisodeEngine, make_batched_env, make_env, resolve_device
 from rltr.features import FeatureSpec
 from rltr.policies.imitation import behaviour_clone, collect_demonstrations
@@ -39,6 +40,8 @@ from rltr.policies.network import build_actor
 from rltr.policies.sb3_policy import TokenPolicy
 from rltr.reducers import get_reducer
 from rltr.tasks import task_slug
+from rltr.teacher_credit import TeacherCredit
+from rltr.teachers import parse_teacher
 
 __all__ = ["latest_checkpoint", "load_run_config", "make_vec_env", "train"]
 
@@ -154,6 +157,8 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
     torch.manual_seed(cfg.seed)
     vec = make_vec_env(cfg)  # loads the model and the task: bad names fail here, before any folder exists
     engine = engine_of(vec)
+    if cfg.imitation.teacher_credit_weight > 0:
+        vec = _with_teacher_credit(cfg, vec, engine, run_dir)
     device = resolve_device(cfg.env.device)  # PPO runs where the backbone runs
     tb = str(run_dir / "tb") if main else None
     progress = progress and main
@@ -172,8 +177,13 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
             _write_meta(run_dir, cfg, engine)
         if resume is None and cfg.imitation.enabled:
             im = cfg.imitation
-            obs, acts = collect_demonstrations(engine, im.reducer, im.budget, im.n_episodes, seed=distributed.rank_seed(cfg.seed),
-                                               progress=progress)
+            if _teacher_default(cfg, engine):
+                obs, acts, teacher = teacher_demonstrations(cfg, engine, run_dir if main else None, progress)
+                if isinstance(model.env, TeacherCredit):
+                    model.env.teacher = teacher
+            else:
+                obs, acts = collect_demonstrations(engine, im.reducer, im.budget, im.n_episodes,
+                                                   seed=distributed.rank_seed(cfg.seed), progress=progress)
             stats = behaviour_clone(model.policy.actor, obs, acts, im.epochs, im.lr, im.batch_size, cfg.seed, progress,
                                     balanced=im.balanced)
             if main:
@@ -192,6 +202,31 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
             if sync is not None:
                 (run_dir / "distributed.json").write_text(json.dumps(sync.report, indent=2))
     return run_dir
+
+
+def _teacher_default(cfg: TrainConfig, engine: EpisodeEngine) -> bool:
+    """Whether imitation distils a teacher: when one is configured, or (then ``auto``, said on stderr) when
+    the config imitates the oracle and the training data has no relevance spans for it to read."""
+    if cfg.imitation.teacher is None and cfg.imitation.reducer == "oracle" and has_no_spans(engine.task, cfg.seed):
+        print("rltr: the training data has no relevance spans; imitation.reducer oracle becomes imitation.teacher auto",
+              file=sys.stderr)
+        cfg.imitation.teacher = "auto"
+    return cfg.imitation.teacher is not None
+
+
+def _with_teacher_credit(cfg: TrainConfig, vec: VecEnv, engine: EpisodeEngine, run_dir: Path) -> TeacherCredit:
+    """The env with the teacher's dense credit in PPO's reward (batched env only). Its teacher: the one
+    distillation chooses, a resumed run's (teacher.json), or the configured one (attention@0 when none)."""
+    if isinstance(vec, DummyVecEnv):
+        raise ConfigError("imitation.teacher_credit_weight needs env.batched: true")
+    im, known = cfg.imitation, run_dir / "teacher.json"
+    if known.is_file():
+        teacher = parse_teacher(json.loads(known.read_text())["teacher"])
+    elif im.teacher not in (None, "auto"):
+        teacher = parse_teacher(im.teacher, im.teacher_layers)
+    else:
+        teacher = parse_teacher("attention@0")  # replaced by distillation's choice when imitation runs
+    return TeacherCredit(vec, engine, im.teacher_credit_weight, teacher, im.teacher_top_k)
 
 
 def _start_processes(cfg: TrainConfig) -> bool:

@@ -26,6 +26,18 @@ def get_teacher(name: str, **options) -> Teacher:
     return TEACHERS[name](**options)
 
 
+def parse_teacher(text: str, layers: list[int] | None = None) -> Teacher:
+    """A teacher from its name or its :meth:`Teacher.describe` (``attention@0,1``, ``occlusion@top8``)."""
+    name, _, arg = text.partition("@")
+    if name == "attention" and arg:
+        layers = [int(i) for i in arg.split(",")]
+    if name == "attention":
+        return AttentionTeacher(layers)
+    if name == "occlusion" and arg.startswith("top"):
+        return OcclusionTeacher(max_candidates=int(arg[3:]), prefilter=AttentionTeacher([0]))
+    return get_teacher(name)
+
+
 def cheap_teachers(n_layers: int) -> list[Teacher]:
     """The candidates ``teacher: auto`` checks, cheapest first: attention at each layer, over all layers,
     then the gradient."""
@@ -33,5 +45,5 @@ def cheap_teachers(n_layers: int) -> list[Teacher]:
 
 
 __all__ = ["TEACHERS", "Agreement", "AttentionTeacher", "GradientTeacher", "OcclusionTeacher", "Teacher", "answer_rows",
-           "candidates", "check_teachers", "cheap_teachers", "get_teacher", "run_teacher", "top1_agreement", "topk_overlap",
+           "candidates", "check_teachers", "cheap_teachers", "get_teacher", "parse_teacher", "run_teacher", "top1_agreement", "topk_overlap",
            "with_model_answers"]
