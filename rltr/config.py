@@ -161,6 +161,8 @@ class DemoConfig:
                                    "as a fixed budget and in threshold mode (null: no matched rows)")
     label_free: str = _f("attn_topk", "the heuristic the label-free ablation (rltr ablate) imitates before PPO")
     label_free_budget: float | None = _f(0.25, "the budget it imitates it at")
+    teacher: str = _f("auto", "the teacher the ablation's teacher rows distil (imitation.teacher)")
+    teacher_credit_weight: float = _f(0.5, "imitation.teacher_credit_weight of the ablation's teacher + PPO + credit row")
 
     def __post_init__(self):
         if self.matched not in (None, "compute_fraction", "kept_ratio"):
@@ -169,6 +171,8 @@ class DemoConfig:
             if b is not None and not (isinstance(b, (int, float)) and 0 < b <= 1):
                 raise ConfigError(f"demo.budgets entries must be in (0, 1] or null, got {b!r}")
         _check_budget("demo.label_free_budget", self.label_free_budget)
+        if self.teacher not in TEACHER_NAMES:
+            raise ConfigError(f"demo.teacher must be one of {list(TEACHER_NAMES)}, got {self.teacher!r}")
 
 
 @dataclass

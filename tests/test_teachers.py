@@ -131,3 +131,26 @@ def test_no_spans_means_a_teacher_by_default_and_it_is_reported(tmp_path, relabe
     assert report["seconds_per_1k"] > 0 and report["agreement"]["reference"] == "occlusion"
     run2, _ = _train(tmp_path, "none", "imitation.teacher=attention", "imitation.teacher_check=0")
     assert json.loads((run2 / "teacher.json").read_text())["cached"]  # the same training set: scores from the cache
+
+
+def test_teachers_import_no_env_training_evaluation_or_cli():
+    import ast
+    from pathlib import Path
+
+    import rltr.teachers
+
+    banned = ("rltr.envs", "rltr.training", "rltr.evaluation", "rltr.cli", "rltr.distill", "rltr.teacher_credit")
+    for path in Path(rltr.teachers.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in getattr(node, "names", [])] \
+                if isinstance(node, ast.Import) else []
+            assert not [n for n in names if n.startswith(banned)], f"{path.name} imports {names}"
+
+
+def test_ablate_has_the_teacher_rows():
+    from rltr.demo_cli import ablation_variants
+
+    variants = ablation_variants(load_config("configs/instructed.yaml"))
+    assert {"teacher_only", "teacher_ppo", "teacher_ppo_credit"} <= set(variants)
+    assert "imitation.teacher=auto" in variants["teacher_ppo"] and "total_timesteps=0" in variants["teacher_only"]
+    assert "imitation.teacher_credit_weight=0.5" in variants["teacher_ppo_credit"]
