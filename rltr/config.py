@@ -21,6 +21,9 @@ import yaml
 from rltr.core.features import FEATURE_SETS, PROJECTIONS  # full, light; gaussian, orthogonal
 from rltr.policies.network import NETWORKS, network_spec  # mlp, attention
 from rltr.tasks.scoring import SCORES  # accuracy, loglik
+from rltr.teachers import TEACHERS
+
+TEACHER_NAMES = (*TEACHERS, "auto")
 
 # dtype names -> the autocast dtype the backbone runs under during rollouts (None: no autocast)
 AUTOCAST_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -126,10 +129,29 @@ class ImitationConfig:
     batch_size: int = _f(64, "demonstrations per gradient step")
     balanced: bool = _f(False, "weigh each expert action inversely to its frequency (rare KEEPs among many DROPs "
                                "count as much as the DROPs)")
+    teacher: str | None = _f(None, "distil a teacher from the frozen model instead of imitating `reducer` (docs/teachers.md): "
+                                   "attention, gradient, occlusion, or auto (the cheap one that agrees best with occlusion); "
+                                   "null: `reducer`, except that an oracle on data with no relevance spans becomes auto")
+    teacher_layers: list | None = _f(None, "layers the attention teacher reads (null: [0])")
+    teacher_top_k: int = _f(0, "teacher tokens per example the distillation keeps (0: one per answer token)")
+    teacher_answers: str = _f("gold", "answers the teacher reads: gold (the data's), or model (the full model's greedy ones)")
+    teacher_check: int = _f(24, "training examples the teacher is checked against occlusion on (agreement in teacher.json; 0: no check)")
+    teacher_credit_weight: float = _f(0.0, "PPO reward += this x the teacher's score mass of the tokens kept (dense credit; 0: off)")
 
     def __post_init__(self):
         for key in ("n_episodes", "epochs", "batch_size"):
             _at_least(f"imitation.{key}", getattr(self, key), 1)
+        for key in ("teacher_top_k", "teacher_check"):
+            _at_least(f"imitation.{key}", getattr(self, key), 0)
+        if self.teacher is not None and self.teacher not in TEACHER_NAMES:
+            raise ConfigError(f"imitation.teacher must be one of {list(TEACHER_NAMES)} or null, got {self.teacher!r}")
+        if self.teacher_answers not in ("gold", "model"):
+            raise ConfigError(f"imitation.teacher_answers must be gold or model, got {self.teacher_answers!r}")
+        layers = self.teacher_layers
+        if layers is not None and not (layers and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in layers)):
+            raise ConfigError(f"imitation.teacher_layers must be a non-empty list of layer indices >= 0 or null, got {layers!r}")
+        if self.teacher_credit_weight < 0:
+            raise ConfigError(f"imitation.teacher_credit_weight must be >= 0, got {self.teacher_credit_weight}")
         if not self.lr > 0:
             raise ConfigError(f"imitation.lr must be > 0, got {self.lr}")
         _check_budget("imitation.budget", self.budget)
@@ -143,6 +165,8 @@ class DemoConfig:
                                    "as a fixed budget and in threshold mode (null: no matched rows)")
     label_free: str = _f("attn_topk", "the heuristic the label-free ablation (rltr ablate) imitates before PPO")
     label_free_budget: float | None = _f(0.25, "the budget it imitates it at")
+    teacher: str = _f("auto", "the teacher the ablation's teacher rows distil (imitation.teacher)")
+    teacher_credit_weight: float = _f(0.5, "imitation.teacher_credit_weight of the ablation's teacher + PPO + credit row")
 
     def __post_init__(self):
         if self.matched not in (None, "compute_fraction", "kept_ratio"):
@@ -151,6 +175,8 @@ class DemoConfig:
             if b is not None and not (isinstance(b, (int, float)) and 0 < b <= 1):
                 raise ConfigError(f"demo.budgets entries must be in (0, 1] or null, got {b!r}")
         _check_budget("demo.label_free_budget", self.label_free_budget)
+        if self.teacher not in TEACHER_NAMES:
+            raise ConfigError(f"demo.teacher must be one of {list(TEACHER_NAMES)}, got {self.teacher!r}")
 
 
 @dataclass

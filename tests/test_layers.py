@@ -20,9 +20,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("rltr.tasks",),  # examples, batches, scoring
     ("rltr.policies",),  # inference-time networks, router files
     ("rltr.reducers",),  # heuristics and routers behind one interface
+    ("rltr.teachers",),  # label-free imitation targets read from the frozen model
     ("rltr.config",),  # training/eval settings, YAML
     ("rltr.envs",),  # the Gymnasium env and its batched engine
-    ("rltr.teachers",),  # label-free imitation targets read from the frozen model
     ("rltr.runs",),  # what applications write: run folders, results files
     ("rltr.training", "rltr.evaluation", "rltr.outlen", "rltr.zoo"),  # applications: siblings
     ("rltr.cli", "rltr.__main__"),  # the command line

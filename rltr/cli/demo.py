@@ -2,7 +2,7 @@
 config trained four ways). Both evaluate through ``rltr evaluate``'s one code path.
 
     rltr demo                                   # the README's tables (make demo)
-    rltr ablate --configs configs/instructed.yaml  # imitation only / PPO only / imitation + PPO / label-free
+    rltr ablate --configs configs/instructed.yaml  # imitation only / PPO only / imitation + PPO / label-free / teacher x3
 """
 
 from __future__ import annotations
@@ -36,9 +36,11 @@ def add_demo(sub) -> None:
 
 
 def add_ablate(sub) -> None:
-    p = sub.add_parser("ablate", help="what RL adds: each config trained four ways, compared on the same examples",
-                       description="Imitation only (no PPO), PPO only (no imitation), imitation + PPO (the config), and "
-                                   "label-free (imitation of a heuristic, demo.label_free, instead of oracle labels, then PPO).")
+    p = sub.add_parser("ablate", help="what RL adds: each config trained seven ways, compared on the same examples",
+                       description="Imitation only (no PPO), PPO only (no imitation), imitation + PPO (the config), "
+                                   "label-free (imitation of a heuristic, demo.label_free, instead of oracle labels, then PPO), "
+                                   "and label-free with a teacher (demo.teacher): teacher only, teacher + PPO, teacher + PPO "
+                                   "with the teacher's credit in the reward (demo.teacher_credit_weight).")
     p.add_argument("--configs", type=_csv, default=["configs/agnostic.yaml", "configs/instructed.yaml",
                                                     "configs/instructed_var.yaml"], help="training configs, comma-separated")
     p.add_argument("--n-examples", type=int, default=300, help="held-out examples per task")
@@ -84,11 +86,13 @@ def cmd_demo(args) -> int:
 
 
 def ablation_variants(cfg) -> dict[str, list[str]]:
-    """{variant: --set overrides} of the four ways to train ``cfg`` (the config itself is "imitation + PPO")."""
+    """{variant: --set overrides} of the seven ways to train ``cfg`` (the config itself is "imitation + PPO")."""
     label_free = [f"imitation.reducer={cfg.demo.label_free}", f"imitation.budget={cfg.demo.label_free_budget}",
                   "imitation.balanced=false", "imitation.enabled=true"]
+    teacher = ["imitation.enabled=true", f"imitation.teacher={cfg.demo.teacher}"]  # label-free: a teacher (docs/teachers.md)
     return {"imitation_only": ["total_timesteps=0", "imitation.enabled=true"], "ppo_only": ["imitation.enabled=false"],
-            "imitation_ppo": [], "label_free": label_free}
+            "imitation_ppo": [], "label_free": label_free, "teacher_only": [*teacher, "total_timesteps=0"],
+            "teacher_ppo": teacher, "teacher_ppo_credit": [*teacher, f"imitation.teacher_credit_weight={cfg.demo.teacher_credit_weight}"]}
 
 
 def cmd_ablate(args) -> int:

@@ -37,6 +37,7 @@ from rltr.policies.network import build_actor
 from rltr.reducers import get_reducer
 from rltr.runs.outputs import check_writable_folder, make_new_folder
 from rltr.tasks import task_slug
+from rltr.teachers import parse_teacher
 from rltr.training.checkpoints import (
     CheckpointEvery,
     ContinueTensorBoard,
@@ -45,8 +46,10 @@ from rltr.training.checkpoints import (
     latest_checkpoint,
     save_atomically,
 )
+from rltr.training.distill import has_no_spans, teacher_demonstrations
 from rltr.training.imitation import behaviour_clone, collect_demonstrations
 from rltr.training.sb3_policy import TokenPolicy
+from rltr.training.teacher_credit import TeacherCredit
 
 _log = logging.getLogger(__name__)
 
@@ -174,6 +177,8 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
     torch.manual_seed(cfg.seed)
     vec = make_vec_env(cfg)  # loads the model and the task: bad names fail here, before any folder exists
     engine = engine_of(vec)
+    if cfg.imitation.teacher_credit_weight > 0:
+        vec = _with_teacher_credit(cfg, vec, engine, run_dir)
     device = resolve_device(cfg.env.device)  # PPO runs where the backbone runs
     tb = str(run_dir / "tb") if main else None
     progress = progress and main
@@ -195,8 +200,13 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
             _write_meta(run_dir, cfg, engine)
         if resume is None and cfg.imitation.enabled:
             im = cfg.imitation
-            obs, acts = collect_demonstrations(engine, im.reducer, im.budget, im.n_episodes, seed=distributed.rank_seed(cfg.seed),
-                                               progress=progress)
+            if _teacher_default(cfg, engine):
+                obs, acts, teacher = teacher_demonstrations(cfg, engine, run_dir if main else None, progress)
+                if isinstance(model.env, TeacherCredit):
+                    model.env.teacher = teacher
+            else:
+                obs, acts = collect_demonstrations(engine, im.reducer, im.budget, im.n_episodes,
+                                                   seed=distributed.rank_seed(cfg.seed), progress=progress)
             policy = model.policy
             assert isinstance(policy, TokenPolicy), "PPO is built with policy TokenPolicy"
             stats = behaviour_clone(policy.actor, obs, acts, im.epochs, im.lr, im.batch_size, cfg.seed, progress,
@@ -217,6 +227,30 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
             if sync is not None:
                 (run_dir / "distributed.json").write_text(json.dumps(sync.report, indent=2))
     return run_dir
+
+
+def _teacher_default(cfg: TrainConfig, engine: EpisodeEngine) -> bool:
+    """Whether imitation distils a teacher: when one is configured, or (then ``auto``, said on stderr) when
+    the config imitates the oracle and the training data has no relevance spans for it to read."""
+    if cfg.imitation.teacher is None and cfg.imitation.reducer == "oracle" and has_no_spans(engine.task, cfg.seed):
+        _log.warning("the training data has no relevance spans; imitation.reducer oracle becomes imitation.teacher auto")
+        cfg.imitation.teacher = "auto"
+    return cfg.imitation.teacher is not None
+
+
+def _with_teacher_credit(cfg: TrainConfig, vec: VecEnv, engine: EpisodeEngine, run_dir: Path) -> TeacherCredit:
+    """The env with the teacher's dense credit in PPO's reward (batched env only). Its teacher: the one
+    distillation chooses, a resumed run's (teacher.json), or the configured one (attention@0 when none)."""
+    if isinstance(vec, DummyVecEnv):
+        raise ConfigError("imitation.teacher_credit_weight needs env.batched: true")
+    im, known = cfg.imitation, run_dir / "teacher.json"
+    if known.is_file():
+        teacher = parse_teacher(json.loads(known.read_text())["teacher"])
+    elif im.teacher not in (None, "auto"):
+        teacher = parse_teacher(im.teacher, im.teacher_layers)
+    else:
+        teacher = parse_teacher("attention@0")  # replaced by distillation's choice when imitation runs
+    return TeacherCredit(vec, engine, im.teacher_credit_weight, teacher, im.teacher_top_k)
 
 
 def _start_processes(cfg: TrainConfig) -> bool:
