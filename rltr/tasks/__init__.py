@@ -38,6 +38,12 @@ def get_task(name: str, **kwargs) -> Task:
 
 def load_task(spec: str, backbone=None, **kwargs) -> Task:
     """A built-in task by name, or ``jsonl:PATH`` read with ``backbone``'s tokenizer (``kwargs``: its options)."""
+    from rltr.tasks.prose import prose_kind
+
+    if prose_kind(spec) is not None:  # prose:KIND, real prose made at load time
+        from rltr.tasks.prose import load_prose
+
+        return load_prose(spec, backbone, **kwargs)
     path = spec_path(spec)
     if path is None:
         return get_task(spec, **kwargs)
@@ -48,6 +54,8 @@ def load_task(spec: str, backbone=None, **kwargs) -> Task:
 
 def task_slug(spec: str) -> str:
     """A task spec as a run-folder name part: ``retrieval``; ``jsonl:data/qa.jsonl`` -> ``jsonl-qa``."""
+    if spec.startswith("prose:"):
+        return spec.replace(":", "-")
     path = spec_path(spec)
     if path is None:
         return spec

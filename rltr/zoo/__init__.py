@@ -31,6 +31,10 @@ def packaged_path(name: str) -> Path:
     import importlib
 
     entry = PACKAGED[name]
+    if entry.gguf_file:  # converted once into the user's cache (a progress message on first use)
+        from rltr.zoo.gguf_cache import ensure_converted
+
+        return ensure_converted(name, entry.module, entry.gguf_file, entry.package)
     try:
         module = importlib.import_module(entry.module)
     except ImportError:

