@@ -59,6 +59,7 @@ def add_evaluate(sub) -> None:
     p.add_argument("--query-agnostic", action="store_true",
                    help="decide on the context alone (the question is appended afterwards), not query-aware")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (runs x batches, with an ETA, on stderr)")
     from rltr.scores import SCORES
 
     p.add_argument("--score", default=None, choices=sorted(SCORES),
@@ -91,7 +92,7 @@ def cmd_evaluate(args) -> int:
     results = evaluate(
         backbone, tasks, args.methods, args.budgets, n_examples=args.n_examples, seed=args.seed,
         decision_layers=args.decision_layers, batch_size=args.batch_size, query_aware=not args.query_agnostic,
-        progress=sys.stderr.isatty() and distributed.is_main(), score=getattr(args, "score", None),
+        progress=not getattr(args, "quiet", False) and distributed.is_main(), score=getattr(args, "score", None),
         generate=getattr(args, "generate", False), matched=getattr(args, "matched", None),
     )
     if not distributed.is_main():

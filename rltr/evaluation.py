@@ -90,7 +90,7 @@ def run_method(
     fractions, kept, seconds, generated = [], [], 0.0, []
     batches = distributed.my_batches(len(examples), batch_size)  # all of them, unless launched as several processes
     with reduction:
-        for start in tqdm(batches, desc=f"{task.name}/{reducer.name}@{budget}", disable=not progress, leave=False):
+        for start in tqdm(batches, desc=f"{task.name}/{reducer.name}@{budget} (batches)", disable=not progress, leave=False):
             batch = task.collate(examples[start : start + batch_size]).to(backbone.device)
             inputs = batch.model_inputs(reduced=not full, query_aware=query_aware)
             if start == batches[0]:
@@ -166,16 +166,30 @@ def evaluate(
     for task in tasks:
         check_task_fits(backbone, task)
     results = []
-    for task in tasks:
-        for reducer in reducers:
-            own = [b for b in budgets if b is not None or reducer.chooses_own_budget] if reducer.takes_budget else [None]
-            for budget in [None] if reducer.name == "identity" else own:
-                results.append(run_method(backbone, task, reducer, budget, progress=progress, **kwargs))
-        if matched is not None:
+    runs = [(task, reducer, budget) for task in tasks for reducer in reducers for budget in _budgets_of(reducer, budgets)]
+    bar = tqdm(total=len(runs), desc="evaluate (tasks x methods x budgets)", unit="run", disable=not progress)
+    for i, (task, reducer, budget) in enumerate(runs):
+        bar.set_postfix_str(f"{task.name} {getattr(reducer, 'label', reducer.name)}@{budget}")
+        if getattr(reducer, "evaluates_itself", False):  # a peer's two-phase method (kvpress:NAME)
+            results.append(EvalResult(**reducer.evaluate_task(backbone, task, budget, progress=progress, **kwargs)))
+        else:
+            results.append(run_method(backbone, task, reducer, budget, progress=progress, **kwargs))
+        bar.update()
+        last_of_task = i + 1 == len(runs) or runs[i + 1][0] is not task
+        if last_of_task and matched is not None:
             from rltr.matched import matched_rows
 
             results += matched_rows(backbone, task, [r for r in results if r.task == task.name], methods, matched, **kwargs)
+    bar.close()
     return results
+
+
+def _budgets_of(reducer: Reducer, budgets: list[float | None]) -> list[float | None]:
+    """The budgets ``reducer`` runs at: identity once at full budget; budget None only for methods that
+    choose their own keep count; methods that take no budget once with None."""
+    if reducer.name == "identity" or not reducer.takes_budget:
+        return [None]
+    return [b for b in budgets if b is not None or reducer.chooses_own_budget]
 
 
 def full_latency(results: list[EvalResult]) -> dict[str, float]:

@@ -14,9 +14,10 @@ from rltr.reducers.random import RandomDrop
 from rltr.reducers.router import RouterReducer
 from rltr.reducers.tome import ToMe
 from rltr.reducers.window import Window
+from rltr.peers.kvpress import KVPress  # noqa: I001  (kvpress itself is imported only when a press runs)
 
 REDUCERS: dict[str, type[Reducer]] = {
-    cls.name: cls for cls in (Identity, RandomDrop, Oracle, ToMe, AttnTopK, HeavyHitters, Norm, Window, RouterReducer)
+    cls.name: cls for cls in (Identity, RandomDrop, Oracle, ToMe, AttnTopK, HeavyHitters, Norm, Window, RouterReducer, KVPress)
 }
 
 
