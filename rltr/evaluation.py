@@ -24,7 +24,8 @@ from rltr import distributed
 from rltr.backbones import Backbone
 from rltr.compute import ArchSpec
 from rltr.eval_scores import generated_scores, reference_logits
-from rltr.reducers import Reducer, check_budget, get_reducer
+from rltr.peers import get_method
+from rltr.reducers import Reducer, check_budget
 from rltr.scores import NEEDS_REFERENCE, score_function
 from rltr.tasks import Task
 
@@ -160,7 +161,7 @@ def evaluate(
     :data:`rltr.calibration.METRICS`): also every heuristic at each router's own-choice mean of it, as
     a fixed budget and in threshold mode, calibrated on training examples (:func:`rltr.matched.matched_rows`)."""
     budgets = [check_budget(b) for b in budgets]
-    reducers = [get_reducer(m) for m in methods]  # fail on a bad name before any work
+    reducers = [get_method(m) for m in methods]  # fail on a bad name before any work (peers: kvpress:NAME)
     for m, r in zip(methods, reducers):
         r.label = method_label(m)
     for task in tasks:

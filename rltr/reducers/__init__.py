@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from rltr.decider import make_decide
 from rltr.decisions import Decision, DecisionContext, check_budget, target_counts
-from rltr.peers.kvpress import KVPress  # kvpress itself is imported only when a press runs
 from rltr.reducers.attn_topk import AttnTopK
 from rltr.reducers.base import Reducer, ScoreReducer
 from rltr.reducers.h2o import HeavyHitters
@@ -17,7 +16,7 @@ from rltr.reducers.tome import ToMe
 from rltr.reducers.window import Window
 
 REDUCERS: dict[str, type[Reducer]] = {
-    cls.name: cls for cls in (Identity, RandomDrop, Oracle, ToMe, AttnTopK, HeavyHitters, Norm, Window, RouterReducer, KVPress)
+    cls.name: cls for cls in (Identity, RandomDrop, Oracle, ToMe, AttnTopK, HeavyHitters, Norm, Window, RouterReducer)
 }
 
 
