@@ -115,3 +115,49 @@ def test_query_agnostic_at_layer_1_does_not_let_the_question_read_the_dropped_co
     (at1,) = evaluate(bb, [task], ["random"], [6 / 128], decision_layers=[1], **kw)
     assert at0.accuracy < 0.5, at0  # layer 0: the question never saw the dropped tokens
     assert at1.accuracy < 0.5, f"random keeps 6 of 128 context tokens yet scores {at1.accuracy:.1%} at layer 1"
+
+
+HAS_KVPRESS = importlib.util.find_spec("kvpress") is not None
+
+
+@pytest.mark.skipif(not HAS_KVPRESS, reason="needs kvpress (transformers<5.3: its own venv, make kvpress-venv)")
+@needs_smollm2
+@needs_prose
+def test_kvpress_runs_two_phase_and_reports_the_kv_it_kept():
+    """At budget 1.0 a press keeps the whole cache and the two-phase run answers like the full model; at 0.25
+    the cache holds a quarter of the context, and the compute column stays the full prefill's."""
+    from rltr.backbones import load_backbone
+    from rltr.evaluation import evaluate
+    from rltr.tasks import load_task
+
+    bb = load_backbone("smollm2")
+    task = load_task("prose:passkey", bb, length=192, n_examples=2)
+    rows = evaluate(bb, [task], ["identity", "kvpress:knorm"], [1.0, 0.25], n_examples=2, batch_size=2, progress=False,
+                    query_aware=False, decision_layers=[0])
+    by = {(r.method, r.budget): r for r in rows}
+    assert by[("kvpress:knorm", 1.0)].accuracy == by[("identity", None)].accuracy == 1.0, rows
+    assert by[("kvpress:knorm", 1.0)].kept_ratio == 1.0
+    assert abs(by[("kvpress:knorm", 0.25)].kept_ratio - 0.25) < 0.02 and by[("kvpress:knorm", 0.25)].compute_fraction == 1.0
+
+
+def test_kvpress_is_named_and_refuses_what_it_cannot_do():
+    from rltr.peers import get_method
+
+    with pytest.raises(ValueError, match="'nope'"):
+        get_method("kvpress:nope")
+    press = get_method("kvpress:snapkv")
+    assert press.evaluates_itself and "snapkv" in repr(press)
+    with pytest.raises(ValueError, match="--query-agnostic"):
+        press.evaluate_task(None, None, 0.5, query_aware=True)
+    with pytest.raises(ValueError, match="budget"):
+        press.evaluate_task(None, None, None)
+
+
+def test_evaluate_quiet_prints_no_progress(tmp_path):
+    args = [sys.executable, "-m", "rltr", "evaluate", "--model", "default", "--task", "retrieval", "--methods", "identity,random",
+            "--n-examples", "4", "--batch-size", "4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    loud = subprocess.run(args, capture_output=True, text=True, check=True, env=env)
+    quiet = subprocess.run(args + ["--quiet"], capture_output=True, text=True, check=True, env=env)
+    assert "evaluate (tasks x methods x budgets)" in loud.stderr
+    assert "evaluate (tasks" not in quiet.stderr and "| retrieval | random |" in quiet.stdout
