@@ -183,7 +183,8 @@ def _template_parts(tokenizer) -> tuple[str, str]:
 def _examples(records: list[Record], tokenizer, template, limit, model_answers: int, backbone, progress: bool = False) -> list[Example]:
     from tqdm.auto import tqdm
 
-    lines = tqdm(records, desc="tokenize lines", unit="line", disable=not progress, leave=False)
+    # on a terminal only (disable=None): a bar left on a log line would run into an error message naming a line
+    lines = tqdm(records, desc="tokenize lines", unit="line", disable=None if progress else True, leave=False)
     pieces = [_tokenize(r, tokenizer, template, limit, model_answers) for r in lines]
     missing = [i for i, p in enumerate(pieces) if p["answer"] is None]
     if missing:
