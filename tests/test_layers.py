@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("rltr.tasks",),  # examples, batches, scoring
     ("rltr.policies",),  # inference-time networks, router files
     ("rltr.reducers",),  # heuristics and routers behind one interface
+    ("rltr.peers",),  # other libraries' methods (kvpress presses) beside the reducers
     ("rltr.teachers",),  # label-free imitation targets read from the frozen model
     ("rltr.config",),  # training/eval settings, YAML
     ("rltr.envs",),  # the Gymnasium env and its batched engine

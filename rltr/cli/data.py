@@ -33,6 +33,7 @@ def add_data(sub) -> None:
     c.add_argument("--model", default="default", help="built-in model name, local folder or hub name")
     c.add_argument("--task-kwargs", type=cli_args.mapping, default={},
                    help="jsonl options, a YAML mapping: chat_template, split, split_seed, validation, test, model_answers")
+    c.add_argument("--quiet", action="store_true", help="no progress bars (lines tokenized, model answers, with an ETA)")
     c.set_defaults(func=cmd_data_check)
 
 
@@ -52,7 +53,7 @@ def cmd_data_check(args) -> int:
     from rltr.tasks.jsonl import load_jsonl
 
     backbone = load_backbone(args.model)
-    task = load_jsonl(args.file, backbone, **args.task_kwargs)
+    task = load_jsonl(args.file, backbone, progress=not args.quiet, **args.task_kwargs)
     task.check_fits(backbone)
     print(f"{args.file}: model {args.model} ({backbone.family}), positions {backbone.max_positions}")
     for split, examples in task.splits.items():

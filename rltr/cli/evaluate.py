@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from rltr.cli.args import budgets as _budgets
@@ -37,6 +36,7 @@ def add_evaluate(sub) -> None:
     p.add_argument("--query-agnostic", action="store_true",
                    help="decide on the context alone (the question is appended afterwards), not query-aware")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (runs x batches, with an ETA, on stderr)")
     p.add_argument("--score", default=None, choices=sorted(SCORES),
                    help="what the accuracy column holds (default: the task's own scores, e.g. exact match): answer "
                         "probability, or (no labels needed) agreement with the full model's own answer / exp(-KL) of its "
@@ -71,17 +71,17 @@ def cmd_evaluate(args) -> int:
 
     args.device = resolve_device(distributed.setup(args.device))  # several processes: shard the examples; auto: cuda if any
     if args.out is None or not distributed.is_main():
-        return run_and_report(request_of(args), args.out)
+        return run_and_report(request_of(args), args.out, progress=not args.quiet)
     with claimed_folder(args.out):  # checked writable and held before the run: nothing lost, nothing mixed
-        return run_and_report(request_of(args), args.out)
+        return run_and_report(request_of(args), args.out, progress=not args.quiet)
 
 
-def run_and_report(req: EvalRequest, out: Path | None) -> int:
+def run_and_report(req: EvalRequest, out: Path | None, progress: bool = True) -> int:
     """Run ``req``, print its table (and generations), write the report to ``out`` when given."""
     from rltr.evaluation.answer_scores import format_generation
     from rltr.evaluation.reports import write_report
 
-    outcome = evaluate_request(req, progress=sys.stderr.isatty() and distributed.is_main())
+    outcome = evaluate_request(req, progress=progress and distributed.is_main())
     if not distributed.is_main():
         return 0  # every process holds the merged results; the main one reports them
     print(describe(req, outcome))

@@ -42,6 +42,17 @@ def cmd_zoo_list(args) -> int:
             print(f"    {t}: {cells}")
     for name, entry in zoo.PACKAGED.items():
         print(f"{name}: {entry.description}; tasks: {', '.join(entry.tasks)}")
+        if entry.gguf_file:
+            from rltr.backbones.gguf_cache import converted_dir, gguf_source, is_converted
+
+            try:
+                gguf_source(entry.module, entry.gguf_file, entry.package)
+            except ValueError as e:
+                print(f"  not installed: {e}")
+                continue
+            state = "converted" if is_converted(name) else "not converted yet: the first use converts it (~2 min)"
+            print(f"  path: {converted_dir(name)} ({state})")
+            continue
         try:
             print(f"  path: {zoo.packaged_path(name)}")
         except ValueError as e:

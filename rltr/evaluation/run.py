@@ -90,7 +90,7 @@ def run_method(
     fractions, kept, seconds, generated = [], [], 0.0, []
     batches = distributed.my_batches(len(examples), batch_size)  # all of them, unless launched as several processes
     with contextlib.nullcontext() if patch is None else patch:
-        for start in tqdm(batches, desc=f"{task.name}/{reducer.name}@{budget}", disable=not progress, leave=False):
+        for start in tqdm(batches, desc=f"{task.name}/{reducer.name}@{budget} (batches)", disable=not progress, leave=False):
             batch = task.collate(examples[start : start + batch_size]).to(backbone.device)
             inputs = batch.model_inputs(reduced=not full, query_aware=query_aware)
             if start == batches[0]:

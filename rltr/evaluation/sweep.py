@@ -3,11 +3,14 @@ matched-compute rows (:mod:`rltr.evaluation.matched`) where asked."""
 
 from __future__ import annotations
 
+from tqdm.auto import tqdm
+
 from rltr.backbones import Backbone
 from rltr.core.decisions import check_budget
 from rltr.evaluation.matched import matched_rows
 from rltr.evaluation.run import EvalResult, check_task_fits, run_method
-from rltr.reducers import Reducer, get_reducer
+from rltr.peers import get_method
+from rltr.reducers import Reducer
 from rltr.tasks import Task
 
 
@@ -16,7 +19,7 @@ def check_methods(methods: list[str]) -> list[Reducer]:
     repeated = sorted({m for m in methods if methods.count(m) > 1})
     if repeated:
         raise ValueError(f"method {repeated[0]!r} is listed more than once in {','.join(methods)!r}")
-    return [get_reducer(m) for m in methods]
+    return [get_method(m) for m in methods]
 
 
 def decision_layers_for(reducers: list[Reducer], asked: list[int] | None, n_layers: int,
@@ -54,15 +57,29 @@ def evaluate(
     :data:`rltr.evaluation.calibration.METRICS`): also every heuristic at each router's own-choice mean of it, as
     a fixed budget and in threshold mode, calibrated on training examples (:func:`rltr.evaluation.matched.matched_rows`)."""
     budgets = [check_budget(b) for b in budgets]
-    reducers = check_methods(methods)  # fail on a bad name before any work
+    reducers = check_methods(methods)  # fail on a bad name before any work (peers too: kvpress:NAME)
     for task in tasks:
         check_task_fits(backbone, task)
-    results = []
-    for task in tasks:
-        for reducer in reducers:
-            own = [b for b in budgets if b is not None or reducer.chooses_own_budget] if reducer.takes_budget else [None]
-            for budget in [None] if reducer.full_model else own:
-                results.append(run_method(backbone, task, reducer, budget, progress=progress, **kwargs))
-        if matched is not None:
+    results: list[EvalResult] = []
+    runs = [(task, reducer, budget) for task in tasks for reducer in reducers for budget in budgets_of(reducer, budgets)]
+    bar = tqdm(total=len(runs), desc="evaluate (tasks x methods x budgets)", unit="run", disable=not progress)
+    for i, (task, reducer, budget) in enumerate(runs):
+        bar.set_postfix_str(f"{task.name} {reducer.title}@{budget}")
+        if getattr(reducer, "evaluates_itself", False):  # a peer's own two-phase evaluation (kvpress:NAME)
+            results.append(EvalResult(**reducer.evaluate_task(backbone, task, budget, progress=progress, **kwargs)))
+        else:
+            results.append(run_method(backbone, task, reducer, budget, progress=progress, **kwargs))
+        bar.update()
+        last_of_task = i + 1 == len(runs) or runs[i + 1][0] is not task
+        if last_of_task and matched is not None:
             results += matched_rows(backbone, task, [r for r in results if r.task == task.name], methods, matched, **kwargs)
+    bar.close()
     return results
+
+
+def budgets_of(reducer: Reducer, budgets: list[float | None]) -> list[float | None]:
+    """The budgets ``reducer`` runs at: the full model once; budget None only for methods that choose their own
+    keep count; methods that take no budget once, with None."""
+    if reducer.full_model or not reducer.takes_budget:
+        return [None]
+    return [b for b in budgets if b is not None or reducer.chooses_own_budget]

@@ -20,6 +20,7 @@ from rltr.tasks.jsonl import JSONL_PREFIX, JsonlTask, load_jsonl, spec_path
 from rltr.tasks.majority import Majority
 from rltr.tasks.multihop import Multihop
 from rltr.tasks.pool import ExamplePool
+from rltr.tasks.prose import load_prose, prose_kind
 from rltr.tasks.retrieval import Retrieval
 from rltr.tasks.selective_copy import SelectiveCopy
 from rltr.tasks.sentences import Sentences
@@ -57,6 +58,8 @@ def _check_kwargs(name: str, cls: type[Task], kwargs: dict) -> None:
 
 def load_task(spec: str, backbone=None, **kwargs) -> Task:
     """A built-in task by name, or ``jsonl:PATH`` read with ``backbone``'s tokenizer (``kwargs``: its options)."""
+    if prose_kind(spec) is not None:  # prose:KIND, real prose made at load time
+        return load_prose(spec, backbone, **kwargs)
     path = spec_path(spec)
     if path is None:
         return get_task(spec, **kwargs)
@@ -66,6 +69,8 @@ def load_task(spec: str, backbone=None, **kwargs) -> Task:
 
 def task_slug(spec: str) -> str:
     """A task spec as a run-folder name part: ``retrieval``; ``jsonl:data/qa.jsonl`` -> ``jsonl-qa``."""
+    if spec.startswith("prose:"):
+        return spec.replace(":", "-")
     path = spec_path(spec)
     if path is None:
         return spec

@@ -112,10 +112,10 @@ def load_tokenizer(model: str):
 _LOADED: dict = {}
 
 
-def load_jsonl(path: str | Path, backbone=None, *, tokenizer=None, **kwargs) -> JsonlTask:
+def load_jsonl(path: str | Path, backbone=None, *, tokenizer=None, progress: bool = False, **kwargs) -> JsonlTask:
     """The task of JSONL file ``path`` for ``backbone`` (its tokenizer, positions and, for ``model_answers``,
-    its greedy answers); ``kwargs`` are the options in the module docstring. Loaded once per process for
-    the same file contents, options and model."""
+    its greedy answers); ``kwargs`` are the options in the module docstring; ``progress``: bars over lines and
+    model answers on stderr. Loaded once per process for the same file contents, options and model."""
     opts = JsonlOptions.from_kwargs(kwargs)
     if tokenizer is None and backbone is None:
         raise ValueError("a jsonl task is tokenized with a model's tokenizer: pass a backbone or a tokenizer")
@@ -124,7 +124,7 @@ def load_jsonl(path: str | Path, backbone=None, *, tokenizer=None, **kwargs) -> 
     key = (stamps, opts, id(tokenizer) if tokenizer is not None else backbone.name, id(backbone))
     if key not in _LOADED:
         tok = tokenizer if tokenizer is not None else load_tokenizer(backbone.name)
-        _LOADED[key] = _build(files, opts, tok, backbone)
+        _LOADED[key] = _build(files, opts, tok, backbone, progress)
     return _LOADED[key]
 
 
@@ -135,7 +135,7 @@ def _stamp(path: Path) -> tuple[int, int]:
     return st.st_mtime_ns, st.st_size
 
 
-def _build(files: dict, opts: JsonlOptions, tokenizer, backbone) -> JsonlTask:
+def _build(files: dict, opts: JsonlOptions, tokenizer, backbone, progress: bool = False) -> JsonlTask:
     answer_optional = opts.model_answers > 0
     if answer_optional and backbone is None:
         raise ValueError("jsonl option model_answers needs the model (pass a backbone)")
@@ -151,7 +151,7 @@ def _build(files: dict, opts: JsonlOptions, tokenizer, backbone) -> JsonlTask:
     made: dict[int, list[Example]] = {}  # one tokenization per distinct record list
     for records in record_splits.values():
         if id(records) not in made:
-            made[id(records)] = _examples(records, tokenizer, template, limit, opts.model_answers, backbone)
+            made[id(records)] = _examples(records, tokenizer, template, limit, opts.model_answers, backbone, progress)
     splits = {s: made[id(r)] for s, r in record_splits.items()}
     where = {s: [r.where for r in records] for s, records in record_splits.items()}
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
@@ -181,13 +181,17 @@ def _template_parts(tokenizer) -> tuple[str, str]:
     return prefix, suffix
 
 
-def _examples(records: list[Record], tokenizer, template, limit, model_answers: int, backbone) -> list[Example]:
-    pieces = [_tokenize(r, tokenizer, template, limit, model_answers) for r in records]
+def _examples(records: list[Record], tokenizer, template, limit, model_answers: int, backbone, progress: bool = False) -> list[Example]:
+    from tqdm.auto import tqdm
+
+    # on a terminal only (disable=None): a bar left on a log line would run into an error message naming a line
+    lines = tqdm(records, desc="tokenize lines", unit="line", disable=None if progress else True, leave=False)
+    pieces = [_tokenize(r, tokenizer, template, limit, model_answers) for r in lines]
     missing = [i for i, p in enumerate(pieces) if p["answer"] is None]
     if missing:
         prompts = [pieces[i]["context"] + pieces[i]["question"] for i in missing]
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        for start in range(0, len(missing), 16):
+        for start in tqdm(range(0, len(missing), 16), desc="model answers (batches of 16)", disable=not progress):
             answers = greedy_generate(backbone.model, prompts[start : start + 16], model_answers, pad, eos_id=tokenizer.eos_token_id)
             for i, answer in zip(missing[start : start + 16], answers):
                 pieces[i]["answer"] = answer
