@@ -86,7 +86,7 @@ def test_zoo_list_shows_smollm2():
 def test_smollm2_reads_a_passkey_in_real_prose():
     """The real model, loaded from the converted cache, answers short passkey examples with all its tokens."""
     from rltr.backbones import load_backbone
-    from rltr.evaluation.run import evaluate
+    from rltr.evaluation.sweep import evaluate
     from rltr.tasks import load_task
 
     bb = load_backbone("smollm2")
@@ -105,7 +105,7 @@ def test_smollm2_reads_a_passkey_in_real_prose():
     "continuing - in evaluation, the env reward and training (issue 20)."))
 def test_query_agnostic_at_layer_1_does_not_let_the_question_read_the_dropped_context():
     from rltr.backbones import load_backbone
-    from rltr.evaluation.run import evaluate
+    from rltr.evaluation.sweep import evaluate
     from rltr.tasks import get_task
 
     bb = load_backbone("default")
@@ -127,7 +127,7 @@ def test_kvpress_runs_two_phase_and_reports_the_kv_it_kept():
     """At budget 1.0 a press keeps the whole cache and the two-phase run answers like the full model; at 0.25
     the cache holds a quarter of the context, and the compute column stays the full prefill's."""
     from rltr.backbones import load_backbone
-    from rltr.evaluation.run import evaluate
+    from rltr.evaluation.sweep import evaluate
     from rltr.tasks import load_task
 
     bb = load_backbone("smollm2")

@@ -65,7 +65,7 @@ def convert_gguf(name: str, source: Path, *, progress: bool = True) -> Path:
         _log.info(f"first use of {name!r}: converting {source.name} to an HF folder in {out} (~2 min, once)")
     model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name, dtype="float32")
     tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
-    model.hf_quantizer = None  # the weights are dequantised: save them as a plain model
+    model.hf_quantizer = None  # type: ignore[assignment]  # (nn.Module attribute typing) the weights are dequantised: save them as a plain model
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     out.mkdir(parents=True, exist_ok=True)

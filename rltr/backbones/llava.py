@@ -84,7 +84,11 @@ class LlavaBackbone(LlamaBackbone):
             return embeds
         if self.pending_pixels is None and self.pending_features is None:
             raise ValueError(f"prompt holds {int(image.sum())} <image> tokens but no pixel values were given to llava model {self.name!r}")
-        feats = self.image_features(self.pending_pixels) if self.pending_features is None else self.pending_features.to(self.device)
+        if self.pending_features is not None:
+            feats = self.pending_features.to(self.device)
+        else:
+            assert self.pending_pixels is not None, "checked above: pixels or features are pending"
+            feats = self.image_features(self.pending_pixels)
         if feats.shape[0] * feats.shape[1] != int(image.sum()):
             raise ValueError(f"prompt holds {int(image.sum())} <image> tokens, but {feats.shape[0]} image(s) give "
                              f"{feats.shape[0] * feats.shape[1]} features ({feats.shape[1]} each)")
@@ -92,6 +96,7 @@ class LlavaBackbone(LlamaBackbone):
 
     def _embed(self, input_ids, attention_mask, protected, position_ids, **columns) -> tuple[TokenState, torch.Tensor]:
         state, order = super()._embed(input_ids, attention_mask, protected, position_ids, **columns)
+        assert self._text_slots is not None, "embed_tokens ran first and recorded the text slots"
         text = self._text_slots & state.alive  # slots in the state's layout (embed_tokens saw aligned ids)
         self._text_slots = None
         return TokenState(state.hidden, state.positions, state.sizes, state.alive, state.protected | text), order

@@ -9,7 +9,7 @@ from rltr.backbones import Backbone
 from rltr.core.decisions import check_budget
 from rltr.evaluation.matched import matched_rows
 from rltr.evaluation.run import EvalResult, check_task_fits, run_method
-from rltr.peers import get_method
+from rltr.peers import Peer, get_method
 from rltr.reducers import Reducer
 from rltr.tasks import Task
 
@@ -65,7 +65,7 @@ def evaluate(
     bar = tqdm(total=len(runs), desc="evaluate (tasks x methods x budgets)", unit="run", disable=not progress)
     for i, (task, reducer, budget) in enumerate(runs):
         bar.set_postfix_str(f"{task.name} {reducer.title}@{budget}")
-        if getattr(reducer, "evaluates_itself", False):  # a peer's own two-phase evaluation (kvpress:NAME)
+        if isinstance(reducer, Peer):  # a peer evaluates itself (kvpress:NAME: two-phase prefill, then the question)
             results.append(EvalResult(**reducer.evaluate_task(backbone, task, budget, progress=progress, **kwargs)))
         else:
             results.append(run_method(backbone, task, reducer, budget, progress=progress, **kwargs))

@@ -7,17 +7,18 @@ other spec to :func:`rltr.reducers.get_reducer`. A peer declares ``evaluates_its
 
 from __future__ import annotations
 
+from rltr.peers.base import Peer
 from rltr.peers.kvpress import PRESSES, KVPress
 from rltr.reducers import REDUCERS, Reducer, get_reducer
 
-PEERS: dict[str, type[Reducer]] = {"kvpress": KVPress}
+PEERS: dict[str, type[Peer]] = {"kvpress": KVPress}
 
 
 def get_method(spec: str) -> Reducer:
     """A peer method (``kvpress:snapkv``) or any reducer spec :func:`~rltr.reducers.get_reducer` knows."""
     name, _, arg = spec.partition(":")
     if name in PEERS:
-        return PEERS[name](arg) if arg else PEERS[name]()
+        return PEERS[name].from_spec(arg)
     try:
         return get_reducer(spec)
     except ValueError as e:
@@ -26,4 +27,4 @@ def get_method(spec: str) -> Reducer:
         raise
 
 
-__all__ = ["PEERS", "PRESSES", "KVPress", "get_method"]
+__all__ = ["PEERS", "PRESSES", "KVPress", "Peer", "get_method"]

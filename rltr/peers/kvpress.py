@@ -24,7 +24,7 @@ import time
 import torch
 
 from rltr.core.decisions import DecisionContext
-from rltr.reducers.base import Reducer
+from rltr.peers.base import Peer
 
 PRESSES: dict[str, str] = {  # rltr name -> kvpress class
     "snapkv": "SnapKVPress", "knorm": "KnormPress", "expected_attention": "ExpectedAttentionPress",
@@ -42,11 +42,10 @@ def import_kvpress():
     return kvpress
 
 
-class KVPress(Reducer):
+class KVPress(Peer):
     """``kvpress:NAME`` (:data:`PRESSES`), evaluated by :meth:`evaluate_task` rather than as a decision rule."""
 
     name = "kvpress"
-    evaluates_itself = True  # the evaluation loop calls evaluate_task instead of running a patched forward
     causal_only = True
 
     def __init__(self, press: str = "snapkv"):

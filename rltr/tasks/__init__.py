@@ -25,9 +25,10 @@ from rltr.tasks.retrieval import Retrieval
 from rltr.tasks.selective_copy import SelectiveCopy
 from rltr.tasks.sentences import Sentences
 
-TASKS: dict[str, type[Task[Any, Any]]] = {
-    cls.name: cls for cls in (Retrieval, SelectiveCopy, Majority, Multihop, InstructedRetrieval, Chain, Digits, Sentences, *GRID_TASKS)
-}
+_CLASSES: tuple[type[Task[Any, Any]], ...] = (
+    Retrieval, SelectiveCopy, Majority, Multihop, InstructedRetrieval, Chain, Digits, Sentences, *GRID_TASKS,
+)
+TASKS: dict[str, type[Task[Any, Any]]] = {cls.name: cls for cls in _CLASSES}
 
 
 def get_task(name: str, **kwargs) -> Task:

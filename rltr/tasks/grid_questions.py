@@ -11,11 +11,12 @@ Shapes: B questions, N = 70 tokens (1 + 64 image + 4 question + 1 answer), (B, 1
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
 
-from rltr.tasks.base import SPLIT_IDS, Batch, Task, _stable_hash, collate
+from rltr.tasks.base import SPLIT_IDS, Batch, Example, Task, _stable_hash, collate
 from rltr.tasks.digit_grid import N_IMAGE_TOKENS, PAD_ID, QUESTION_TYPES, VOCAB_SIZE, GridExample, grid_pixels, render, sample_question
 
 
@@ -26,7 +27,8 @@ class VLMBatch(Batch):
     pixel_values: torch.Tensor | None = None
 
     def to(self, device) -> VLMBatch:
-        return VLMBatch(**{k: None if v is None else v.to(device) for k, v in self.__dict__.items()})
+        moved: dict[str, Any] = {k: None if v is None else v.to(device) for k, v in self.__dict__.items()}
+        return VLMBatch(**moved)
 
     def embed(self, backbone):
         return backbone.embed_multimodal(self.input_ids, self.attention_mask, self.pixel_values, protected=self.protected)
@@ -35,7 +37,7 @@ class VLMBatch(Batch):
         return {**super().model_inputs(reduced, query_aware), "pixel_values": self.pixel_values}
 
 
-class GridQuestions(Task):
+class GridQuestions(Task[GridExample, VLMBatch]):
     """Questions of ``question_types`` (cycled) about digit grids; held-out splits use unseen digit images."""
 
     name = "grid_questions"
@@ -62,7 +64,7 @@ class GridQuestions(Task):
         return [sample_question(rng, self.question_types[i % len(self.question_types)], split) for i in range(n)]
 
     def collate(self, examples: list[GridExample]) -> VLMBatch:
-        batch = collate(examples, self.pad_id)
+        batch = collate(cast(list[Example], examples), self.pad_id)  # GridExample has the token fields collate reads
         pixels = grid_pixels(np.stack([render(e.image_idx) for e in examples]))
         return VLMBatch(**batch.__dict__, pixel_values=pixels)
 

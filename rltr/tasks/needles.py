@@ -77,8 +77,9 @@ def make_record(kind: str, rng: np.random.Generator, tokenizer, length: int, spl
     lines = _fit(lines, tokenizer, length, needle_chars)
     slots = sorted(rng.choice(len(lines) + 1, size=len(needles), replace=len(needles) > len(lines) + 1).tolist())
     order = rng.permutation(len(needles)) if kind != "multivalue" else np.arange(len(needles))
-    pieces, spans = [], {}
-    for i, line in enumerate(lines + [None]):
+    pieces: list[str] = []
+    spans: dict[int, tuple[int, str]] = {}
+    for i, line in enumerate([*lines, None]):
         for j, slot in enumerate(slots):
             if slot == i:
                 k = int(order[j])
@@ -87,9 +88,9 @@ def make_record(kind: str, rng: np.random.Generator, tokenizer, length: int, spl
         if line is not None:
             pieces.append(line)
     context = "\n".join(pieces) + "\n"
-    span = {k: [start, start + len(text)] for k, (start, text) in spans.items()}
-    return Record(where[0], where[1], context, question, answer, relevant=[tuple(span[k]) for k in asked],
-                  relevant_any=[tuple(span[k]) for k in sorted(span)])
+    span = {k: (start, start + len(text)) for k, (start, text) in spans.items()}
+    return Record(where[0], where[1], context, question, answer, relevant=[span[k] for k in asked],
+                  relevant_any=[span[k] for k in sorted(span)])
 
 
 def _fit(lines: list[str], tokenizer, length: int, needle_chars: int) -> list[str]:

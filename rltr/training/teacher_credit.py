@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs
 
 from rltr.core.decisions import resolve_actions
 from rltr.core.ops import Action
@@ -40,7 +41,7 @@ class TeacherCredit(VecEnvWrapper):
         k = batch.n_answer if self.top_k == 0 else torch.full_like(batch.n_answer, self.top_k)
         self.targets = top_k_mask(self.teacher.scores(self.engine.backbone, batch).float(), k)  # (B, N_original)
 
-    def reset(self) -> np.ndarray:
+    def reset(self) -> VecEnvObs:
         obs = self.venv.reset()
         self._new_targets()
         return obs
@@ -51,6 +52,7 @@ class TeacherCredit(VecEnvWrapper):
             st = ctx.state
             proposed = torch.as_tensor(np.asarray(actions), dtype=torch.long, device=st.alive.device)[:, : st.alive.shape[1]]
             kept = (resolve_actions(ctx, proposed) == Action.KEEP) & st.alive  # (B, N)
+            assert self.targets is not None, "reset() computed this batch's teacher targets"
             hit = (self.targets.gather(1, st.positions.clamp_max(self.targets.shape[1] - 1)) & kept).sum(1)
             self.credit = (hit / self.targets.sum(1).clamp_min(1)).float().cpu()
         self.venv.step_async(actions)

@@ -96,7 +96,8 @@ def new_vlm(spec: VLMDigitsSpec, *, image_px: int = IMAGE_PX, patch: int = PATCH
     text = LlamaConfig(vocab_size=VOCAB_SIZE, hidden_size=spec.hidden, intermediate_size=spec.intermediate, num_hidden_layers=spec.n_layer,
                        num_attention_heads=spec.n_head, num_key_value_heads=spec.n_head, max_position_embeddings=1024,
                        bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID, tie_word_embeddings=False)
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=IMAGE_ID, vision_feature_layer=-1,
+    # image_token_id: LlavaConfig takes it at run time (its signature lists only the older image_token_index)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=IMAGE_ID, vision_feature_layer=-1,  # type: ignore[call-arg]
                          vision_feature_select_strategy="default", projector_hidden_act="gelu",
                          image_seq_length=(image_px // patch) ** 2, tie_word_embeddings=False)
     config._attn_implementation = "eager"
@@ -113,7 +114,7 @@ def questions(rng: np.random.Generator, n: int, types: tuple[str, ...], split: s
 
 def extra_questions(rng: np.random.Generator, labels: np.ndarray, n: int) -> list[int]:
     """``n`` more question + answer segments (5 ids each) about a grid with digits ``labels`` (GRID, GRID)."""
-    flat, ids = labels.reshape(-1), []
+    flat, ids = labels.reshape(-1), list[int]()
     while len(ids) < 5 * n:
         kind, d = int(rng.integers(3)), int(rng.integers(10))
         if kind == 0:
