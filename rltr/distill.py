@@ -27,7 +27,7 @@ from rltr.decisions import Decision, DecisionContext
 from rltr.ops import Action
 from rltr.reducers.base import Reducer
 from rltr.tasks.base import Example
-from rltr.teachers import OcclusionTeacher, Teacher, check_teachers, cheap_teachers, get_teacher, run_teacher
+from rltr.teachers import OcclusionTeacher, Teacher, cheap_teachers, check_teachers, get_teacher, run_teacher
 
 N_LABEL_PROBE = 64  # training examples looked at to decide whether the data has relevance spans (oracle only)
 

@@ -11,8 +11,17 @@ from rltr.backbones import load_backbone
 from rltr.config import ConfigError, load_config
 from rltr.tasks import TASKS, get_task
 from rltr.tasks.instructed import InstructedRetrieval
-from rltr.teachers import (AttentionTeacher, GradientTeacher, OcclusionTeacher, candidates, check_teachers, get_teacher,
-                           parse_teacher, run_teacher, with_model_answers)
+from rltr.teachers import (
+    AttentionTeacher,
+    GradientTeacher,
+    OcclusionTeacher,
+    candidates,
+    check_teachers,
+    get_teacher,
+    parse_teacher,
+    run_teacher,
+    with_model_answers,
+)
 
 
 @pytest.fixture(scope="module")

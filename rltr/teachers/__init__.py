@@ -45,5 +45,5 @@ def cheap_teachers(n_layers: int) -> list[Teacher]:
 
 
 __all__ = ["TEACHERS", "Agreement", "AttentionTeacher", "GradientTeacher", "OcclusionTeacher", "Teacher", "answer_rows",
-           "candidates", "check_teachers", "cheap_teachers", "get_teacher", "parse_teacher", "run_teacher", "top1_agreement", "topk_overlap",
-           "with_model_answers"]
+           "candidates", "check_teachers", "cheap_teachers", "get_teacher", "parse_teacher", "run_teacher", "top1_agreement",
+           "topk_overlap", "with_model_answers"]
