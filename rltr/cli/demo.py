@@ -74,8 +74,10 @@ def cmd_demo(args) -> int:
     for config in args.configs:
         t0 = time.perf_counter()
         cfg = load_config(config, args.overrides)
+        source = (f"teacher {cfg.imitation.teacher} (label-free)" if cfg.imitation.teacher
+                  else f"imitating {cfg.imitation.reducer}" if cfg.imitation.enabled else "no imitation")
         print(f"== {config}: training on {cfg.env.model}/{cfg.env.task}, "
-              f"{'query-aware' if cfg.env.query_aware else 'query-agnostic'}, {cfg.total_timesteps} steps")
+              f"{'query-aware' if cfg.env.query_aware else 'query-agnostic'}, {source}, {cfg.total_timesteps} steps")
         router = _train_export(cfg, cfg.name, f"rltr demo ({config})")
         t_train = time.perf_counter() - t0
         budgets = args.budgets if cfg.demo.budgets is None else cfg.demo.budgets
@@ -86,12 +88,15 @@ def cmd_demo(args) -> int:
 
 
 def ablation_variants(cfg) -> dict[str, list[str]]:
-    """{variant: --set overrides} of the seven ways to train ``cfg`` (the config itself is "imitation + PPO")."""
+    """{variant: --set overrides} of the seven ways to train ``cfg``: imitation of the oracle's hand-made labels
+    (alone, then PPO), PPO alone, imitation of a heuristic then PPO, and a teacher (alone, + PPO, + PPO with
+    teacher credit). Every variant states its imitation source, whatever the config itself imitates."""
+    labels = ["imitation.enabled=true", "imitation.teacher=null", "imitation.reducer=oracle"]
     label_free = [f"imitation.reducer={cfg.demo.label_free}", f"imitation.budget={cfg.demo.label_free_budget}",
-                  "imitation.balanced=false", "imitation.enabled=true"]
+                  "imitation.balanced=false", "imitation.enabled=true", "imitation.teacher=null"]
     teacher = ["imitation.enabled=true", f"imitation.teacher={cfg.demo.teacher}"]  # label-free: a teacher (docs/teachers.md)
-    return {"imitation_only": ["total_timesteps=0", "imitation.enabled=true"], "ppo_only": ["imitation.enabled=false"],
-            "imitation_ppo": [], "label_free": label_free, "teacher_only": [*teacher, "total_timesteps=0"],
+    return {"imitation_only": [*labels, "total_timesteps=0"], "ppo_only": ["imitation.enabled=false"],
+            "imitation_ppo": labels, "label_free": label_free, "teacher_only": [*teacher, "total_timesteps=0"],
             "teacher_ppo": teacher, "teacher_ppo_credit": [*teacher, f"imitation.teacher_credit_weight={cfg.demo.teacher_credit_weight}"]}
 
 
