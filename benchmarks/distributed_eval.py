@@ -44,20 +44,56 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     n = 100 if args.quick else args.n_examples
     methods = "identity,oracle,random" if args.quick else "identity,oracle,tome,attn_topk,h2o,norm,window,random"
-    rltr_args = ["evaluate", "--task", "retrieval", "--methods", methods, "--budgets", "0.1,0.25", "--decision-layers", "0",
-                 "--n-examples", str(n), "--batch-size", "64", "--device", args.device]
+    rltr_args = [
+        "evaluate",
+        "--task",
+        "retrieval",
+        "--methods",
+        methods,
+        "--budgets",
+        "0.1,0.25",
+        "--decision-layers",
+        "0",
+        "--n-examples",
+        str(n),
+        "--batch-size",
+        "64",
+        "--device",
+        args.device,
+    ]
     accelerate = str(Path(sys.executable).parent / "accelerate")
     with tempfile.TemporaryDirectory() as tmp:
         one = [sys.executable, "-m", "rltr", *rltr_args, "--out", f"{tmp}/one"]
-        two = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-               "--dynamo_backend", "no", "--main_process_port", str(_free_port()), "-m", "rltr", *rltr_args, "--out", f"{tmp}/two"]
+        two = [
+            accelerate,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(_free_port()),
+            "-m",
+            "rltr",
+            *rltr_args,
+            "--out",
+            f"{tmp}/two",
+        ]
         t_one = timed(one, 3600)
         t_two = timed(two, 3600)
-        rows = [[tuple(r[k] for k in KEYS) for r in json.loads(Path(f"{tmp}/{d}/results.json").read_text())["results"]]
-                for d in ("one", "two")]
+        rows = [
+            [tuple(r[k] for k in KEYS) for r in json.loads(Path(f"{tmp}/{d}/results.json").read_text())["results"]] for d in ("one", "two")
+        ]
     print(f"rltr evaluate, default model, retrieval, {n} examples, methods {methods}, budgets 0.1,0.25, device {args.device}")
-    print(f"1 process: {t_one:.1f} s; 2 processes: {t_two:.1f} s ({t_one / t_two:.2f}x); "
-          f"merged results equal to 1 process: {'yes' if rows[0] == rows[1] else 'NO'} ({len(rows[0])} rows)")
+    print(
+        f"1 process: {t_one:.1f} s; 2 processes: {t_two:.1f} s ({t_one / t_two:.2f}x); "
+        f"merged results equal to 1 process: {'yes' if rows[0] == rows[1] else 'NO'} ({len(rows[0])} rows)"
+    )
     return 0
 
 

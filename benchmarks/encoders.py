@@ -43,7 +43,6 @@ def timed_cases(model, cases: dict, batches: list, repeats: int) -> dict:
     return {k: (statistics.median(times[k]), outputs[k]) for k in cases}
 
 
-
 def score(task, batches, outputs) -> float:
     from rltr.tasks.scoring import score_function
 
@@ -67,7 +66,8 @@ def half_tokens_cases(model, budget: float, layer: int, router: str | None) -> d
     cases = {"full (plain HF forward)": None}
     for spec in HEURISTICS + ([f"router:{router}"] if router else []):
         cases[f"{spec.split('/')[-1]} @{budget}, decision before layer {layer}"] = get_reducer(spec)(
-            model, budget=budget, decision_layers=[layer])
+            model, budget=budget, decision_layers=[layer]
+        )
     return cases
 
 
@@ -144,8 +144,10 @@ def main(argv=None) -> int:
             enc = passages(args.text, args.batch)
             long = [(_Unscored(), {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})]
             res = timed_cases(bb.model, half_tokens_cases(bb.model, args.budget, args.layer, args.text_router), long, repeats)
-            out += ["", *table(f"{args.text}: {args.batch} passages of 128 tokens, 50% of tokens", task, long, res, args.batch,
-                               scored=False)]
+            out += [
+                "",
+                *table(f"{args.text}: {args.batch} passages of 128 tokens, 50% of tokens", task, long, res, args.batch, scored=False),
+            ]
     print("\n".join(out))
     return 0
 

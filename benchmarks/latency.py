@@ -36,19 +36,37 @@ def build_model(family: str, n_layer: int, width: int, n_positions: int):
     if family == "llama":
         from transformers import LlamaConfig, LlamaForCausalLM
 
-        cfg = LlamaConfig(num_hidden_layers=n_layer, hidden_size=width, intermediate_size=(8 * width // 3 + 63) // 64 * 64,
-                          num_attention_heads=width // 64, num_key_value_heads=max(width // 256, 1), vocab_size=VOCAB_SIZE,
-                          max_position_embeddings=n_positions, bos_token_id=1, eos_token_id=None, pad_token_id=0)
+        cfg = LlamaConfig(
+            num_hidden_layers=n_layer,
+            hidden_size=width,
+            intermediate_size=(8 * width // 3 + 63) // 64 * 64,
+            num_attention_heads=width // 64,
+            num_key_value_heads=max(width // 256, 1),
+            vocab_size=VOCAB_SIZE,
+            max_position_embeddings=n_positions,
+            bos_token_id=1,
+            eos_token_id=None,
+            pad_token_id=0,
+        )
         return LlamaForCausalLM(cfg).eval()
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    cfg = GPT2Config(n_layer=n_layer, n_embd=width, n_head=width // 64, vocab_size=VOCAB_SIZE, n_positions=n_positions,
-                     bos_token_id=1, eos_token_id=None, pad_token_id=0)
+    cfg = GPT2Config(
+        n_layer=n_layer,
+        n_embd=width,
+        n_head=width // 64,
+        vocab_size=VOCAB_SIZE,
+        n_positions=n_positions,
+        bos_token_id=1,
+        eos_token_id=None,
+        pad_token_id=0,
+    )
     return GPT2LMHeadModel(cfg).eval()
 
 
-def fresh_router(backbone, decision_layers: list[int], folder: Path, hidden: int = 64, feature_set: str = "full",
-                 context: bool = False) -> Path:
+def fresh_router(
+    backbone, decision_layers: list[int], folder: Path, hidden: int = 64, feature_set: str = "full", context: bool = False
+) -> Path:
     """An untrained router for ``backbone`` written as an ordinary router folder (format of rltr export);
     ``context``: the attention actor on the light features and the whole hidden state (configs/instructed.yaml's
     router, at this model's width)."""
@@ -63,10 +81,15 @@ def fresh_router(backbone, decision_layers: list[int], folder: Path, hidden: int
         d = backbone.config.n_embd if hasattr(backbone.config, "n_embd") else backbone.config.hidden_size
         features, network = FeatureSpec.named("light", n_hidden_proj=d, projection="identity"), network_spec("attention", 16, 8)
     config = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "features": features.to_dict(),
-        "network": network, "decision_layers": decision_layers, "query_aware": True,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "features": features.to_dict(),
+        "network": network,
+        "decision_layers": decision_layers,
+        "query_aware": True,
         "backbone": {"family": backbone.family, "name": "random-gpt2", "config_hash": backbone.config_hash},
-        "actions": {a.name: int(a) for a in Action}, "training": {"note": "untrained: latency benchmark only"},
+        "actions": {a.name: int(a) for a in Action},
+        "training": {"note": "untrained: latency benchmark only"},
     }
     torch.manual_seed(0)
     return Router(config).save_pretrained(folder)
@@ -126,8 +149,9 @@ def decision_times(backbone, reducers: dict, ids, layer: int, budget: float, pro
     state = backbone.run_layers(backbone.embed(ids, protected=(pos >= n - protect_last) | (pos < 1)), 0, layer)
     cases = {}
     for name, reducer in reducers.items():
-        decide = Decider(reducer, backbone, [layer], budget, context_len=torch.tensor([n - protect_last]),
-                             generator=torch.Generator().manual_seed(0))
+        decide = Decider(
+            reducer, backbone, [layer], budget, context_len=torch.tensor([n - protect_last]), generator=torch.Generator().manual_seed(0)
+        )
         cases[name] = lambda decide=decide: decide(layer, state)
     return interleaved(cases, repeats)
 
@@ -198,8 +222,10 @@ def per_input_budgets(model, args) -> None:
         "per-row, in buckets": lambda: _under(per_row(model, budget=None, bucket=True, **kw), prefill),
     }
     t = interleaved(cases, args.repeats, warm_up=not args.no_warm_up)
-    print(f"\nper-input budgets: {len(fractions)} prompts x {n} tokens keeping {', '.join(f'{f:.0%}' for f in fractions)} "
-          f"(mean {mean:.0%}), decision layer {args.decision_layer}:\n")
+    print(
+        f"\nper-input budgets: {len(fractions)} prompts x {n} tokens keeping {', '.join(f'{f:.0%}' for f in fractions)} "
+        f"(mean {mean:.0%}), decision layer {args.decision_layer}:\n"
+    )
     print("| batch | prefill ms | speedup (full/reduced) |\n|---|---:|---:|")
     for name, sec in t.items():
         print(f"| {name} | {1000 * sec:.1f} | {t['full'] / sec:.2f}x |")
@@ -237,14 +263,21 @@ def main(argv=None) -> int:
     router_dir = fresh_router(backbone, [args.decision_layer], Path(tmp.name) / "router")
     light_dir = fresh_router(backbone, [args.decision_layer], Path(tmp.name) / "router_light", feature_set="light")
     ctx_dir = fresh_router(backbone, [args.decision_layer], Path(tmp.name) / "router_ctx", context=True)
-    reducers = {"router": get_reducer(f"router:{router_dir}"), "router_light": get_reducer(f"router:{light_dir}"),
-                "router_ctx": get_reducer(f"router:{ctx_dir}"), **{h: get_reducer(h) for h in HEURISTICS}}
+    reducers = {
+        "router": get_reducer(f"router:{router_dir}"),
+        "router_light": get_reducer(f"router:{light_dir}"),
+        "router_ctx": get_reducer(f"router:{ctx_dir}"),
+        **{h: get_reducer(h) for h in HEURISTICS},
+    }
     name = "Llama-like" if args.family == "llama" else "GPT-2"
-    print(f"{name} {args.n_layer}L x {args.width}, random init (latency only), {torch.get_num_threads()} thread(s), "
-          f"decision layer {args.decision_layer}, protect last {args.protect_last} + first 1, "
-          f"median of {args.repeats} (prefill) / {args.gen_repeats} (generate) interleaved repeats")
-    print("router: freshly initialised Router (untrained weights; a random model has no trained router), "
-          "loaded from a folder as router:PATH")
+    print(
+        f"{name} {args.n_layer}L x {args.width}, random init (latency only), {torch.get_num_threads()} thread(s), "
+        f"decision layer {args.decision_layer}, protect last {args.protect_last} + first 1, "
+        f"median of {args.repeats} (prefill) / {args.gen_repeats} (generate) interleaved repeats"
+    )
+    print(
+        "router: freshly initialised Router (untrained weights; a random model has no trained router), loaded from a folder as router:PATH"
+    )
     results = {}
     for n in lengths:
         t0 = time.perf_counter()
@@ -257,8 +290,10 @@ def main(argv=None) -> int:
             if m != "full":
                 print(f"| {m} | {b:.2f} | {1000 * t:.1f} | {full / t:.2f}x |")
         g = r["generate"]
-        print(f"\nbudget 0.5 generation (router keeps {r['kept']}/{n} prompt tokens; {r['merged']} of the removed ones "
-              f"merged, the rest dropped):\n")
+        print(
+            f"\nbudget 0.5 generation (router keeps {r['kept']}/{n} prompt tokens; {r['merged']} of the removed ones "
+            f"merged, the rest dropped):\n"
+        )
         print(f"| method | TTFT ms | TTFT speedup | {args.new_tokens} tokens ms | speedup |\n|---|---:|---:|---:|---:|")
         for m in dict.fromkeys(k[0] for k in g):
             tt, nt = g[(m, "ttft")], g[(m, "new")]
@@ -268,12 +303,16 @@ def main(argv=None) -> int:
     over = router_overhead(backbone, reducers["router"], ids, args.decision_layer, 0.5, args.protect_last, args.repeats)
     full = results[n]["prefill"][("full", None)]
     share = {k: f"{v / full:.1%}" for k, v in over.items()}
-    print(f"\nrouter overhead @{n} tokens (fraction of the full prefill, {1000 * full:.1f} ms): features {share['features']} "
-          f"(of which the attention rows {share['attention rows']}), network {share['network']}, whole decision "
-          f"(features + network + ranking) {share['decision']}")
+    print(
+        f"\nrouter overhead @{n} tokens (fraction of the full prefill, {1000 * full:.1f} ms): features {share['features']} "
+        f"(of which the attention rows {share['attention rows']}), network {share['network']}, whole decision "
+        f"(features + network + ranking) {share['decision']}"
+    )
     dec = decision_times(backbone, reducers, ids, args.decision_layer, 0.5, args.protect_last, max(args.repeats, 5))
-    print(f"\ndecision alone @{n} tokens, budget 0.5 (decide + drop/merge/compact; the layers after it run on the same "
-          f"token count for every method):\n")
+    print(
+        f"\ndecision alone @{n} tokens, budget 0.5 (decide + drop/merge/compact; the layers after it run on the same "
+        f"token count for every method):\n"
+    )
     print("| method | decision ms | share of the full prefill |\n|---|---:|---:|")
     for m, t in sorted(dec.items(), key=lambda kv: kv[1]):
         print(f"| {m} | {1000 * t:.1f} | {t / full:.1%} |")
@@ -282,8 +321,10 @@ def main(argv=None) -> int:
     print(f"\nfastest heuristic @{n} tokens, budget 0.5: {fastest} {full / pre[(fastest, 0.5)]:.2f}x")
     for r in ("router", "router_light", "router_ctx"):
         extra = dec[r] - dec[fastest]
-        print(f"{r} / fastest heuristic time: {pre[(r, 0.5)] / pre[(fastest, 0.5)]:.2f} (decision time vs {fastest}'s: "
-              f"{1000 * extra:+.1f} ms, {extra / full:+.1%} of the full prefill)")
+        print(
+            f"{r} / fastest heuristic time: {pre[(r, 0.5)] / pre[(fastest, 0.5)]:.2f} (decision time vs {fastest}'s: "
+            f"{1000 * extra:+.1f} ms, {extra / full:+.1%} of the full prefill)"
+        )
     per_input_budgets(model, args)
     print(f"router prefill speedup @{n} tokens, budget 0.5: {full / results[n]['prefill'][('router', 0.5)]:.2f}x")
     tmp.cleanup()

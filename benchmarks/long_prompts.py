@@ -44,8 +44,17 @@ def save_random_model(folder: str | Path, seed: int = 0) -> Path:
     from rltr.tasks.vocab import BOS_ID, PAD_ID, SEP_ID, VOCAB_SIZE, build_tokenizer
 
     torch.manual_seed(seed)
-    config = GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=VOCAB_SIZE, n_positions=N_POSITIONS, bos_token_id=BOS_ID,
-                        eos_token_id=SEP_ID, pad_token_id=PAD_ID, attn_implementation="sdpa")
+    config = GPT2Config(
+        n_layer=2,
+        n_embd=64,
+        n_head=4,
+        vocab_size=VOCAB_SIZE,
+        n_positions=N_POSITIONS,
+        bos_token_id=BOS_ID,
+        eos_token_id=SEP_ID,
+        pad_token_id=PAD_ID,
+        attn_implementation="sdpa",
+    )
     GPT2LMHeadModel(config).save_pretrained(folder)
     build_tokenizer().save_pretrained(folder)
     return Path(folder)
@@ -64,8 +73,9 @@ def measure(length: int, model: str, seconds: float, n_envs: int) -> dict:
     from rltr.training.ppo import engine_of, make_vec_env
     from rltr.training.sb3_policy import TokenPolicy
 
-    cfg = load_config(CONFIG, [f"env.model={model}", f"env.task_kwargs={{context_len: {length - 3}}}", f"n_envs={n_envs}",
-                               "env.device=cpu"])
+    cfg = load_config(
+        CONFIG, [f"env.model={model}", f"env.task_kwargs={{context_len: {length - 3}}}", f"n_envs={n_envs}", "env.device=cpu"]
+    )
     vec = make_vec_env(cfg)
     engine = engine_of(vec)
     base = _peak_mb()
@@ -81,18 +91,31 @@ def measure(length: int, model: str, seconds: float, n_envs: int) -> dict:
     ppo = dict(cfg.ppo)
     model_ppo = PPO(TokenPolicy, vec, policy_kwargs={"hidden": cfg.policy.hidden}, seed=0, device="cpu", verbose=0, **ppo)
     buf = model_ppo.rollout_buffer
-    buffer_mb = sum(getattr(buf, k).nbytes for k in ("observations", "actions", "rewards", "returns", "episode_starts", "values",
-                                                     "log_probs", "advantages")) / 2**20
+    buffer_mb = (
+        sum(
+            getattr(buf, k).nbytes
+            for k in ("observations", "actions", "rewards", "returns", "episode_starts", "values", "log_probs", "advantages")
+        )
+        / 2**20
+    )
     steps = 2 * ppo["n_steps"] * n_envs
     t0 = time.perf_counter()
     model_ppo.learn(steps)
     ppo_rate = steps / (time.perf_counter() - t0)
     rows = max(1, BLOCK_ELEMENTS // (n_envs * length))
     return {
-        "tokens": length, "max_tokens": engine.settings.max_tokens, "n_envs": n_envs,
-        "obs_mb": obs.nbytes / 2**20, "buffer_mb": buffer_mb, "buffer_steps": ppo["n_steps"] * n_envs,
-        "sim_whole_mb": n_envs * length * length * 4 / 2**20, "sim_block_mb": n_envs * min(rows, length) * length * 4 / 2**20,
-        "rollout_rss_mb": rollout_peak, "total_rss_mb": _peak_mb() - base, "episodes_per_s": rate, "ppo_steps_per_s": ppo_rate,
+        "tokens": length,
+        "max_tokens": engine.settings.max_tokens,
+        "n_envs": n_envs,
+        "obs_mb": obs.nbytes / 2**20,
+        "buffer_mb": buffer_mb,
+        "buffer_steps": ppo["n_steps"] * n_envs,
+        "sim_whole_mb": n_envs * length * length * 4 / 2**20,
+        "sim_block_mb": n_envs * min(rows, length) * length * 4 / 2**20,
+        "rollout_rss_mb": rollout_peak,
+        "total_rss_mb": _peak_mb() - base,
+        "episodes_per_s": rate,
+        "ppo_steps_per_s": ppo_rate,
     }
 
 
@@ -123,18 +146,32 @@ def main(argv: list[str] | None = None) -> int:
             if args.quick:
                 rows.append(measure(length, model, seconds, args.n_envs))
                 continue
-            cmd = [sys.executable, __file__, "--one", str(length), "--model", model, "--seconds", str(seconds),
-                   "--n-envs", str(args.n_envs)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                str(length),
+                "--model",
+                model,
+                "--seconds",
+                str(seconds),
+                "--n-envs",
+                str(args.n_envs),
+            ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
         print(f"random-init GPT-2 2 x 64, retrieval, full features, B = {args.n_envs}, 1 thread ({'quick' if args.quick else 'full'})")
-        print("| tokens | obs/step MB | rollout buffer MB (steps) | similarity: whole map MB / largest block MB | "
-              "peak RSS growth MB: rollouts / + PPO | episodes/s | PPO steps/s |")
+        print(
+            "| tokens | obs/step MB | rollout buffer MB (steps) | similarity: whole map MB / largest block MB | "
+            "peak RSS growth MB: rollouts / + PPO | episodes/s | PPO steps/s |"
+        )
         print("|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
-            print(f"| {r['tokens']} | {r['obs_mb']:.1f} | {r['buffer_mb']:.1f} ({r['buffer_steps']}) | {r['sim_whole_mb']:.0f} / "
-                  f"{r['sim_block_mb']:.0f} | {r['rollout_rss_mb']:.0f} / {r['total_rss_mb']:.0f} | {r['episodes_per_s']:.2f} | "
-                  f"{r['ppo_steps_per_s']:.2f} |")
+            print(
+                f"| {r['tokens']} | {r['obs_mb']:.1f} | {r['buffer_mb']:.1f} ({r['buffer_steps']}) | {r['sim_whole_mb']:.0f} / "
+                f"{r['sim_block_mb']:.0f} | {r['rollout_rss_mb']:.0f} / {r['total_rss_mb']:.0f} | {r['episodes_per_s']:.2f} | "
+                f"{r['ppo_steps_per_s']:.2f} |"
+            )
         if args.train:
             from rltr.config import load_config
             from rltr.training.ppo import train
@@ -143,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(CONFIG, [f"env.model={model}", f"env.task_kwargs={{context_len: {length - 3}}}", f"runs_dir={tmp}/runs"])
             t0 = time.perf_counter()
             run = train(cfg, command="benchmarks/long_prompts.py --train", progress=False)
-            print(f"train(configs/long.yaml) at {length} tokens: {cfg.total_timesteps} PPO steps after imitation in "
-                  f"{time.perf_counter() - t0:.0f} s; wrote {sorted(p.name for p in run.iterdir())}")
+            print(
+                f"train(configs/long.yaml) at {length} tokens: {cfg.total_timesteps} PPO steps after imitation in "
+                f"{time.perf_counter() - t0:.0f} s; wrote {sorted(p.name for p in run.iterdir())}"
+            )
     return 0
 
 

@@ -53,17 +53,25 @@ def measure(lengths: list[int], budgets: list[float], method: str, layer: int, r
         batch = task.collate(task.examples(1)).to(bb.device)
         full_inputs = batch.model_inputs(reduced=False)
         full = timed(lambda x=full_inputs: bb.model(**x), repeats)
-        rows.append({"tokens": int(batch.lengths[0]), "method": "full", "budget": 1.0, "seconds": full, "speedup": 1.0,
-                     "compute_fraction": 1.0})
+        rows.append(
+            {"tokens": int(batch.lengths[0]), "method": "full", "budget": 1.0, "seconds": full, "speedup": 1.0, "compute_fraction": 1.0}
+        )
         for budget in budgets:
             inputs = batch.model_inputs(reduced=True, query_aware=False)
-            reduction = get_reducer(method)(bb.model, budget=budget, decision_layers=[layer],
-                                            **task.reduction_options(False))
+            reduction = get_reducer(method)(bb.model, budget=budget, decision_layers=[layer], **task.reduction_options(False))
             with reduction:
                 secs = timed(lambda x=inputs: bb.model(**x), repeats)
                 frac = float(reduction.last.trace.compute_fraction(spec, batch.n_head_tokens)[0])
-            rows.append({"tokens": int(batch.lengths[0]), "method": method, "budget": budget, "seconds": secs,
-                         "speedup": full / secs, "compute_fraction": frac})
+            rows.append(
+                {
+                    "tokens": int(batch.lengths[0]),
+                    "method": method,
+                    "budget": budget,
+                    "seconds": secs,
+                    "speedup": full / secs,
+                    "compute_fraction": frac,
+                }
+            )
     return rows
 
 
@@ -76,14 +84,17 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed calls per cell (median)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    rows = measure([int(x) for x in args.lengths.split(",")], [float(x) for x in args.budgets.split(",")], args.method,
-                   args.layer, args.repeats)
+    rows = measure(
+        [int(x) for x in args.lengths.split(",")], [float(x) for x in args.budgets.split(",")], args.method, args.layer, args.repeats
+    )
     print(f"SmolLM2-135M prefill, batch 1, 1 thread, decision layer {args.layer}, median of {args.repeats}")
     print("| tokens | method | kept | seconds | speedup | compute fraction |")
     print("|---:|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['tokens']} | {r['method']} | {r['budget']:.2f} | {r['seconds']:.2f} | {r['speedup']:.2f}x | "
-              f"{r['compute_fraction']:.3f} |")
+        print(
+            f"| {r['tokens']} | {r['method']} | {r['budget']:.2f} | {r['seconds']:.2f} | {r['speedup']:.2f}x | "
+            f"{r['compute_fraction']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

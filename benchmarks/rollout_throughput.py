@@ -116,8 +116,18 @@ def ppo_rate(vec: VecEnv, total_steps: int, device: str) -> tuple[float, float]:
     from rltr.training.sb3_policy import TokenPolicy
 
     timed = EnvTimer(vec)
-    model = PPO(TokenPolicy, timed, n_steps=ROLLOUT_STEPS // vec.num_envs, batch_size=128, n_epochs=4, gamma=1.0,
-                policy_kwargs={"hidden": 64}, seed=0, device=device, verbose=0)
+    model = PPO(
+        TokenPolicy,
+        timed,
+        n_steps=ROLLOUT_STEPS // vec.num_envs,
+        batch_size=128,
+        n_epochs=4,
+        gamma=1.0,
+        policy_kwargs={"hidden": 64},
+        seed=0,
+        device=device,
+        verbose=0,
+    )
     t0 = time.perf_counter()
     model.learn(total_steps)
     elapsed = time.perf_counter() - t0
@@ -138,9 +148,11 @@ def main(argv: list[str] | None = None) -> None:
     seconds, repeats, ppo_steps = (1.5, 1, 512) if args.quick else (9.0, 3, 2048)
     kw = dict(model=args.model, task="retrieval", device=device)
     hw = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"{platform.processor() or 'cpu'}, {os.cpu_count()} cores"
-    print(f"model {args.model}, task retrieval, device {device} ({hw}), torch threads {torch.get_num_threads()}, "
-          f"{'quick' if args.quick else 'full'} run, {seconds:.1f} s per row in {repeats} interleaved repeat(s) (best kept), "
-          "random actions")
+    print(
+        f"model {args.model}, task retrieval, device {device} ({hw}), torch threads {torch.get_num_threads()}, "
+        f"{'quick' if args.quick else 'full'} run, {seconds:.1f} s per row in {repeats} interleaved repeat(s) (best kept), "
+        "random actions"
+    )
 
     n_decisions = len(make_env(**kw).engine.decision_layers)
     runs = {0: Rollouts(DummyVecEnv([lambda: make_env(**kw)]), n_decisions)}  # B=0: the single env

@@ -32,8 +32,15 @@ def llava_shaped(quick: bool = False) -> torch.nn.Module:
     """Random-init LLaVA-shaped VLM: CLIP 1L x 64 on 48 x 48 images with 2 x 2 patches (576 image tokens) -> Llama 4L x 512
     (``quick``: 144 image tokens, Llama 4L x 64, a smoke test)."""
     width, px = (64, 24) if quick else (512, 48)
-    spec = VLMDigitsSpec(name="llava-shaped", description="latency only", vision_layers=1, n_layer=4, hidden=width, n_head=8,
-                         intermediate=1376 if width == 512 else 4 * width)
+    spec = VLMDigitsSpec(
+        name="llava-shaped",
+        description="latency only",
+        vision_layers=1,
+        n_layer=4,
+        hidden=width,
+        n_head=8,
+        intermediate=1376 if width == 512 else 4 * width,
+    )
     torch.manual_seed(0)
     model = new_vlm(spec, image_px=px, patch=2).eval()
     model.set_attn_implementation("sdpa")  # as served; FastV's attention rows come from the backbone, not the kernel
@@ -103,8 +110,15 @@ def measure(model, reps: int) -> list[dict]:
                 if timer is not None:
                     share[key].append(timer.seconds / dt)
     full = statistics.median(times["full"])
-    return [{"method": k, "ms": 1000 * statistics.median(v), "speedup": full / statistics.median(v),
-             "decision_share": statistics.median(share[k]) if share[k] else 0.0} for k, v in times.items()]
+    return [
+        {
+            "method": k,
+            "ms": 1000 * statistics.median(v),
+            "speedup": full / statistics.median(v),
+            "decision_share": statistics.median(share[k]) if share[k] else 0.0,
+        }
+        for k, v in times.items()
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         model = build()
         rows = measure(model, args.reps)
         out[label] = rows
-        print(f"\n{label}: {model.config.image_seq_length} image tokens, decoder {model.config.text_config.num_hidden_layers}L x "
-              f"{model.config.text_config.hidden_size}, batch 1, median of {args.reps}")
+        print(
+            f"\n{label}: {model.config.image_seq_length} image tokens, decoder {model.config.text_config.num_hidden_layers}L x "
+            f"{model.config.text_config.hidden_size}, batch 1, median of {args.reps}"
+        )
         print("| method | image tokens kept | prefill ms | speedup | decision share |\n|---|---|---|---|---|")
         for r in rows:
             kept = "100%" if r["method"] == "full" else r["method"].split("@")[1]

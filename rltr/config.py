@@ -29,9 +29,16 @@ TEACHER_NAMES = (*TEACHERS, "auto")
 AUTOCAST_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # PPO keyword arguments that rltr.training.ppo passes itself, and the config key each comes from.
-PPO_SET_BY_RLTR = {"policy": "TokenPolicy", "env": "env.*", "policy_kwargs": "policy.*", "seed": "seed",
-                   "device": "env.device", "tensorboard_log": "the run folder's tb/", "verbose": "0",
-                   "_init_setup_model": "True"}
+PPO_SET_BY_RLTR = {
+    "policy": "TokenPolicy",
+    "env": "env.*",
+    "policy_kwargs": "policy.*",
+    "seed": "seed",
+    "device": "env.device",
+    "tensorboard_log": "the run folder's tb/",
+    "verbose": "0",
+    "_init_setup_model": "True",
+}
 
 
 class ConfigError(ValueError):
@@ -48,27 +55,36 @@ def _f(default, help: str, **kw):
 class EnvConfig:
     model: str = _f("default", "frozen backbone: built-in name (rltr zoo list), local folder or hub name")
     task: str = _f("retrieval", "task name (rltr.tasks.TASKS), or jsonl:PATH (a JSONL dataset, tokenized with the model's tokenizer)")
-    task_kwargs: dict = _f({}, "keyword arguments of the task (jsonl: chat_template, split, split_seed, validation, test, "
-                               "model_answers)")
+    task_kwargs: dict = _f({}, "keyword arguments of the task (jsonl: chat_template, split, split_seed, validation, test, model_answers)")
     decision_layers: list = _f([1], "layers before which the policy acts")
     compute_weight: float = _f(0.5, "reward = score - compute_weight * compute_fraction")
-    score: str = _f("accuracy", "accuracy (exact match), loglik (exp mean log-prob of the answer: denser), or with no labels "
-                                "fidelity (the full model's own answer reproduced) / fidelity_kl (exp(-KL) to its answer distributions)")
+    score: str = _f(
+        "accuracy",
+        "accuracy (exact match), loglik (exp mean log-prob of the answer: denser), or with no labels "
+        "fidelity (the full model's own answer reproduced) / fidelity_kl (exp(-KL) to its answer distributions)",
+    )
     query_aware: bool = _f(True, "decide with the question in view (True) or on the context alone (False)")
     budget: float | None = _f(None, "token keep fraction enforced on the policy, in (0, 1]; null: policy decides")
     max_tokens: int | str = _f(192, "observation slots (>= the longest example), or auto: the task's longest example")
     n_hidden_proj: int = _f(16, "dims of a fixed random projection of hidden states added to token features")
-    projection: str = _f("gaussian", "that projection: gaussian (the original routers'), orthogonal (orthonormal columns), "
-                                     "or identity (none: the whole hidden state; n_hidden_proj = the model's width)")
+    projection: str = _f(
+        "gaussian",
+        "that projection: gaussian (the original routers'), orthogonal (orthonormal columns), "
+        "or identity (none: the whole hidden state; n_hidden_proj = the model's width)",
+    )
     features: str = _f("full", "feature set: full, or light (no attention rows, no all-pairs similarity: a cheaper decision)")
     device: str = _f("auto", "device of the frozen backbone and of PPO: auto (cuda if available), cpu, cuda or cuda:N")
     batched: bool = _f(True, "run the n_envs episodes in lockstep with batched forwards (False: a DummyVecEnv of single envs)")
     dtype: str = _f("float32", "backbone autocast precision: float32, or bfloat16/float16 (CUDA and batched only)")
-    group_size: int = _f(1, "batched env: rows in groups of this size share an example and get rewards relative to the "
-                            "group's mean (a per-input baseline, as TR-BERT's 8 samples and GRPO; 1: plain rewards)")
+    group_size: int = _f(
+        1,
+        "batched env: rows in groups of this size share an example and get rewards relative to the "
+        "group's mean (a per-input baseline, as TR-BERT's 8 samples and GRPO; 1: plain rewards)",
+    )
 
     def __post_init__(self) -> None:
         """Every env setting is checked here, once: the env, the batched env and the config loader use it."""
+
         def bad(key, value, want):
             raise ConfigError(f"env.{key} must be {want}, got {value!r}")
 
@@ -103,8 +119,11 @@ class EnvConfig:
 @dataclass
 class PolicyConfig:
     hidden: int = _f(64, "width of the per-token actor and of the critic")
-    network: str = _f("mlp", "actor: mlp (each token from its own features + a pooled summary) or attention (plus one "
-                             "softmax-attention step across tokens: decisions can depend on other tokens)")
+    network: str = _f(
+        "mlp",
+        "actor: mlp (each token from its own features + a pooled summary) or attention (plus one "
+        "softmax-attention step across tokens: decisions can depend on other tokens)",
+    )
     attn_dim: int = _f(32, "width of the attention step (network: attention)")
 
     def __post_init__(self) -> None:
@@ -127,11 +146,15 @@ class ImitationConfig:
     epochs: int = _f(10, "passes over the demonstrations")
     lr: float = _f(3e-3, "Adam learning rate for cloning")
     batch_size: int = _f(64, "demonstrations per gradient step")
-    balanced: bool = _f(False, "weigh each expert action inversely to its frequency (rare KEEPs among many DROPs "
-                               "count as much as the DROPs)")
-    teacher: str | None = _f(None, "distil a teacher from the frozen model instead of imitating `reducer` (docs/teachers.md): "
-                                   "attention, gradient, occlusion, or auto (the cheap one that agrees best with occlusion); "
-                                   "null: `reducer`, except that an oracle on data with no relevance spans becomes auto")
+    balanced: bool = _f(
+        False, "weigh each expert action inversely to its frequency (rare KEEPs among many DROPs count as much as the DROPs)"
+    )
+    teacher: str | None = _f(
+        None,
+        "distil a teacher from the frozen model instead of imitating `reducer` (docs/teachers.md): "
+        "attention, gradient, occlusion, or auto (the cheap one that agrees best with occlusion); "
+        "null: `reducer`, except that an oracle on data with no relevance spans becomes auto",
+    )
     teacher_layers: list | None = _f(None, "layers the attention teacher reads (null: [0])")
     teacher_top_k: int = _f(0, "teacher tokens per example the distillation keeps (0: one per answer token)")
     teacher_answers: str = _f("gold", "answers the teacher reads: gold (the data's), or model (the full model's greedy ones)")
@@ -159,10 +182,14 @@ class ImitationConfig:
 
 @dataclass
 class DemoConfig:
-    budgets: list | None = _f(None, "budgets rltr demo compares this router with the heuristics at (null: the demo's "
-                                    "--budgets; 'none' in the list = own choice)")
-    matched: str | None = _f(None, "also every heuristic at the router's own-choice mean compute_fraction (or kept_ratio), "
-                                   "as a fixed budget and in threshold mode (null: no matched rows)")
+    budgets: list | None = _f(
+        None, "budgets rltr demo compares this router with the heuristics at (null: the demo's --budgets; 'none' in the list = own choice)"
+    )
+    matched: str | None = _f(
+        None,
+        "also every heuristic at the router's own-choice mean compute_fraction (or kept_ratio), "
+        "as a fixed budget and in threshold mode (null: no matched rows)",
+    )
     label_free: str = _f("attn_topk", "the heuristic the label-free ablation (rltr ablate) imitates before PPO")
     label_free_budget: float | None = _f(0.25, "the budget it imitates it at")
     teacher: str = _f("auto", "the teacher the ablation's teacher rows distil (imitation.teacher)")

@@ -20,8 +20,15 @@ def tiny_gpt2(n_layer: int = 3, vocab: int = 101, seed: int = 0, n_positions: in
 
     torch.manual_seed(seed)
     cfg = GPT2Config(
-        n_layer=n_layer, n_embd=64, n_head=4, vocab_size=vocab, n_positions=n_positions, bos_token_id=0, eos_token_id=0,
-        attn_implementation=attn, **config,
+        n_layer=n_layer,
+        n_embd=64,
+        n_head=4,
+        vocab_size=vocab,
+        n_positions=n_positions,
+        bos_token_id=0,
+        eos_token_id=0,
+        attn_implementation=attn,
+        **config,
     )
     return GPT2LMHeadModel(cfg).eval()
 
@@ -36,11 +43,22 @@ def tiny_task_gpt2(n_layer: int = 2, seed: int = 0):
 def _llama_like(config_cls, model_cls, n_layer: int, vocab: int, seed: int, attn: str, config: dict):
     """A tiny Llama-shaped model: 64 wide, 4 query heads of 16 over 2 key/value heads."""
     torch.manual_seed(seed)
-    cfg = config_cls(**{
-        "num_hidden_layers": n_layer, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "head_dim": 16,
-        "num_key_value_heads": 2, "vocab_size": vocab, "max_position_embeddings": 128, "bos_token_id": 0, "eos_token_id": 0,
-        "attn_implementation": attn, **config,
-    })
+    cfg = config_cls(
+        **{
+            "num_hidden_layers": n_layer,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_attention_heads": 4,
+            "head_dim": 16,
+            "num_key_value_heads": 2,
+            "vocab_size": vocab,
+            "max_position_embeddings": 128,
+            "bos_token_id": 0,
+            "eos_token_id": 0,
+            "attn_implementation": attn,
+            **config,
+        }
+    )
     model = model_cls(cfg).eval()
     with torch.no_grad():  # random biases / norm weights, so a family's extra parameters matter in every test
         for name, p in model.named_parameters():
@@ -86,15 +104,22 @@ def family_model(request):
     return request.param, FAMILIES[request.param]()
 
 
-def tiny_vit(n_layer: int = 3, seed: int = 0, attn: str = "sdpa", image_size: int = 16, patch_size: int = 4, n_labels: int = 10,
-             **config):
+def tiny_vit(n_layer: int = 3, seed: int = 0, attn: str = "sdpa", image_size: int = 16, patch_size: int = 4, n_labels: int = 10, **config):
     """A tiny ViTForImageClassification: 1 channel, 16 x 16 images in 4 x 4 patches (17 tokens), 64 wide."""
     from transformers import ViTConfig, ViTForImageClassification
 
     torch.manual_seed(seed)
     cfg = ViTConfig(
-        num_hidden_layers=n_layer, hidden_size=64, num_attention_heads=4, intermediate_size=128, image_size=image_size,
-        patch_size=patch_size, num_channels=1, num_labels=n_labels, attn_implementation=attn, **config,
+        num_hidden_layers=n_layer,
+        hidden_size=64,
+        num_attention_heads=4,
+        intermediate_size=128,
+        image_size=image_size,
+        patch_size=patch_size,
+        num_channels=1,
+        num_labels=n_labels,
+        attn_implementation=attn,
+        **config,
     )
     return ViTForImageClassification(cfg).eval()
 
@@ -105,8 +130,14 @@ def tiny_bert(n_layer: int = 3, vocab: int = 101, seed: int = 0, attn: str = "sd
 
     torch.manual_seed(seed)
     cfg = BertConfig(
-        num_hidden_layers=n_layer, hidden_size=64, num_attention_heads=4, intermediate_size=128, vocab_size=vocab,
-        max_position_embeddings=128, attn_implementation=attn, **config,
+        num_hidden_layers=n_layer,
+        hidden_size=64,
+        num_attention_heads=4,
+        intermediate_size=128,
+        vocab_size=vocab,
+        max_position_embeddings=128,
+        attn_implementation=attn,
+        **config,
     )
     return BertModel(cfg).eval()
 

@@ -38,11 +38,15 @@ def test_identity_reproduces_hf_logits(family, attn):
 
 
 @pytest.mark.parametrize("attn", ATTN_IMPLEMENTATIONS)
-@pytest.mark.parametrize("factory, config", [
-    (tiny_mistral, {"sliding_window": 8}),
-    (tiny_qwen2, {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 1}),  # layer 0 full, 1-2 sliding
-    (tiny_qwen3, {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 1}),
-], ids=["mistral", "qwen2", "qwen3"])
+@pytest.mark.parametrize(
+    "factory, config",
+    [
+        (tiny_mistral, {"sliding_window": 8}),
+        (tiny_qwen2, {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 1}),  # layer 0 full, 1-2 sliding
+        (tiny_qwen3, {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 1}),
+    ],
+    ids=["mistral", "qwen2", "qwen3"],
+)
 def test_identity_with_a_sliding_window_shorter_than_the_prompt(factory, config, attn):
     model = factory(attn=attn, **config)
     ids, mask = _padded_batch()
@@ -208,8 +212,11 @@ def _reference_query_key(model, i, hidden, positions):
     else:
         block = model.model.layers[i]
         attn = block.self_attn
-        kwargs = {"hidden_states": block.input_layernorm(hidden), "attention_mask": None,
-                  "position_embeddings": model.model.rotary_emb(hidden, position_ids=positions)}
+        kwargs = {
+            "hidden_states": block.input_layernorm(hidden),
+            "attention_mask": None,
+            "position_embeddings": model.model.rotary_emb(hidden, position_ids=positions),
+        }
     saved = model.config._attn_implementation
     model.config._attn_implementation = "eager"
     try:

@@ -59,12 +59,15 @@ def assert_same_step(a, b):
             assert np.array_equal(ib["terminal_observation"], ia["terminal_observation"])
 
 
-@pytest.mark.parametrize("layers, query_aware, budget, score", [
-    ([1], True, None, "accuracy"),
-    ([1, 2], True, None, "loglik"),
-    ([1], False, None, "accuracy"),
-    ([1, 2], False, 0.5, "accuracy"),
-])
+@pytest.mark.parametrize(
+    "layers, query_aware, budget, score",
+    [
+        ([1], True, None, "accuracy"),
+        ([1, 2], True, None, "loglik"),
+        ([1], False, None, "accuracy"),
+        ([1, 2], False, 0.5, "accuracy"),
+    ],
+)
 def test_same_observations_rewards_and_infos_as_single_envs(backbone, layers, query_aware, budget, score):
     single, batched = make_pair(backbone, decision_layers=layers, query_aware=query_aware, budget=budget, score=score)
     single.seed(11)
@@ -131,10 +134,28 @@ def test_ppo_trains_through_the_cli(tmp_path, batched):
 
     model = tiny_gpt2(n_layer=2, vocab=VOCAB_SIZE)
     model.save_pretrained(tmp_path / "model")
-    args = ["train", "--set", f"env.model={tmp_path / 'model'}", "--set", f"runs_dir={tmp_path / 'runs'}",
-            "--set", "env.task_kwargs={context_len: 32}", "--set", "env.max_tokens=48", "--set", f"env.batched={batched}",
-            "--set", "n_envs=8", "--set", "total_timesteps=256", "--set", "imitation.enabled=false",
-            "--set", "ppo={n_steps: 16, batch_size: 64, n_epochs: 2}", "--no-progress"]
+    args = [
+        "train",
+        "--set",
+        f"env.model={tmp_path / 'model'}",
+        "--set",
+        f"runs_dir={tmp_path / 'runs'}",
+        "--set",
+        "env.task_kwargs={context_len: 32}",
+        "--set",
+        "env.max_tokens=48",
+        "--set",
+        f"env.batched={batched}",
+        "--set",
+        "n_envs=8",
+        "--set",
+        "total_timesteps=256",
+        "--set",
+        "imitation.enabled=false",
+        "--set",
+        "ppo={n_steps: 16, batch_size: 64, n_epochs: 2}",
+        "--no-progress",
+    ]
     assert main(args) == 0
     (run,) = list((tmp_path / "runs").iterdir())
     assert load_run_config(run).env.batched is batched
@@ -159,8 +180,9 @@ def test_device_and_dtype_settings_are_validated():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_matches_cpu(backbone):
     gpu = wrap(copy.deepcopy(backbone.model).to("cuda"))
-    envs = [BatchedTokenReductionEnv(b, VariableRetrieval(), n_envs=8, max_tokens=MAX_TOKENS, decision_layers=[1, 2])
-            for b in (backbone, gpu)]
+    envs = [
+        BatchedTokenReductionEnv(b, VariableRetrieval(), n_envs=8, max_tokens=MAX_TOKENS, decision_layers=[1, 2]) for b in (backbone, gpu)
+    ]
     for e in envs:
         e.seed(3)
     np.testing.assert_allclose(envs[1].reset(), envs[0].reset(), atol=1e-3, rtol=1e-3)

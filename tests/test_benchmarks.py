@@ -18,8 +18,22 @@ def _load(name):
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_latency_benchmark_runs_and_ends_with_the_router_speedup(family, capsys):
     latency = _load("latency")
-    argv = ["--quick", "--family", family, "--n-layer", "2", "--width", "64", "--repeats", "1", "--gen-repeats", "1",
-            "--new-tokens", "2", "--no-warm-up"]
+    argv = [
+        "--quick",
+        "--family",
+        family,
+        "--n-layer",
+        "2",
+        "--width",
+        "64",
+        "--repeats",
+        "1",
+        "--gen-repeats",
+        "1",
+        "--new-tokens",
+        "2",
+        "--no-warm-up",
+    ]
     assert latency.main(argv) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1].startswith("router prefill speedup @1024 tokens, budget 0.5: ") and out[-1].endswith("x")

@@ -29,8 +29,24 @@ def test_help_lists_subcommands():
 
 
 def test_evaluate_prints_table_and_writes_reports(model_dir, tmp_path, capsys):
-    code, out, _ = _run(["evaluate", "--model", model_dir, "--task", "retrieval", "--methods", "identity,random",
-                         "--budgets", "0.5", "--n-examples", "4", "--out", str(tmp_path / "rep")], capsys)
+    code, out, _ = _run(
+        [
+            "evaluate",
+            "--model",
+            model_dir,
+            "--task",
+            "retrieval",
+            "--methods",
+            "identity,random",
+            "--budgets",
+            "0.5",
+            "--n-examples",
+            "4",
+            "--out",
+            str(tmp_path / "rep"),
+        ],
+        capsys,
+    )
     assert code == 0
     assert "| retrieval | identity | full |" in out and "| retrieval | random | 0.50 |" in out
     assert {p.name for p in (tmp_path / "rep").iterdir()} == {"results.json", "results.csv", "report.md", "pareto.png"}
@@ -155,8 +171,9 @@ def test_unsupported_family_exits_2(tmp_path, capsys):
 
 
 def test_no_traceback_from_the_console_script(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "rltr.cli.main", "evaluate", "--model", str(tmp_path / "missing")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "rltr.cli.main", "evaluate", "--model", str(tmp_path / "missing")], capture_output=True, text=True
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr and "missing" in out.stderr
 
 
@@ -182,8 +199,24 @@ def test_evaluate_an_encoder_with_tome_r(tmp_path, capsys):
     from tests.conftest import tiny_vit
 
     tiny_vit(image_size=32).save_pretrained(tmp_path / "vit")
-    code, out, _ = _run(["evaluate", "--model", str(tmp_path / "vit"), "--task", "digits", "--methods", "identity,tome:r=4,attn_topk",
-                         "--budgets", "0.5", "--decision-layers", "0,1,2", "--n-examples", "8"], capsys)
+    code, out, _ = _run(
+        [
+            "evaluate",
+            "--model",
+            str(tmp_path / "vit"),
+            "--task",
+            "digits",
+            "--methods",
+            "identity,tome:r=4,attn_topk",
+            "--budgets",
+            "0.5",
+            "--decision-layers",
+            "0,1,2",
+            "--n-examples",
+            "8",
+        ],
+        capsys,
+    )
     assert code == 0
     assert "| digits | tome:r=4 | own |" in out and "| digits | attn_topk | 0.50 |" in out and "| digits | tome:r=4 | 0.50 |" not in out
 
@@ -237,6 +270,7 @@ def test_apply_prompt_plus_new_tokens_past_the_positions_is_rejected(capsys):
 
 
 def test_evaluate_on_device_auto(model_dir, capsys):
-    code, out, err = _run(["evaluate", "--model", model_dir, "--task", "retrieval", "--methods", "identity", "--n-examples", "2",
-                           "--device", "auto"], capsys)
+    code, out, err = _run(
+        ["evaluate", "--model", model_dir, "--task", "retrieval", "--methods", "identity", "--n-examples", "2", "--device", "auto"], capsys
+    )
     assert code == 0 and "| retrieval | identity | full |" in out, err

@@ -23,8 +23,17 @@ def backbone(request):
 
 def context(backbone, n, n_tail, query_aware=True, budget=0.5, layer=1, arch=True):
     state = backbone.run_layers(backbone.embed(torch.randint(1, 101, (1, n), generator=torch.Generator().manual_seed(n))), 0, layer)
-    return decision_context(backbone, state, [layer], 0, state.n_alive, budget, context_len=torch.tensor([n - n_tail]),
-                            query_aware=query_aware, arch=ArchSpec.from_config(backbone.config) if arch else None)
+    return decision_context(
+        backbone,
+        state,
+        [layer],
+        0,
+        state.n_alive,
+        budget,
+        context_len=torch.tensor([n - n_tail]),
+        query_aware=query_aware,
+        arch=ArchSpec.from_config(backbone.config) if arch else None,
+    )
 
 
 def measured(fn) -> int:
@@ -33,12 +42,18 @@ def measured(fn) -> int:
     return fc.get_total_flops()
 
 
-@pytest.mark.parametrize("n, n_tail, query_aware", [
-    (64, 8, True),  # the case: 8 question rows + 16 recent rows, each R x N (charged 1.84 MFLOP before, 1.18 measured)
-    (64, 3, True), (64, 20, True),  # 20 question rows > N/4: the whole map, the recent rows then read from it
-    (40, 3, True),  # 16 recent rows > N/4 of 40: the whole map for the second row set
-    (64, 8, False), (120, 3, False), (120, 3, True),
-])
+@pytest.mark.parametrize(
+    "n, n_tail, query_aware",
+    [
+        (64, 8, True),  # the case: 8 question rows + 16 recent rows, each R x N (charged 1.84 MFLOP before, 1.18 measured)
+        (64, 3, True),
+        (64, 20, True),  # 20 question rows > N/4: the whole map, the recent rows then read from it
+        (40, 3, True),  # 16 recent rows > N/4 of 40: the whole map for the second row set
+        (64, 8, False),
+        (120, 3, False),
+        (120, 3, True),
+    ],
+)
 @pytest.mark.parametrize("features", ["full", "light"])
 def test_feature_cost_is_what_the_features_compute(backbone, n, n_tail, query_aware, features):
     ctx = context(backbone, n, n_tail, query_aware)
@@ -73,8 +88,16 @@ def test_padded_rows_are_charged_as_if_alone(backbone):
     token_features(batched, FeatureSpec())
     for row in range(2):
         n = int(lengths[row])
-        alone = decision_context(backbone, backbone.embed(ids[row : row + 1, :n]), [0], 0, lengths[row : row + 1], 0.5,
-                                 context_len=torch.tensor([n - 8]), arch=arch)
+        alone = decision_context(
+            backbone,
+            backbone.embed(ids[row : row + 1, :n]),
+            [0],
+            0,
+            lengths[row : row + 1],
+            0.5,
+            context_len=torch.tensor([n - 8]),
+            arch=arch,
+        )
         token_features(alone, FeatureSpec())
         assert float(batched.flops[row]) == pytest.approx(float(alone.flops[0]), rel=1e-9)
 

@@ -29,8 +29,24 @@ def _free_port() -> int:
 def launch_two(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """``accelerate launch`` of ``python -m rltr ARGS`` as 2 CPU processes; fails the test on timeout."""
     accelerate = Path(sys.executable).parent / "accelerate"
-    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "--main_process_port", str(_free_port()), "-m", "rltr", *args]
+    cmd = [
+        str(accelerate),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "rltr",
+        *args,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -43,15 +59,38 @@ def launch_two(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def _rows(folder: Path) -> list[tuple]:
-    keys = ("task", "method", "budget", "accuracy", "compute_fraction", "kept_ratio", "n_examples", "generated_exact_match",
-            "generated_token_f1")
+    keys = (
+        "task",
+        "method",
+        "budget",
+        "accuracy",
+        "compute_fraction",
+        "kept_ratio",
+        "n_examples",
+        "generated_exact_match",
+        "generated_token_f1",
+    )
     return [tuple(r[k] for k in keys) for r in json.loads((folder / "results.json").read_text())["results"]]
 
 
 def test_two_process_evaluation_equals_one_process(tmp_path):
     """5 batches dealt to 2 processes (3 + 2): the merged results.json has the single process's numbers exactly."""
-    args = ["evaluate", "--task", "selective_copy", "--methods", "identity,oracle,tome,random", "--budgets", "0.25",
-            "--decision-layers", "0", "--n-examples", "40", "--batch-size", "8", "--generate"]  # 5 batches: 3 + 2
+    args = [
+        "evaluate",
+        "--task",
+        "selective_copy",
+        "--methods",
+        "identity,oracle,tome,random",
+        "--budgets",
+        "0.25",
+        "--decision-layers",
+        "0",
+        "--n-examples",
+        "40",
+        "--batch-size",
+        "8",
+        "--generate",
+    ]  # 5 batches: 3 + 2
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     done = launch_two([*args, "--out", str(tmp_path / "two")], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -64,9 +103,17 @@ def test_two_process_training_keeps_the_policies_identical(tmp_path):
     """Data-parallel PPO: 2 updates; after imitation and after each update both processes hold the same weights
     (checked in the run by all-gathering them); only the main process writes the run folder."""
     tiny_task_gpt2(n_layer=2).save_pretrained(tmp_path / "model")
-    sets = ["total_timesteps=128", "n_envs=4", "checkpoint_every=64", "imitation.n_episodes=8", "env.decision_layers=[1]",
-            "ppo={n_steps: 16, batch_size: 32, n_epochs: 2}", "policy.hidden=16", f"env.model={tmp_path / 'model'}",
-            "runs_dir=runs"]
+    sets = [
+        "total_timesteps=128",
+        "n_envs=4",
+        "checkpoint_every=64",
+        "imitation.n_episodes=8",
+        "env.decision_layers=[1]",
+        "ppo={n_steps: 16, batch_size: 32, n_epochs: 2}",
+        "policy.hidden=16",
+        f"env.model={tmp_path / 'model'}",
+        "runs_dir=runs",
+    ]
     done = launch_two(["train", *(a for s in sets for a in ("--set", s)), "--no-progress"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = (tmp_path / "runs").iterdir()

@@ -72,8 +72,12 @@ def test_minilm_identity_is_exact_with_real_weights():
 
     path = minilm_path()
     model, tok = AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-    texts = ["A cat sat on the mat.", "Token merging started on vision transformers, and learned token selection on BERT.",
-             "Short one", "The quick brown fox jumps over the lazy dog near the riverbank at dawn."]
+    texts = [
+        "A cat sat on the mat.",
+        "Token merging started on vision transformers, and learned token selection on BERT.",
+        "Short one",
+        "The quick brown fox jumps over the lazy dog near the riverbank at dawn.",
+    ]
     batch = tok(texts, padding=True, return_tensors="pt")
     assert int(batch["attention_mask"].sum(1).min()) < batch["input_ids"].shape[1]  # a padded batch
     ref = model(**batch).last_hidden_state

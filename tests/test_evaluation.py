@@ -90,8 +90,9 @@ def test_evaluation_runs_the_patched_hf_forward(backbone, monkeypatch):
     assert len(calls) == 4 and all(isinstance(h, PromptHints) for h in calls)  # 3 batches + 1 warm-up
     batch = collate(task.examples(12, seed=0, split="test"), PAD_ID)
     with reducer(backbone.model, budget=0.1, protect_last=1, decision_layers=[1]):
-        logits = backbone.model(batch.input_ids, attention_mask=batch.attention_mask.long(),
-                                reduction_hints=PromptHints(batch.context_len, batch.protected)).logits
+        logits = backbone.model(
+            batch.input_ids, attention_mask=batch.attention_mask.long(), reduction_hints=PromptHints(batch.context_len, batch.protected)
+        ).logits
     assert r.accuracy == pytest.approx(float(exact_match(logits, batch).mean()))
     assert "forward" not in vars(backbone.model)  # unpatched again
     calls.clear()
@@ -107,8 +108,7 @@ def test_pivot_table_cells_carry_accuracy_compute_and_measured_speedup():
     def res(method, budget, acc, latency):
         return EvalResult("t", method, budget, acc, 0.5 if budget else 1.0, budget or 0.2, latency, 10)
 
-    table = pivot_table([res("identity", None, 1.0, 4.0), res("r", None, 0.9, 2.0), res("r", 0.1, 0.8, 1.0),
-                         res("w", 0.1, 0.5, 0.5)], "t")
+    table = pivot_table([res("identity", None, 1.0, 4.0), res("r", None, 0.9, 2.0), res("r", 0.1, 0.8, 1.0), res("w", 0.1, 0.5, 0.5)], "t")
     lines = table.splitlines()
     assert lines[0] == "| method | own choice | 10% |"
     assert lines[2] == "| r | 90.0% · 1.00 · 2.0×, 20.0% tokens | 80.0% · 0.50 · 4.0× |"

@@ -28,8 +28,12 @@ def _router_dir(model, path, decision_layers=(1,), stale_hash=None):
 
     family, real_hash = adapter_for(model).family, config_hash(model.config)  # no wrap(): it would freeze the model
     config = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "features": FeatureSpec().to_dict(),
-        "network": {"type": "TokenActor", "hidden": 16}, "decision_layers": list(decision_layers), "query_aware": True,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "features": FeatureSpec().to_dict(),
+        "network": {"type": "TokenActor", "hidden": 16},
+        "decision_layers": list(decision_layers),
+        "query_aware": True,
         "backbone": {"family": family, "name": "tiny", "config_hash": stale_hash or real_hash},
         "actions": {a.name: int(a) for a in Action},
     }
@@ -186,8 +190,7 @@ def test_bad_inputs_raise_clear_value_errors(tmp_path):
     opt = OPTForCausalLM(OPTConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, ffn_dim=64, word_embed_proj_dim=32))
     with pytest.raises(ValueError, match="'opt'"):
         window(opt, budget=0.5)
-    for kw, needle in [({"budget": 0.0}, "budget"), ({"protect_last": 0}, "protect_last"),
-                       ({"decision_layers": [7]}, "out of range")]:
+    for kw, needle in [({"budget": 0.0}, "budget"), ({"protect_last": 0}, "protect_last"), ({"decision_layers": [7]}, "out of range")]:
         with pytest.raises(ValueError, match=needle):
             with window(model, **kw):
                 pass

@@ -91,8 +91,16 @@ def test_train_from_a_jsonl_file_through_the_cli(tmp_path):
     model.save_pretrained(tmp_path / "model")
     load_tokenizer("default").save_pretrained(tmp_path / "model")
     data = export_task(get_task("retrieval", context_len=40), 8, tmp_path / "my data.jsonl", split="train")
-    sets = ["total_timesteps=32", "n_envs=2", "imitation.n_episodes=4", "ppo={n_steps: 16, batch_size: 16, n_epochs: 1}",
-            f"env.model={tmp_path / 'model'}", f"env.task=jsonl:{data}", "env.max_tokens=auto", f"runs_dir={tmp_path / 'runs'}"]
+    sets = [
+        "total_timesteps=32",
+        "n_envs=2",
+        "imitation.n_episodes=4",
+        "ppo={n_steps: 16, batch_size: 16, n_epochs: 1}",
+        f"env.model={tmp_path / 'model'}",
+        f"env.task=jsonl:{data}",
+        "env.max_tokens=auto",
+        f"runs_dir={tmp_path / 'runs'}",
+    ]
     assert main(["train", *(a for s in sets for a in ("--set", s)), "--no-progress"]) == 0
     (run,) = (tmp_path / "runs").iterdir()
     assert run.name.startswith("jsonl-my_data__default__0__") and (run / "final_model.zip").is_file()
@@ -132,8 +140,9 @@ def test_seeded_split_keeps_contexts_apart_and_files_give_splits(tmp_path, token
 
 def test_chat_template_wraps_context_and_question(tmp_path, tokenizer):
     tok = load_tokenizer("default")
-    tok.chat_template = ("{% for m in messages %}<bos> <majority> {{ m['content'] }}{% endfor %}"
-                         "{% if add_generation_prompt %} <sep>{% endif %}")
+    tok.chat_template = (
+        "{% for m in messages %}<bos> <majority> {{ m['content'] }}{% endfor %}{% if add_generation_prompt %} <sep>{% endif %}"
+    )
     path = _write(tmp_path / "c.jsonl", [{"context": "f1 f2", "question": " k3", "answer": " v3"}])
     (e,) = load_jsonl(path, tokenizer=tok, chat_template=True).examples(1)
     words = tok.convert_ids_to_tokens(e.input_ids)
@@ -165,12 +174,21 @@ BAD_LINES = [
     ("empty.jsonl", [""], "empty.jsonl: no examples"),
     ("notjson.jsonl", ['{"context": "<bos> f1", "question": " <sep>", "answer": " f1"}', "{oops"], "notjson.jsonl:2: not a JSON object"),
     ("type.jsonl", ['{"context": 3, "question": " <sep>", "answer": " f1"}'], "type.jsonl:1: field 'context' must be a string, got '3'"),
-    ("span.jsonl", ['{"context": "<bos> f1", "question": " <sep>", "answer": " f1", "relevant": [[2, 99]]}'],
-     r"span.jsonl:1: relevant span \[2, 99\]"),
-    ("longctx.jsonl", [json.dumps({"context": " ".join(["f1"] * 300), "question": " <sep>", "answer": " f1"})],
-     "longctx.jsonl:1: context of 300 tokens is longer than the 256 positions of model 'default'"),
-    ("longans.jsonl", [json.dumps({"context": " ".join(["f1"] * 200), "question": " <sep>", "answer": " f1" * 60})],
-     r"longans.jsonl:1: answer of 60 tokens does not fit the 256 positions of model 'default' \(context 200 \+ question 1"),
+    (
+        "span.jsonl",
+        ['{"context": "<bos> f1", "question": " <sep>", "answer": " f1", "relevant": [[2, 99]]}'],
+        r"span.jsonl:1: relevant span \[2, 99\]",
+    ),
+    (
+        "longctx.jsonl",
+        [json.dumps({"context": " ".join(["f1"] * 300), "question": " <sep>", "answer": " f1"})],
+        "longctx.jsonl:1: context of 300 tokens is longer than the 256 positions of model 'default'",
+    ),
+    (
+        "longans.jsonl",
+        [json.dumps({"context": " ".join(["f1"] * 200), "question": " <sep>", "answer": " f1" * 60})],
+        r"longans.jsonl:1: answer of 60 tokens does not fit the 256 positions of model 'default' \(context 200 \+ question 1",
+    ),
 ]
 
 
@@ -209,8 +227,9 @@ def test_model_without_tokenizer_or_adapter(tmp_path, capsys):
     assert f"model '{tmp_path / 'bare'}' has no tokenizer files" in capsys.readouterr().err
     from transformers import OPTConfig, OPTForCausalLM
 
-    OPTForCausalLM(OPTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, ffn_dim=32, vocab_size=101,
-                             word_embed_proj_dim=32)).save_pretrained(tmp_path / "opt")
+    OPTForCausalLM(
+        OPTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, ffn_dim=32, vocab_size=101, word_embed_proj_dim=32)
+    ).save_pretrained(tmp_path / "opt")
     assert main(["data", "check", str(path), "--model", str(tmp_path / "opt")]) == 2
     err = capsys.readouterr().err
     assert "model family 'opt'" in err and "supported: [" in err

@@ -37,7 +37,24 @@ def test_a_run_saved_before_the_move_exports_and_evaluates(tmp_path, capsys):
     out = tmp_path / "router"
     assert main(["export", str(run), "--out", str(out)]) == 0
     for router in (out, DATA / "legacy_router"):
-        code = main(["evaluate", "--model", "default", "--task", "retrieval", "--methods", f"router:{router}",
-                     "--budgets", "none", "--n-examples", "8", "--batch-size", "8", "--decision-layers", "1"])
+        code = main(
+            [
+                "evaluate",
+                "--model",
+                "default",
+                "--task",
+                "retrieval",
+                "--methods",
+                f"router:{router}",
+                "--budgets",
+                "none",
+                "--n-examples",
+                "8",
+                "--batch-size",
+                "8",
+                "--decision-layers",
+                "1",
+            ]
+        )
         assert code == 0
     assert "router:" in capsys.readouterr().out

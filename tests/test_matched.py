@@ -48,8 +48,9 @@ def test_matched_rows_sit_at_the_routers_compute_in_results_json(backbone, tmp_p
     path = random_router(backbone, tmp_path, decision_layers=[0], query_aware=False, network="attention")
     task = get_task("instructed_retrieval", pairs_per_group=[1, 4])
     methods = [f"router:{path}", "norm:hidden", "attn_topk", "tome:r=2", "h2o"]
-    results = evaluate(backbone, [task], methods, [None], matched="compute_fraction", n_examples=32,
-                       decision_layers=[0], query_aware=False, progress=False)
+    results = evaluate(
+        backbone, [task], methods, [None], matched="compute_fraction", n_examples=32, decision_layers=[0], query_aware=False, progress=False
+    )
     write_report(results, tmp_path / "out", {"model": "default"})
     rows = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
     own = next(r for r in rows if r["method"].startswith("router") and r["matched_to"] is None)

@@ -47,10 +47,7 @@ def test_drop_removes_exactly_the_dropped_tokens(case):
     actions = torch.where(actions == Action.MERGE, Action.KEEP, actions)  # drops only
     out = apply_actions(state, actions, causal=causal)
     for i, kept in enumerate(_original_positions(out)):
-        expected = {
-            p for p in range(state.alive.shape[1])
-            if state.alive[i, p] and (actions[i, p] != Action.DROP or state.protected[i, p])
-        }
+        expected = {p for p in range(state.alive.shape[1]) if state.alive[i, p] and (actions[i, p] != Action.DROP or state.protected[i, p])}
         assert kept == expected
 
 

@@ -75,8 +75,13 @@ def test_needles_fit_the_length_and_the_oracle_sees_them(kind, smol_tokenizer):
 
 @needs_smollm2
 def test_zoo_list_shows_smollm2():
-    out = subprocess.run([sys.executable, "-m", "rltr", "zoo", "list"], capture_output=True, text=True, check=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "rltr", "zoo", "list"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    ).stdout
     assert "smollm2: SmolLM2-135M-Instruct" in out, out
     assert str(cache_root() / "models" / "smollm2") in out or "not installed" in out, out
 
@@ -96,13 +101,17 @@ def test_smollm2_reads_a_passkey_in_real_prose():
     assert res.accuracy == 1.0, res
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "query-agnostic at decision layer >= 1 is not two-phase yet: question and context share one forward "
-    "(rltr.inference.prefill.reduced_prefill runs the tail through layers 0..L-1 with the whole context), so "
-    "before the decision the question has already read every context token and random at 6 of 128 tokens "
-    "scores ~100% at layer 1 (17% at layer 0). The fix: prefill the context alone under the reducer (cache "
-    "holding only kept tokens at every layer), then run question + answer on that cache with positions "
-    "continuing - in evaluation, the env reward and training (issue 20)."))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "query-agnostic at decision layer >= 1 is not two-phase yet: question and context share one forward "
+        "(rltr.inference.prefill.reduced_prefill runs the tail through layers 0..L-1 with the whole context), so "
+        "before the decision the question has already read every context token and random at 6 of 128 tokens "
+        "scores ~100% at layer 1 (17% at layer 0). The fix: prefill the context alone under the reducer (cache "
+        "holding only kept tokens at every layer), then run question + answer on that cache with positions "
+        "continuing - in evaluation, the env reward and training (issue 20)."
+    ),
+)
 def test_query_agnostic_at_layer_1_does_not_let_the_question_read_the_dropped_context():
     from rltr.backbones import load_backbone
     from rltr.evaluation.sweep import evaluate
@@ -132,8 +141,17 @@ def test_kvpress_runs_two_phase_and_reports_the_kv_it_kept():
 
     bb = load_backbone("smollm2")
     task = load_task("prose:passkey", bb, length=192, n_examples=2)
-    rows = evaluate(bb, [task], ["identity", "kvpress:knorm"], [1.0, 0.25], n_examples=2, batch_size=2, progress=False,
-                    query_aware=False, decision_layers=[0])
+    rows = evaluate(
+        bb,
+        [task],
+        ["identity", "kvpress:knorm"],
+        [1.0, 0.25],
+        n_examples=2,
+        batch_size=2,
+        progress=False,
+        query_aware=False,
+        decision_layers=[0],
+    )
     by = {(r.method, r.budget): r for r in rows}
     assert by[("kvpress:knorm", 1.0)].accuracy == by[("identity", None)].accuracy == 1.0, rows
     assert by[("kvpress:knorm", 1.0)].kept_ratio == 1.0
@@ -154,8 +172,22 @@ def test_kvpress_is_named_and_refuses_what_it_cannot_do():
 
 
 def test_evaluate_quiet_prints_no_progress(tmp_path):
-    args = [sys.executable, "-m", "rltr", "evaluate", "--model", "default", "--task", "retrieval", "--methods", "identity,random",
-            "--n-examples", "4", "--batch-size", "4"]
+    args = [
+        sys.executable,
+        "-m",
+        "rltr",
+        "evaluate",
+        "--model",
+        "default",
+        "--task",
+        "retrieval",
+        "--methods",
+        "identity,random",
+        "--n-examples",
+        "4",
+        "--batch-size",
+        "4",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     loud = subprocess.run(args, capture_output=True, text=True, check=True, env=env)
     quiet = subprocess.run(args + ["--quiet"], capture_output=True, text=True, check=True, env=env)

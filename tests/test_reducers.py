@@ -57,8 +57,15 @@ def run_decisions(backbone, batch, spec, budget, layers=(1,), query_aware=True):
     """(final state after the last decision, Recording) for ``spec`` through Decider."""
     rec = Recording(get_reducer(spec))
     decide = Decider(
-        rec, backbone, list(layers), budget, batch.relevant, torch.Generator().manual_seed(0),
-        context_len=batch.context_len, query_aware=query_aware, answer_start=batch.lengths - batch.n_answer,
+        rec,
+        backbone,
+        list(layers),
+        budget,
+        batch.relevant,
+        torch.Generator().manual_seed(0),
+        context_len=batch.context_len,
+        query_aware=query_aware,
+        answer_start=batch.lengths - batch.n_answer,
     )
     after = []
     state = backbone.embed(batch.input_ids, batch.attention_mask, protected=batch.protected)
@@ -175,7 +182,10 @@ def hand_ctx(keys, n_keep, lengths=None, tail=None, protected=None, causal=True,
     hidden = torch.randn(b, n, 8) if hidden is None else hidden
     state = TokenState.from_hidden(hidden, alive=alive, protected=protected)
     return DecisionContext(
-        backbone=StubBackbone(keys, causal, received), layer=1, state=state, n_keep=torch.tensor(n_keep),
+        backbone=StubBackbone(keys, causal, received),
+        layer=1,
+        state=state,
+        n_keep=torch.tensor(n_keep),
         tail=None if tail is None else tail & alive,
     )
 
@@ -257,8 +267,14 @@ def test_unprotected_tail_is_never_reduced():
     tail = (torch.arange(20)[None, :] >= (lengths - 3)[:, None]) & alive
     for spec in [s for s in SPECS if s != "random"]:  # random.py relies on the tail being protected
         ctx = DecisionContext(
-            backbone=backbone, layer=1, state=state, n_keep=torch.tensor([7, 6, 6]), budget=0.3, tail=tail,
-            relevant=alive & (ids % 7 == 0), generator=torch.Generator().manual_seed(0),
+            backbone=backbone,
+            layer=1,
+            state=state,
+            n_keep=torch.tensor([7, 6, 6]),
+            budget=0.3,
+            tail=tail,
+            relevant=alive & (ids % 7 == 0),
+            generator=torch.Generator().manual_seed(0),
         )
         d = get_reducer(spec).decide(ctx)
         out = apply_actions(state, d.actions, causal=True, merge_dst=d.merge_dst, dst_allowed=ctx.context)

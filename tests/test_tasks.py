@@ -134,9 +134,14 @@ def test_retrieval_variable_load_and_relevant_any():
         get_task("retrieval", n_pairs=[3, 1])
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("instructed_retrieval", {}), ("instructed_retrieval", {"pairs_per_group": [1, 4]}), ("retrieval", {"n_pairs": [1, 6]}),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("instructed_retrieval", {}),
+        ("instructed_retrieval", {"pairs_per_group": [1, 4]}),
+        ("retrieval", {"n_pairs": [1, 6]}),
+    ],
+)
 def test_default_model_answers_the_variants_with_all_tokens(name, kwargs):
     from rltr.backbones import load_backbone
     from rltr.zoo import evaluate_full

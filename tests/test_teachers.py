@@ -41,8 +41,9 @@ def _top1_in_relevant(scores, examples) -> float:
     return float(np.mean([int(s.argmax()) in e.relevant for s, e in zip(scores, examples)]))
 
 
-@pytest.mark.parametrize("teacher", [AttentionTeacher([0]), GradientTeacher(), OcclusionTeacher(max_candidates=6,
-                                                                                                 prefilter=GradientTeacher())])
+@pytest.mark.parametrize(
+    "teacher", [AttentionTeacher([0]), GradientTeacher(), OcclusionTeacher(max_candidates=6, prefilter=GradientTeacher())]
+)
 def test_teachers_find_the_queried_pair(backbone, instructed, teacher):
     task, examples = instructed
     scores, seconds_per_1k = run_teacher(teacher, backbone, task, examples, batch_size=4, progress=False)
@@ -52,8 +53,9 @@ def test_teachers_find_the_queried_pair(backbone, instructed, teacher):
 
 def test_full_occlusion_agrees_with_attention_at_layer_0(backbone, instructed):
     task, examples = instructed
-    report = check_teachers([AttentionTeacher([0]), AttentionTeacher([3])], OcclusionTeacher(), backbone, task, examples[:2],
-                            progress=False)
+    report = check_teachers(
+        [AttentionTeacher([0]), AttentionTeacher([3])], OcclusionTeacher(), backbone, task, examples[:2], progress=False
+    )
     assert report.top1["attention@0"] == 1.0 and report.chosen == "attention@0", report
     assert set(report.seconds_per_1k) == {"occlusion", "attention@0", "attention@3"}
 
@@ -107,10 +109,21 @@ class Relabelled(InstructedRetrieval):
 def _train(tmp_path, labels: str, *sets):
     from rltr.training.ppo import train
 
-    cfg = load_config("configs/instructed.yaml", [
-        "env.task=relabelled_instructed", f"env.task_kwargs={{labels: {labels}}}", f"runs_dir={tmp_path / labels}",
-        "n_envs=8", "imitation.n_episodes=16", "imitation.epochs=1", "total_timesteps=16", "ppo.batch_size=64",
-        "checkpoint_every=1000", *sets])
+    cfg = load_config(
+        "configs/instructed.yaml",
+        [
+            "env.task=relabelled_instructed",
+            f"env.task_kwargs={{labels: {labels}}}",
+            f"runs_dir={tmp_path / labels}",
+            "n_envs=8",
+            "imitation.n_episodes=16",
+            "imitation.epochs=1",
+            "total_timesteps=16",
+            "ppo.batch_size=64",
+            "checkpoint_every=1000",
+            *sets,
+        ],
+    )
     run = train(cfg, progress=False)
     from stable_baselines3 import PPO
 

@@ -36,8 +36,9 @@ def test_alternate_sets_best_edges_and_a_protected_cls():
     # positions 0..6: A = {0, 2, 4, 6}, B = {1, 3, 5}. CLS (0) has the strongest edge of all (identical to 1)
     # but is protected: it neither merges nor absorbs. Edges: 2 -> 5 (0.99), 4 -> 1 (0.9), 6 -> 3 (0.5).
     cls = unit(1, 0, 0, 0)
-    keys = keys_of([cls, cls, unit(0, 0.141, 0.99, 0), unit(0, 0, 0.5, 0.866), unit(0.9, 0.436, 0, 0), unit(0, 0, 1, 0),
-                    unit(0, 0.866, 0, 0.5)])
+    keys = keys_of(
+        [cls, cls, unit(0, 0.141, 0.99, 0), unit(0, 0, 0.5, 0.866), unit(0.9, 0.436, 0, 0), unit(0, 0, 1, 0), unit(0, 0.866, 0, 0.5)]
+    )
     ctx = hand_ctx(keys, [7], protected=cls_protected(7), causal=False)
     assert merges(get_reducer("tome:r=1").decide(ctx)) == {2: 5}
     assert merges(get_reducer("tome:r=2").decide(ctx)) == {2: 5, 4: 1}

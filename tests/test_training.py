@@ -10,8 +10,13 @@ from rltr.cli.main import main
 from rltr.config import ConfigError, load_config
 from tests.conftest import tiny_task_gpt2
 
-TINY_SETS = ["total_timesteps=256", "n_envs=2", "checkpoint_every=128", "imitation.n_episodes=8",
-             "ppo={n_steps: 64, batch_size: 32, n_epochs: 2}"]
+TINY_SETS = [
+    "total_timesteps=256",
+    "n_envs=2",
+    "checkpoint_every=128",
+    "imitation.n_episodes=8",
+    "ppo={n_steps: 64, batch_size: 32, n_epochs: 2}",
+]
 TINY = [*(a for kv in TINY_SETS for a in ("--set", kv)), "--no-progress"]
 
 
@@ -77,8 +82,21 @@ def test_export_load_gives_identical_actions(trained, tmp_path):
 def test_router_evaluates_through_the_common_loop(trained, tmp_path, capsys):
     root, model, run = trained
     main(["export", str(run), "--out", str(tmp_path / "r")])
-    code = main(["evaluate", "--model", model, "--task", "retrieval", "--methods", f"router:{tmp_path / 'r'},random",
-                 "--budgets", "0.5", "--n-examples", "4"])
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            model,
+            "--task",
+            "retrieval",
+            "--methods",
+            f"router:{tmp_path / 'r'},random",
+            "--budgets",
+            "0.5",
+            "--n-examples",
+            "4",
+        ]
+    )
     assert code == 0 and "| retrieval | router:r | 0.50 |" in capsys.readouterr().out
 
 
@@ -87,8 +105,19 @@ def test_router_for_another_backbone_is_rejected(trained, tmp_path, capsys):
     main(["export", str(run), "--out", str(tmp_path / "r")])
     other = tiny_task_gpt2(n_layer=3)
     other.save_pretrained(tmp_path / "other")
-    code = main(["evaluate", "--model", str(tmp_path / "other"), "--task", "retrieval", "--methods",
-                 f"router:{tmp_path / 'r'}", "--n-examples", "2"])
+    code = main(
+        [
+            "evaluate",
+            "--model",
+            str(tmp_path / "other"),
+            "--task",
+            "retrieval",
+            "--methods",
+            f"router:{tmp_path / 'r'}",
+            "--n-examples",
+            "2",
+        ]
+    )
     assert code == 2 and "config hash" in capsys.readouterr().err
 
 
@@ -166,11 +195,22 @@ def test_unknown_ppo_key_is_a_config_error_naming_the_known_ones():
     assert load_config(None, ["ppo.ent_coef=0.01"]).ppo == {"ent_coef": 0.01}
 
 
-@pytest.mark.parametrize("override", [
-    "total_timesteps=-5", "n_envs=0", "checkpoint_every=0", "seed=-1", "name=a/b",
-    "imitation.n_episodes=0", "imitation.epochs=0", "imitation.batch_size=0", "imitation.lr=0", "imitation.budget=1.5",
-    "policy.hidden=0",
-])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "total_timesteps=-5",
+        "n_envs=0",
+        "checkpoint_every=0",
+        "seed=-1",
+        "name=a/b",
+        "imitation.n_episodes=0",
+        "imitation.epochs=0",
+        "imitation.batch_size=0",
+        "imitation.lr=0",
+        "imitation.budget=1.5",
+        "policy.hidden=0",
+    ],
+)
 def test_out_of_range_values_name_key_and_value(override):
     key, value = override.split("=")
     with pytest.raises(ConfigError) as exc:
@@ -186,8 +226,13 @@ def test_zero_ppo_steps_only_with_imitation():
 
 def test_cli_bad_config_creates_no_run_folder(tmp_path, capsys):
     runs = tmp_path / "runs"
-    for bad in (["--set", "ppo.nope=1"], ["--set", "total_timesteps=-5"], ["--set", "env.model=/no/such/model"],
-                ["--set", "env.task=nonsense"], ["--set", "imitation.reducer=nonsense"]):
+    for bad in (
+        ["--set", "ppo.nope=1"],
+        ["--set", "total_timesteps=-5"],
+        ["--set", "env.model=/no/such/model"],
+        ["--set", "env.task=nonsense"],
+        ["--set", "imitation.reducer=nonsense"],
+    ):
         assert main(["train", "--set", f"runs_dir={runs}", *bad, "--no-progress"]) == 2
         assert "Traceback" not in capsys.readouterr().err
         assert not runs.exists() or not any(runs.iterdir()), list(runs.iterdir())
@@ -315,21 +360,24 @@ def test_training_is_deterministic_for_a_seed(tmp_path, batched):
 
 
 # ---- bad input: one line naming the value, exit 2, no run folder or router left behind -------------------------
-@pytest.mark.parametrize("extra, needle", [
-    (["--set", "ppo.learning_rate=abc"], "ppo.learning_rate"),
-    (["--set", "ppo.batch_size=0"], "ppo.batch_size"),
-    (["--set", "ppo.n_steps=-8"], "ppo.n_steps"),
-    (["--set", "ppo.gamma=2"], "ppo.gamma"),
-    (["--set", "env.task_kwargs={nope: 1}"], "'nope'"),
-    (["--set", "env.device=cuda:99"], "'cuda:99'"),
-    (["--set", "seed=1", "--set", "seed.b=1"], "'seed' is not a mapping"),
-    (["--config", "{tmp}/syntax.yaml"], "syntax.yaml' is not valid YAML at line"),
-    (["--config", "{tmp}/tabs.yaml"], "tabs.yaml' is not valid YAML at line"),
-    (["--config", "{tmp}/empty.yaml"], "empty.yaml' is empty"),
-    (["--set", "runs_dir={tmp}/a_file"], "is a file"),
-    (["--set", "runs_dir={tmp}/a_file/runs"], "is a file"),
-    (["--algo", "grpo", "--set", "name=../../x"], "'../../x'"),
-])
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--set", "ppo.learning_rate=abc"], "ppo.learning_rate"),
+        (["--set", "ppo.batch_size=0"], "ppo.batch_size"),
+        (["--set", "ppo.n_steps=-8"], "ppo.n_steps"),
+        (["--set", "ppo.gamma=2"], "ppo.gamma"),
+        (["--set", "env.task_kwargs={nope: 1}"], "'nope'"),
+        (["--set", "env.device=cuda:99"], "'cuda:99'"),
+        (["--set", "seed=1", "--set", "seed.b=1"], "'seed' is not a mapping"),
+        (["--config", "{tmp}/syntax.yaml"], "syntax.yaml' is not valid YAML at line"),
+        (["--config", "{tmp}/tabs.yaml"], "tabs.yaml' is not valid YAML at line"),
+        (["--config", "{tmp}/empty.yaml"], "empty.yaml' is empty"),
+        (["--set", "runs_dir={tmp}/a_file"], "is a file"),
+        (["--set", "runs_dir={tmp}/a_file/runs"], "is a file"),
+        (["--algo", "grpo", "--set", "name=../../x"], "'../../x'"),
+    ],
+)
 def test_train_bad_input_exits_2_and_leaves_no_run_folder(tmp_path, capsys, extra, needle):
     (tmp_path / "syntax.yaml").write_text("env: [retrieval\nseed: 1\n")
     (tmp_path / "tabs.yaml").write_text("env:\n\tmodel: default\n")
@@ -374,13 +422,16 @@ def _set_router_key(out, key, value):
     (out / "config.json").write_text(json.dumps(config))
 
 
-@pytest.mark.parametrize("key, value, needle", [
-    ("decision_layers", [99], "[99]"),
-    ("decision_layers", [], "decision_layers"),
-    ("features.token_features", [], "feature list is empty"),
-    ("backbone.family", None, "'family'"),
-    ("weights", "nan", "NaN"),
-])
+@pytest.mark.parametrize(
+    "key, value, needle",
+    [
+        ("decision_layers", [99], "[99]"),
+        ("decision_layers", [], "decision_layers"),
+        ("features.token_features", [], "feature list is empty"),
+        ("backbone.family", None, "'family'"),
+        ("weights", "nan", "NaN"),
+    ],
+)
 def test_bad_router_is_refused_with_one_line(trained, tmp_path, capsys, key, value, needle):
     from safetensors.torch import load_file, save_file
 
@@ -427,10 +478,13 @@ def test_exported_router_holds_no_path_of_the_training_machine(trained, tmp_path
     assert str(tmp_path.parent) not in text  # nor the model's folder
 
 
-@pytest.mark.parametrize("damage, needle", [
-    ("meta_no_features", "'features'"),
-    ("out_is_a_file", "is a file"),
-])
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        ("meta_no_features", "'features'"),
+        ("out_is_a_file", "is a file"),
+    ],
+)
 def test_export_bad_input_exits_2(trained, tmp_path, capsys, damage, needle):
     _, _, run = trained
     copy = _resumable_copy(run, tmp_path)

@@ -79,19 +79,21 @@ def check_hub_name(name: str) -> None:
     if cached:
         return
     if _offline():
-        raise ModelLoadError(f"cannot load model {name!r}: not a built-in model or local folder, and not in the hub cache "
-                             "(HF_HUB_OFFLINE is set, so the hub is not asked)")
+        raise ModelLoadError(
+            f"cannot load model {name!r}: not a built-in model or local folder, and not in the hub cache "
+            "(HF_HUB_OFFLINE is set, so the hub is not asked)"
+        )
     if not _hub_reachable():
-        raise ModelLoadError(f"cannot load model {name!r}: not a built-in model or local folder, not in the hub cache, and "
-                             "the Hugging Face hub cannot be reached (offline?)")
+        raise ModelLoadError(
+            f"cannot load model {name!r}: not a built-in model or local folder, not in the hub cache, and "
+            "the Hugging Face hub cannot be reached (offline?)"
+        )
 
 
 def adapter_for(model) -> type[Backbone]:
     model_type = getattr(model.config, "model_type", None)
     if model_type not in ADAPTERS:
-        raise ModelLoadError(
-            f"model family {model_type!r} ({type(model).__name__}) has no adapter; supported: {sorted(ADAPTERS)}"
-        )
+        raise ModelLoadError(f"model family {model_type!r} ({type(model).__name__}) has no adapter; supported: {sorted(ADAPTERS)}")
     return ADAPTERS[model_type]
 
 

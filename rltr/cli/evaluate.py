@@ -16,36 +16,56 @@ from rltr.tasks.scoring import SCORES
 
 
 def add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="compare reducers on the same held-out examples",
-                       description="Run every method at every budget through one code path (the HF model's own forward "
-                                   "under `with reducer(model, ...)`; identity = the unpatched forward) and print accuracy, "
-                                   "compute fraction, tokens kept, measured latency and speedup over identity.")
+    p = sub.add_parser(
+        "evaluate",
+        help="compare reducers on the same held-out examples",
+        description="Run every method at every budget through one code path (the HF model's own forward "
+        "under `with reducer(model, ...)`; identity = the unpatched forward) and print accuracy, "
+        "compute fraction, tokens kept, measured latency and speedup over identity.",
+    )
     p.add_argument("--model", default="default", help="built-in model name (rltr zoo list), local folder or hub name")
-    p.add_argument("--task", type=_csv, default=None,
-                   help="task name(s) or jsonl:PATH (a JSONL dataset), comma-separated; default: the model's tasks")
-    p.add_argument("--task-kwargs", type=_mapping, default={},
-                   help="keyword arguments of the task(s), a YAML mapping, e.g. '{n_pairs: [1, 6]}'")
+    p.add_argument(
+        "--task", type=_csv, default=None, help="task name(s) or jsonl:PATH (a JSONL dataset), comma-separated; default: the model's tasks"
+    )
+    p.add_argument(
+        "--task-kwargs", type=_mapping, default={}, help="keyword arguments of the task(s), a YAML mapping, e.g. '{n_pairs: [1, 6]}'"
+    )
     p.add_argument("--methods", type=_csv, default=["identity", "random"], help="reducers, comma-separated")
-    p.add_argument("--budgets", type=_budgets, default=[0.5],
-                   help="fractions of tokens to keep, each in (0, 1]; 'none' = the method's own choice")
-    p.add_argument("--decision-layers", type=_layers, default=None,
-                   help="layers before which reducers act (default: a router's own, else 1; a router refuses others)")
+    p.add_argument(
+        "--budgets", type=_budgets, default=[0.5], help="fractions of tokens to keep, each in (0, 1]; 'none' = the method's own choice"
+    )
+    p.add_argument(
+        "--decision-layers",
+        type=_layers,
+        default=None,
+        help="layers before which reducers act (default: a router's own, else 1; a router refuses others)",
+    )
     p.add_argument("--n-examples", type=int, default=500, help="held-out examples per task")
     p.add_argument("--batch-size", type=int, default=64, help="examples per forward pass")
     p.add_argument("--seed", type=int, default=0, help="seed of the examples and of random reducers")
-    p.add_argument("--query-agnostic", action="store_true",
-                   help="decide on the context alone (the question is appended afterwards), not query-aware")
+    p.add_argument(
+        "--query-agnostic", action="store_true", help="decide on the context alone (the question is appended afterwards), not query-aware"
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bars (runs x batches, with an ETA, on stderr)")
-    p.add_argument("--score", default=None, choices=sorted(SCORES),
-                   help="what the accuracy column holds (default: the task's own scores, e.g. exact match): answer "
-                        "probability, or (no labels needed) agreement with the full model's own answer / exp(-KL) of its "
-                        "answer distributions")
-    p.add_argument("--matched", default=None, choices=["compute_fraction", "kept_ratio"],
-                   help="also every heuristic at each router's own-choice mean compute (or kept-token fraction), as a fixed "
-                        "budget and in threshold mode, each calibrated on training examples")
-    p.add_argument("--generate", action="store_true",
-                   help="also generate each answer greedily on the same path and score it (exact match, token F1)")
+    p.add_argument(
+        "--score",
+        default=None,
+        choices=sorted(SCORES),
+        help="what the accuracy column holds (default: the task's own scores, e.g. exact match): answer "
+        "probability, or (no labels needed) agreement with the full model's own answer / exp(-KL) of its "
+        "answer distributions",
+    )
+    p.add_argument(
+        "--matched",
+        default=None,
+        choices=["compute_fraction", "kept_ratio"],
+        help="also every heuristic at each router's own-choice mean compute (or kept-token fraction), as a fixed "
+        "budget and in threshold mode, each calibrated on training examples",
+    )
+    p.add_argument(
+        "--generate", action="store_true", help="also generate each answer greedily on the same path and score it (exact match, token F1)"
+    )
     p.add_argument("--out", type=Path, default=None, help="folder for results.json, results.csv, report.md, pareto.png")
     add_output_length_args(p)
     p.set_defaults(func=cmd_evaluate)
@@ -54,9 +74,20 @@ def add_evaluate(sub) -> None:
 def request_of(args) -> EvalRequest:
     """The evaluation the flags ask for."""
     return EvalRequest(
-        model=args.model, tasks=args.task, task_kwargs=args.task_kwargs, methods=args.methods, budgets=args.budgets,
-        decision_layers=args.decision_layers, n_examples=args.n_examples, batch_size=args.batch_size, seed=args.seed,
-        query_aware=not args.query_agnostic, device=args.device, score=args.score, matched=args.matched, generate=args.generate,
+        model=args.model,
+        tasks=args.task,
+        task_kwargs=args.task_kwargs,
+        methods=args.methods,
+        budgets=args.budgets,
+        decision_layers=args.decision_layers,
+        n_examples=args.n_examples,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        query_aware=not args.query_agnostic,
+        device=args.device,
+        score=args.score,
+        matched=args.matched,
+        generate=args.generate,
     )
 
 

@@ -16,12 +16,21 @@ def add_output_length_args(p) -> None:
     g.add_argument("--output-length", action="store_true",
                    help="evaluate generated output: accuracy, mean generated tokens, generation time and prompt + output "
                         "compute of --model (the base) and --trained models, plus the base under --caps and early stopping")  # fmt: skip
-    g.add_argument("--trained", type=_csv, default=[],
-                   help="fine-tuned models to compare with the base: model folders or GRPO run folders, comma-separated")
-    g.add_argument("--caps", type=lambda s: [int(c) for c in _csv(s)], default=[2, 3, 4, 6],
-                   help="max_new_tokens caps applied to the base, comma-separated")
-    g.add_argument("--prompt-reducer", default=None,
-                   help="also run every model with this reducer on the prompt (e.g. attn_topk), at --prompt-budget")
+    g.add_argument(
+        "--trained",
+        type=_csv,
+        default=[],
+        help="fine-tuned models to compare with the base: model folders or GRPO run folders, comma-separated",
+    )
+    g.add_argument(
+        "--caps",
+        type=lambda s: [int(c) for c in _csv(s)],
+        default=[2, 3, 4, 6],
+        help="max_new_tokens caps applied to the base, comma-separated",
+    )
+    g.add_argument(
+        "--prompt-reducer", default=None, help="also run every model with this reducer on the prompt (e.g. attn_topk), at --prompt-budget"
+    )
     g.add_argument("--prompt-budget", type=_budget, default=0.25, help="fraction of prompt tokens the reducer keeps")
 
 

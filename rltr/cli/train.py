@@ -11,13 +11,26 @@ from rltr.runs.outputs import check_writable_folder
 
 
 def add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a token-reduction policy with PPO",
-                       description="YAML config < --set overrides; writes a run folder under runs/.")
+    p = sub.add_parser(
+        "train",
+        help="train a token-reduction policy with PPO",
+        description="YAML config < --set overrides; writes a run folder under runs/.",
+    )
     p.add_argument("--config", type=Path, default=None, help="YAML experiment (e.g. configs/default.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set env.compute_weight=0.3 (repeatable; YAML values)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
-                   help="where the backbone, envs and PPO run (same as --set env.device=...)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set env.compute_weight=0.3 (repeatable; YAML values)",
+    )
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default=None,
+        help="where the backbone, envs and PPO run (same as --set env.device=...)",
+    )
     p.add_argument("--resume", type=Path, default=None, help="continue RUN_DIR from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--algo", choices=["ppo", "grpo"], default="ppo",

@@ -44,14 +44,28 @@ class ArchSpec:
             d = config.hidden_size
             head_dim = getattr(config, "head_dim", None) or d // config.num_attention_heads
             return cls(
-                config.num_hidden_layers, d, config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads,
-                head_dim, config.intermediate_size, 3, config.vocab_size,
+                config.num_hidden_layers,
+                d,
+                config.num_attention_heads,
+                config.num_key_value_heads or config.num_attention_heads,
+                head_dim,
+                config.intermediate_size,
+                3,
+                config.vocab_size,
             )
         if mt in ENCODERS:  # ViT's patch embedding (one small matmul per patch) is left out, as token embeddings are
             d = config.hidden_size
             n_out = config.num_labels if mt == "vit" else 0
-            return cls(config.num_hidden_layers, d, config.num_attention_heads, config.num_attention_heads,
-                       d // config.num_attention_heads, config.intermediate_size, 2, n_out)
+            return cls(
+                config.num_hidden_layers,
+                d,
+                config.num_attention_heads,
+                config.num_attention_heads,
+                d // config.num_attention_heads,
+                config.intermediate_size,
+                2,
+                n_out,
+            )
         raise ValueError(f"no FLOPs model for model_type {mt!r}; supported: {sorted(['gpt2', *LLAMA_LIKE, *ENCODERS])}")
 
 

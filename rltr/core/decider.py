@@ -20,8 +20,10 @@ def check_reducer(reducer, backbone, budget: float | None) -> float | None:
     causal-only rule on an encoder, a budget for a method that sets its own token counts)."""
     name = getattr(reducer, "label", None) or reducer.name
     if getattr(reducer, "causal_only", False) and not backbone.causal:
-        raise ValueError(f"method {name!r} keeps a recent window of a causal sequence: not applicable to encoders "
-                         f"({backbone.family} model {backbone.name!r})")
+        raise ValueError(
+            f"method {name!r} keeps a recent window of a causal sequence: not applicable to encoders "
+            f"({backbone.family} model {backbone.name!r})"
+        )
     if budget is not None and not getattr(reducer, "takes_budget", True):
         raise ValueError(f"method {name!r} sets its own token counts; run it with budget none, not {budget}")
     return budget
@@ -66,10 +68,18 @@ class Decider:
     answer_start: (B,) long, where a teacher-forced answer starts (kept, never read by a decision).
     """
 
-    def __init__(self, reducer, backbone, decision_layers, budget: float | None = None,
-                 relevant: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                 context_len: torch.Tensor | None = None, query_aware: bool = True,
-                 answer_start: torch.Tensor | None = None):
+    def __init__(
+        self,
+        reducer,
+        backbone,
+        decision_layers,
+        budget: float | None = None,
+        relevant: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        context_len: torch.Tensor | None = None,
+        query_aware: bool = True,
+        answer_start: torch.Tensor | None = None,
+    ):
         self.reducer, self.backbone, self.budget = reducer, backbone, check_reducer(reducer, backbone, check_budget(budget))
         self.answer_start = answer_start
         self.layers = sorted(set(decision_layers))
@@ -88,9 +98,20 @@ class Decider:
         trace = self.trace
         if trace is None:
             raise RuntimeError(f"decision layer {layer} ran before the run's first decision layer {self.layers[0]}")
-        ctx = decision_context(self.backbone, state, self.layers, step, trace.n_original, self.budget,
-                               self.relevant, self.context_len, self.query_aware, self.generator, arch=self.arch,
-                               answer_start=self.answer_start)
+        ctx = decision_context(
+            self.backbone,
+            state,
+            self.layers,
+            step,
+            trace.n_original,
+            self.budget,
+            self.relevant,
+            self.context_len,
+            self.query_aware,
+            self.generator,
+            arch=self.arch,
+            answer_start=self.answer_start,
+        )
         new, slot_map = execute(ctx, self.reducer.decide(ctx))
         assert ctx.flops is not None, "DecisionContext.__post_init__ sets flops"
         trace.decision_flops = trace.decision_flops + ctx.flops
@@ -123,5 +144,6 @@ def execute(ctx: DecisionContext, d: Decision) -> tuple[TokenState, torch.Tensor
         actions = resolve_actions(ctx, d.actions, keep_priority=priority)
         lost = (actions == Action.MERGE) & (d.merge_dst >= 0) & (torch.gather(actions, 1, d.merge_dst.clamp_min(0)) != Action.KEEP)
         actions = torch.where(lost, Action.DROP, actions)
-    return apply_actions(ctx.state, actions, causal=ctx.backbone.causal, match=d.match, merge_dst=d.merge_dst,
-                         dst_allowed=ctx.context, return_slot_map=True)
+    return apply_actions(
+        ctx.state, actions, causal=ctx.backbone.causal, match=d.match, merge_dst=d.merge_dst, dst_allowed=ctx.context, return_slot_map=True
+    )

@@ -211,8 +211,9 @@ def check_budget(budget: float | None) -> float | None:
     return float(budget)
 
 
-def target_counts(n_original: torch.Tensor, budget: float | None, step: int, n_steps: int,
-                  n_tail: torch.Tensor | None = None) -> torch.Tensor:
+def target_counts(
+    n_original: torch.Tensor, budget: float | None, step: int, n_steps: int, n_tail: torch.Tensor | None = None
+) -> torch.Tensor:
     """(B,) long tokens to keep after decision ``step`` of ``n_steps``: the budget is reached geometrically.
 
     Query-aware (``n_tail`` None): ``ceil(n_original * budget ** ((step + 1) / n_steps))`` of all tokens.
@@ -295,8 +296,19 @@ def decision_context(
         n_context = torch.minimum(context_len, n_original)
     n_tail = None if query_aware or context_len is None else n_original - n_context
     return DecisionContext(
-        backbone=backbone, layer=decision_layers[step], state=state, step=step, n_steps=len(decision_layers),
-        budget=budget, n_keep=target_counts(n_original, budget, step, len(decision_layers), n_tail), relevant=rel,
-        generator=generator, tail=tail, query_aware=query_aware, n_original=n_original, n_context=n_context, arch=arch,
+        backbone=backbone,
+        layer=decision_layers[step],
+        state=state,
+        step=step,
+        n_steps=len(decision_layers),
+        budget=budget,
+        n_keep=target_counts(n_original, budget, step, len(decision_layers), n_tail),
+        relevant=rel,
+        generator=generator,
+        tail=tail,
+        query_aware=query_aware,
+        n_original=n_original,
+        n_context=n_context,
+        arch=arch,
         answer=answer,
     )

@@ -77,8 +77,9 @@ class FeatureSpec:
         if self.projection == "orthogonal" and self.n_hidden_proj > d_model:
             raise ValueError(f"an orthogonal projection has at most d_model={d_model} columns, got n_hidden_proj={self.n_hidden_proj}")
         if self.projection == "identity" and self.n_hidden_proj != d_model:
-            raise ValueError(f"projection identity passes the whole hidden state: n_hidden_proj must be d_model={d_model}, "
-                             f"got {self.n_hidden_proj}")
+            raise ValueError(
+                f"projection identity passes the whole hidden state: n_hidden_proj must be d_model={d_model}, got {self.n_hidden_proj}"
+            )
         return _projection(self.proj_seed, d_model, self.n_hidden_proj, self.projection, str(device))
 
 
@@ -148,9 +149,11 @@ def token_features(ctx: DecisionContext, spec: FeatureSpec) -> torch.Tensor:
         protected.float(),
     ]
     b, slots = visible.shape
-    glob = torch.tensor(
-        [(ctx.layer + 1) / ctx.backbone.n_layers, 0.0, (ctx.step + 1) / ctx.n_steps, ctx.budget or 1.0], device=visible.device
-    ).expand(b, slots, -1).clone()
+    glob = (
+        torch.tensor([(ctx.layer + 1) / ctx.backbone.n_layers, 0.0, (ctx.step + 1) / ctx.n_steps, ctx.budget or 1.0], device=visible.device)
+        .expand(b, slots, -1)
+        .clone()
+    )
     glob[..., 1] = (n / n_base).expand(b, slots)
     feats = [torch.stack(cols, dim=-1), glob]
     if spec.n_hidden_proj:

@@ -177,15 +177,27 @@ def compact(state: TokenState) -> TokenState:
 
 @overload
 def apply_actions(
-    state: TokenState, actions: torch.Tensor, *, causal: bool = ..., match: torch.Tensor | None = ...,
-    merge_dst: torch.Tensor | None = ..., dst_allowed: torch.Tensor | None = ..., return_slot_map: Literal[False] = ...,
+    state: TokenState,
+    actions: torch.Tensor,
+    *,
+    causal: bool = ...,
+    match: torch.Tensor | None = ...,
+    merge_dst: torch.Tensor | None = ...,
+    dst_allowed: torch.Tensor | None = ...,
+    return_slot_map: Literal[False] = ...,
 ) -> TokenState: ...
 
 
 @overload
 def apply_actions(
-    state: TokenState, actions: torch.Tensor, *, causal: bool = ..., match: torch.Tensor | None = ...,
-    merge_dst: torch.Tensor | None = ..., dst_allowed: torch.Tensor | None = ..., return_slot_map: Literal[True],
+    state: TokenState,
+    actions: torch.Tensor,
+    *,
+    causal: bool = ...,
+    match: torch.Tensor | None = ...,
+    merge_dst: torch.Tensor | None = ...,
+    dst_allowed: torch.Tensor | None = ...,
+    return_slot_map: Literal[True],
 ) -> tuple[TokenState, torch.Tensor]: ...
 
 
@@ -231,9 +243,7 @@ def apply_actions(
     return out, slot_map
 
 
-def _validate_dst(
-    state: TokenState, merging: torch.Tensor, kept: torch.Tensor, dst: torch.Tensor, causal: bool
-) -> torch.Tensor:
+def _validate_dst(state: TokenState, merging: torch.Tensor, kept: torch.Tensor, dst: torch.Tensor, causal: bool) -> torch.Tensor:
     assert dst.shape == merging.shape, f"merge_dst {tuple(dst.shape)} != {tuple(merging.shape)}"
     safe = dst.clamp_min(0)
     dst_kept = torch.gather(kept, 1, safe)

@@ -11,8 +11,15 @@ from rltr.envs.engine import EpisodeEngine, EpisodeResult
 from rltr.envs.token_reduction import TokenReductionEnv, env_settings
 from rltr.tasks import load_task
 
-__all__ = ["BatchedTokenReductionEnv", "EpisodeEngine", "EpisodeResult", "TokenReductionEnv", "make_batched_env", "make_env",
-           "resolve_device"]
+__all__ = [
+    "BatchedTokenReductionEnv",
+    "EpisodeEngine",
+    "EpisodeResult",
+    "TokenReductionEnv",
+    "make_batched_env",
+    "make_env",
+    "resolve_device",
+]
 
 
 def resolve_device(device: str = "auto") -> str:

@@ -38,8 +38,7 @@ class BatchedTokenReductionEnv(VecEnv):
     ``get_attr``/``env_method`` see the engine's shared settings (the same for every row), enough for SB3.
     """
 
-    def __init__(self, backbone: Backbone, task: Task, n_envs: int = 64, config: EnvConfig | None = None, *,
-                 policy_flops=None, **kwargs):
+    def __init__(self, backbone: Backbone, task: Task, n_envs: int = 64, config: EnvConfig | None = None, *, policy_flops=None, **kwargs):
         if n_envs < 1:
             raise ValueError(f"n_envs must be >= 1, got {n_envs}")
         self.engine = EpisodeEngine(backbone, task, env_settings(config, kwargs), policy_flops=policy_flops)

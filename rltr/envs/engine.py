@@ -46,8 +46,9 @@ class EpisodeResult:
         """One Gymnasium-style info dict per row: the reward's parts and the tokens per layer."""
         return [
             {"score": s, "compute_fraction": f, "tokens_per_layer": c, "kept_ratio": k}
-            for s, f, c, k in zip(self.score.tolist(), self.compute_fraction.tolist(), self.tokens_per_layer.tolist(),
-                                  self.kept_ratio.tolist())
+            for s, f, c, k in zip(
+                self.score.tolist(), self.compute_fraction.tolist(), self.tokens_per_layer.tolist(), self.kept_ratio.tolist()
+            )
         ]
 
 
@@ -185,7 +186,16 @@ class EpisodeEngine:
             if budget != "env":
                 raise ValueError(f"budget must be a fraction, None or 'env' (the env's own), got {budget!r}")
             budget = self.budget
-        return decision_context(self.backbone, self.state, self.decision_layers, self._step, self.trace.n_original, budget,
-                                b.relevant_for(self.settings.query_aware), b.context_len, self.settings.query_aware,
-                                arch=self.arch if charge else None, answer_start=b.answer_start)
-
+        return decision_context(
+            self.backbone,
+            self.state,
+            self.decision_layers,
+            self._step,
+            self.trace.n_original,
+            budget,
+            b.relevant_for(self.settings.query_aware),
+            b.context_len,
+            self.settings.query_aware,
+            arch=self.arch if charge else None,
+            answer_start=b.answer_start,
+        )

@@ -52,10 +52,14 @@ def generated_scores(model, batch: Batch, pad_id: int, query_aware: bool, reduce
 
 def format_generation(results) -> str:
     """A markdown table of the generated-answer scores of ``results`` (EvalResults run with ``generate``)."""
-    lines = ["| task | method | budget | generated exact match | generated token F1 | teacher-forced score |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| task | method | budget | generated exact match | generated token F1 | teacher-forced score |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for r in results:
         budget = "own" if r.budget is None else f"{r.budget:.2f}"
-        lines.append(f"| {r.task} | {r.method} | {budget} | {r.generated_exact_match:.3f} | {r.generated_token_f1:.3f} | "
-                     f"{r.score} {r.accuracy:.3f} |")
+        lines.append(
+            f"| {r.task} | {r.method} | {budget} | {r.generated_exact_match:.3f} | {r.generated_token_f1:.3f} | "
+            f"{r.score} {r.accuracy:.3f} |"
+        )
     return "\n".join(lines)

@@ -30,8 +30,7 @@ class Calibration:
     metric: str
 
 
-def bisect_budget(measure: Callable[[float], float], target: float, metric: str = "compute_fraction",
-                  steps: int = 14) -> Calibration:
+def bisect_budget(measure: Callable[[float], float], target: float, metric: str = "compute_fraction", steps: int = 14) -> Calibration:
     """The fixed budget whose ``measure(budget)`` (a mean ``metric``, increasing in the budget) comes closest to
     ``target``: bisection over (0, 1]."""
     check_metric(metric)
@@ -45,8 +44,7 @@ def bisect_budget(measure: Callable[[float], float], target: float, metric: str 
     return Calibration("budget", best[1], best[2], target, metric)
 
 
-def bisect_threshold(reducer: ScoreReducer, measure: Callable[[], float], target: float,
-                     metric: str = "compute_fraction") -> Calibration:
+def bisect_threshold(reducer: ScoreReducer, measure: Callable[[], float], target: float, metric: str = "compute_fraction") -> Calibration:
     """The score threshold of ``reducer`` whose ``measure()`` (a mean ``metric`` of the reducer as it is set now,
     budget None) comes closest to ``target``: bisection over the sorted scores ``reducer`` gives the unprotected
     context tokens while measured once at threshold -inf. Leaves ``reducer`` at the threshold found."""

@@ -17,15 +17,15 @@ def _train_mean(backbone, task, reducer: Reducer, budget: float | None, metric: 
     return getattr(run_method(backbone, task, reducer, budget, split="train", **kw), metric)
 
 
-def calibrate_budget(backbone, task, reducer: Reducer, target: float, metric: str = "compute_fraction", steps: int = 14,
-                     **kw) -> Calibration:
+def calibrate_budget(
+    backbone, task, reducer: Reducer, target: float, metric: str = "compute_fraction", steps: int = 14, **kw
+) -> Calibration:
     """The fixed budget whose mean ``metric`` on training examples comes closest to ``target`` (bisection)."""
     check_metric(metric)
     return bisect_budget(lambda budget: _train_mean(backbone, task, reducer, budget, metric, kw), target, metric, steps)
 
 
-def calibrate_threshold(backbone, task, reducer: ScoreReducer, target: float, metric: str = "compute_fraction",
-                        **kw) -> Calibration:
+def calibrate_threshold(backbone, task, reducer: ScoreReducer, target: float, metric: str = "compute_fraction", **kw) -> Calibration:
     """The score threshold whose mean ``metric`` on training examples comes closest to ``target``."""
     if not (isinstance(reducer, ScoreReducer) and reducer.thresholdable):
         raise ValueError(f"{reducer.name} has no threshold mode")

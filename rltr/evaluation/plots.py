@@ -29,8 +29,15 @@ def pareto_plot(results, path: str | Path, title: str = "") -> Path:
             for method, pts in sorted(lines.items()):
                 pts.sort()
                 style = "*" if len(pts) == 1 else "o-"
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=method, color=color[method],
-                        markersize=9 if len(pts) == 1 else 5, linewidth=2.5 if method.startswith("router") else 1.2)
+                ax.plot(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    style,
+                    label=method,
+                    color=color[method],
+                    markersize=9 if len(pts) == 1 else 5,
+                    linewidth=2.5 if method.startswith("router") else 1.2,
+                )
             ax.set_title(task)
             ax.set_xlabel(label)
             ax.set_ylabel("exact-match accuracy")

@@ -70,9 +70,13 @@ def matched_table(results: list[EvalResult], task: str) -> str | None:
     cell, lines = _cell(full_latency(results).get(task)), []
     for router in dict.fromkeys(r.matched_to for r in matched):
         own = next(r for r in results if r.task == task and r.method == router and r.budget is None and r.matched_to is None)
-        lines += [f"At {router}'s own-choice compute ({own.compute_fraction:.3f}): accuracy · compute fraction · speedup, tokens kept", "",
-                  "| method | fixed budget (calibrated) | threshold (calibrated) |", "|---|---:|---:|",
-                  f"| **{router}** (own choice) | {cell(own)} | |"]
+        lines += [
+            f"At {router}'s own-choice compute ({own.compute_fraction:.3f}): accuracy · compute fraction · speedup, tokens kept",
+            "",
+            "| method | fixed budget (calibrated) | threshold (calibrated) |",
+            "|---|---:|---:|",
+            f"| **{router}** (own choice) | {cell(own)} | |",
+        ]
         mine = [r for r in matched if r.matched_to == router]
         for method in dict.fromkeys(r.method.removesuffix("@thr") for r in mine):
             fixed = next((r for r in mine if r.method == method), None)

@@ -61,8 +61,18 @@ def evaluate_request(req: EvalRequest, progress: bool = False) -> EvalOutcome:
     layers = decision_layers_for(reducers, req.decision_layers, backbone.n_layers)
     tasks = [load_task(t, backbone, **req.task_kwargs) for t in (req.tasks or model_tasks(req.model))]
     results = evaluate(
-        backbone, tasks, req.methods, req.budgets, n_examples=req.n_examples, seed=req.seed, decision_layers=layers,
-        batch_size=req.batch_size, query_aware=req.query_aware, progress=progress, score=req.score, generate=req.generate,
+        backbone,
+        tasks,
+        req.methods,
+        req.budgets,
+        n_examples=req.n_examples,
+        seed=req.seed,
+        decision_layers=layers,
+        batch_size=req.batch_size,
+        query_aware=req.query_aware,
+        progress=progress,
+        score=req.score,
+        generate=req.generate,
         matched=req.matched,
     )
     return EvalOutcome(results, backbone, layers)
@@ -71,8 +81,10 @@ def evaluate_request(req: EvalRequest, progress: bool = False) -> EvalOutcome:
 def describe(req: EvalRequest, outcome: EvalOutcome) -> str:
     """The header line and the results table, as ``rltr evaluate`` prints them."""
     bb, mode = outcome.backbone, ("query-aware" if req.query_aware else "query-agnostic")
-    head = (f"model {req.model} ({bb.family}, {bb.n_layers} layers), {mode}, decision layers {outcome.decision_layers}, "
-            f"{examples_line(outcome.results, req.n_examples)}, seed {req.seed}")
+    head = (
+        f"model {req.model} ({bb.family}, {bb.n_layers} layers), {mode}, decision layers {outcome.decision_layers}, "
+        f"{examples_line(outcome.results, req.n_examples)}, seed {req.seed}"
+    )
     return head + "\n" + format_table(outcome.results)
 
 
@@ -84,8 +96,9 @@ def examples_line(results: list[EvalResult], asked: int) -> str:
         return f"{asked} held-out examples per task"
     for task, n in short.items():
         _log.warning(f"task {task!r} has only {n} held-out examples; evaluated {n}, not {asked}")
-    return "held-out examples per task: " + ", ".join(f"{t} {n}" + (f" (of {asked} asked)" if t in short else "")
-                                                      for t, n in counts.items())
+    return "held-out examples per task: " + ", ".join(
+        f"{t} {n}" + (f" (of {asked} asked)" if t in short else "") for t, n in counts.items()
+    )
 
 
 def settings_of(req: EvalRequest, outcome: EvalOutcome, out: Path | None = None) -> dict:

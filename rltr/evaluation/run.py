@@ -82,8 +82,16 @@ def run_method(
     examples = task.examples(n_examples, seed=seed, split=split)
     spec = ArchSpec.from_config(backbone.config)
     model, full = backbone.model, reducer.full_model
-    patch = None if full else reducer(
-        model, budget=budget, decision_layers=list(decision_layers), seed=seed, **task.reduction_options(query_aware),
+    patch = (
+        None
+        if full
+        else reducer(
+            model,
+            budget=budget,
+            decision_layers=list(decision_layers),
+            seed=seed,
+            **task.reduction_options(query_aware),
+        )
     )
     names = [score] if score else list(task.scores)
     scores: dict[str, list] = {name: [] for name in names}
@@ -119,10 +127,19 @@ def run_method(
     all_fractions, all_kept = (distributed.in_order(batches, rows) for rows in (fractions, kept))  # every example
     means = {name: float(distributed.in_order(batches, values).mean()) for name, values in scores.items()}
     return EvalResult(
-        task=task.name, method=reducer.title, budget=budget,
-        accuracy=means[names[0]], compute_fraction=float(all_fractions.mean()), kept_ratio=float(all_kept.mean()),
-        latency_ms=1000 * distributed.total(seconds) / n, n_examples=n, query_aware=query_aware, score=names[0], scores=means,
-        threshold=getattr(reducer, "threshold", None), **(_generation_means(batches, generated) if generate else {}),
+        task=task.name,
+        method=reducer.title,
+        budget=budget,
+        accuracy=means[names[0]],
+        compute_fraction=float(all_fractions.mean()),
+        kept_ratio=float(all_kept.mean()),
+        latency_ms=1000 * distributed.total(seconds) / n,
+        n_examples=n,
+        query_aware=query_aware,
+        score=names[0],
+        scores=means,
+        threshold=getattr(reducer, "threshold", None),
+        **(_generation_means(batches, generated) if generate else {}),
     )
 
 

@@ -22,8 +22,7 @@ def check_methods(methods: list[str]) -> list[Reducer]:
     return [get_method(m) for m in methods]
 
 
-def decision_layers_for(reducers: list[Reducer], asked: list[int] | None, n_layers: int,
-                        default: tuple[int, ...] = (1,)) -> list[int]:
+def decision_layers_for(reducers: list[Reducer], asked: list[int] | None, n_layers: int, default: tuple[int, ...] = (1,)) -> list[int]:
     """The layers to evaluate at: a router brings the layers it was trained at (reducers declaring
     ``decision_layers``); ``asked`` (``--decision-layers``) must agree with them; with neither, ``default``.
     Routers trained at different layers, or layers past the model's last, are a ValueError naming them."""
@@ -34,8 +33,10 @@ def decision_layers_for(reducers: list[Reducer], asked: list[int] | None, n_laye
     layers = list(asked) if asked is not None else list(next(iter(own), default))
     if own and asked is not None and tuple(sorted(set(asked))) != next(iter(own)):
         ((trained, router),) = own.items()
-        raise ValueError(f"--decision-layers {list(asked)} conflicts with {router!r}, trained at decision layers "
-                         f"{list(trained)}; leave --decision-layers out to use the router's")
+        raise ValueError(
+            f"--decision-layers {list(asked)} conflicts with {router!r}, trained at decision layers "
+            f"{list(trained)}; leave --decision-layers out to use the router's"
+        )
     beyond = [i for i in layers if not 0 <= i < n_layers]
     if beyond:
         source = f"{next(iter(own.values()))!r}" if own and asked is None else "--decision-layers"

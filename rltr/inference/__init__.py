@@ -18,6 +18,14 @@ def reduction_for(model) -> type:
 
 
 __all__ = [
-    "EncoderReduction", "PrefixInfo", "PromptHints", "ReducedForward", "TokenReduction", "VLMTokenReduction", "image_budget",
-    "prompt_logits", "reduced_prefill", "reduction_for",
+    "EncoderReduction",
+    "PrefixInfo",
+    "PromptHints",
+    "ReducedForward",
+    "TokenReduction",
+    "VLMTokenReduction",
+    "image_budget",
+    "prompt_logits",
+    "reduced_prefill",
+    "reduction_for",
 ]

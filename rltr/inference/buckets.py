@@ -42,8 +42,13 @@ def plan_buckets(n_alive: torch.Tensor, max_waste: float = MAX_WASTE) -> list[to
 def take_rows(state: TokenState, rows: torch.Tensor) -> TokenState:
     """The rows ``rows`` of ``state``, cut to their longest live row (their live slots come first)."""
     width = max(int(state.alive[rows].sum(1).max()), 1)
-    return TokenState(state.hidden[rows, :width], state.positions[rows, :width], state.sizes[rows, :width],
-                      state.alive[rows, :width], state.protected[rows, :width])
+    return TokenState(
+        state.hidden[rows, :width],
+        state.positions[rows, :width],
+        state.sizes[rows, :width],
+        state.alive[rows, :width],
+        state.protected[rows, :width],
+    )
 
 
 def put_rows(like: TokenState, parts: list[tuple[torch.Tensor, TokenState]]) -> TokenState:
@@ -54,8 +59,15 @@ def put_rows(like: TokenState, parts: list[tuple[torch.Tensor, TokenState]]) -> 
     return like.with_hidden(hidden)
 
 
-def run_in_buckets(backbone, state: TokenState, start: int, stop: int, groups: list[torch.Tensor],
-                   on_layer: Callable | None = None, cache: DynamicCache | None = None) -> TokenState:
+def run_in_buckets(
+    backbone,
+    state: TokenState,
+    start: int,
+    stop: int,
+    groups: list[torch.Tensor],
+    on_layer: Callable | None = None,
+    cache: DynamicCache | None = None,
+) -> TokenState:
     """Layers ``start .. stop-1`` for each row group on its own; ``on_layer(i, state)`` sees ``state``'s token
     set (its hidden states are those entering ``start``). With ``cache``, each group's keys and values at
     these layers are assembled into it at ``state``'s slots."""
@@ -74,8 +86,9 @@ def run_in_buckets(backbone, state: TokenState, start: int, stop: int, groups: l
     return put_rows(state, parts)
 
 
-def _assemble(cache: DynamicCache, groups: list[torch.Tensor], caches: list[DynamicCache], start: int, stop: int,
-              shape: torch.Size) -> None:
+def _assemble(
+    cache: DynamicCache, groups: list[torch.Tensor], caches: list[DynamicCache], start: int, stop: int, shape: torch.Size
+) -> None:
     """Write layers ``start .. stop-1`` of every group's cache into ``cache`` as (B, H_kv, N, d) at the full
     batch's slots (0 past a group's width: those slots are dead)."""
     b, n = shape

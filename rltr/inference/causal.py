@@ -79,14 +79,17 @@ class TokenReduction(ForwardPatch):
             raise ValueError(f"protect_last must be an int >= 1 (the last prompt token must survive), got {protect_last!r}")
         if not isinstance(protect_first, int) or protect_first < 0:
             raise ValueError(f"protect_first must be an int >= 0, got {protect_first!r}")
-        super().__init__(model, reducer, budget=budget, decision_layers=decision_layers, query_aware=query_aware, seed=seed,
-                         default_layers=[1])
+        super().__init__(
+            model, reducer, budget=budget, decision_layers=decision_layers, query_aware=query_aware, seed=seed, default_layers=[1]
+        )
         self.protect_last, self.protect_first, self.bucket = protect_last, protect_first, bucket
         self._prefixes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # cache -> PrefixInfo
 
     def __repr__(self) -> str:
-        return (f"TokenReduction({self.reducer!r}, budget={self.budget}, protect_last={self.protect_last}, "
-                f"decision_layers={self.decision_layers})")
+        return (
+            f"TokenReduction({self.reducer!r}, budget={self.budget}, protect_last={self.protect_last}, "
+            f"decision_layers={self.decision_layers})"
+        )
 
     def _forward(self, original, sig, args: tuple, kwargs: dict):
         """Prefill (no cache, or an empty one) -> reduced prompt pass; decode of a cache this context filled ->
@@ -121,9 +124,18 @@ class TokenReduction(ForwardPatch):
         _check_positions(named.get("position_ids"), named.get("attention_mask"), input_ids)
         generator = torch.Generator(device="cpu").manual_seed(self.seed)
         state, info, order = reduced_prefill(
-            self.backbone, self.reducer, input_ids, named.get("attention_mask"), budget=self.budget,
-            decision_layers=self.decision_layers, protect_last=self.protect_last, protect_first=self.protect_first,
-            query_aware=self.query_aware, cache=cache if use_cache else None, generator=generator, hints=hints,
+            self.backbone,
+            self.reducer,
+            input_ids,
+            named.get("attention_mask"),
+            budget=self.budget,
+            decision_layers=self.decision_layers,
+            protect_last=self.protect_last,
+            protect_first=self.protect_first,
+            query_aware=self.query_aware,
+            cache=cache if use_cache else None,
+            generator=generator,
+            hints=hints,
             bucket=self.bucket,
         )
         self.last = info
@@ -181,10 +193,22 @@ def _check_positions(position_ids, attention_mask, input_ids) -> None:
 
 # What a causal LM's forward may receive in a prompt pass: everything else means a transformers version whose
 # forward protocol rltr has not been checked on (a renamed or new argument), which must not be silently dropped.
-_KNOWN_PREFILL_ARGUMENTS = frozenset({
-    "input_ids", "attention_mask", "position_ids", "inputs_embeds", "labels", "use_cache", "logits_to_keep",
-    "return_dict", "output_attentions", "output_hidden_states", "cache_position", "token_type_ids",
-})
+_KNOWN_PREFILL_ARGUMENTS = frozenset(
+    {
+        "input_ids",
+        "attention_mask",
+        "position_ids",
+        "inputs_embeds",
+        "labels",
+        "use_cache",
+        "logits_to_keep",
+        "return_dict",
+        "output_attentions",
+        "output_hidden_states",
+        "cache_position",
+        "token_type_ids",
+    }
+)
 
 
 def check_prefill_arguments(named: dict) -> None:

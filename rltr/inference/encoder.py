@@ -67,11 +67,20 @@ class EncoderReduction(ForwardPatch):
 
     last: ReducedForward | None
 
-    def __init__(self, model, reducer: DecisionMaker, *, budget: float | _DefaultBudget | None = DEFAULT_BUDGET,
-                 decision_layers: list[int] | None = None, query_aware: bool | None = None, seed: int = 0):
+    def __init__(
+        self,
+        model,
+        reducer: DecisionMaker,
+        *,
+        budget: float | _DefaultBudget | None = DEFAULT_BUDGET,
+        decision_layers: list[int] | None = None,
+        query_aware: bool | None = None,
+        seed: int = 0,
+    ):
         every = list(range(model.config.num_hidden_layers))
-        super().__init__(model, reducer, budget=budget, decision_layers=decision_layers, query_aware=query_aware, seed=seed,
-                         default_layers=every)
+        super().__init__(
+            model, reducer, budget=budget, decision_layers=decision_layers, query_aware=query_aware, seed=seed, default_layers=every
+        )
 
     def __repr__(self) -> str:
         return f"EncoderReduction({self.reducer!r}, budget={self.budget}, decision_layers={self.decision_layers})"
@@ -82,11 +91,19 @@ class EncoderReduction(ForwardPatch):
         named = named_arguments(sig, args, kwargs)
         unsupported = [k for k, v in named.items() if k not in bb.forward_args and v is not None and v is not False]
         if unsupported:
-            raise ValueError(f"{unsupported[0]} is not supported under token reduction; {type(self.model).__name__} takes "
-                             f"{', '.join(a for a in bb.forward_args if a not in ('return_dict', 'use_cache'))} here")
+            raise ValueError(
+                f"{unsupported[0]} is not supported under token reduction; {type(self.model).__name__} takes "
+                f"{', '.join(a for a in bb.forward_args if a not in ('return_dict', 'use_cache'))} here"
+            )
         state, order = bb.forward_inputs(named)  # (B, L) slots, order (B, L): each slot's input column
-        decider = Decider(self.reducer, bb, self.decision_layers, self.budget, query_aware=self.query_aware,
-                          generator=torch.Generator().manual_seed(self.seed))
+        decider = Decider(
+            self.reducer,
+            bb,
+            self.decision_layers,
+            self.budget,
+            query_aware=self.query_aware,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
         final = bb.run(state, decider, self.decision_layers, on_layer=decider.on_layer)
         trace = decider.trace
         assert trace is not None, "Backbone.run calls the decider at the first decision layer, which starts its trace"

@@ -19,8 +19,9 @@ from rltr.inference.hf_compat import cache_argument, output_cache
 
 
 @torch.no_grad()
-def greedy_generate(model, prompts: list[list[int]], max_new_tokens: int | list[int], pad_id: int, *, eos_id: int | None = None,
-                    forward=None, hints=None) -> list[list[int]]:
+def greedy_generate(
+    model, prompts: list[list[int]], max_new_tokens: int | list[int], pad_id: int, *, eos_id: int | None = None, forward=None, hints=None
+) -> list[list[int]]:
     """Greedy continuations of ``prompts`` (token id lists): row i gets up to ``max_new_tokens[i]`` tokens,
     cut after ``eos_id``. The batch is left-padded; position ids count real tokens (as ``generate()`` does).
 
@@ -35,15 +36,17 @@ def greedy_generate(model, prompts: list[list[int]], max_new_tokens: int | list[
     ids, mask = left_padded(prompts, pad_id, device)
     call = model if forward is None else forward
     extra = {} if hints is None else {"reduction_hints": hints}
-    out = call(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp_min(0), use_cache=True,
-               logits_to_keep=1, **extra)
+    out = call(
+        input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp_min(0), use_cache=True, logits_to_keep=1, **extra
+    )
     cache, n_real = output_cache(out), mask.sum(1)
     cache_name = cache_argument(type(model).forward)
     steps = [out.logits[:, -1].argmax(-1)]  # each (B,)
     for t in range(1, max(limits)):
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-        out = call(input_ids=steps[-1][:, None], attention_mask=mask, position_ids=(n_real + t - 1)[:, None],
-                   use_cache=True, **{cache_name: cache})
+        out = call(
+            input_ids=steps[-1][:, None], attention_mask=mask, position_ids=(n_real + t - 1)[:, None], use_cache=True, **{cache_name: cache}
+        )
         cache = output_cache(out)
         steps.append(out.logits[:, -1].argmax(-1))
     tokens = torch.stack(steps, dim=1).tolist()  # (B, T)

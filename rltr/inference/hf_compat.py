@@ -103,6 +103,10 @@ def warn_if_untested(version: str | None = None) -> bool:
         return False
     if outside and not _warned_outside:
         _warned_outside = True
-        warnings.warn(f"token reduction patches model internals and runs on {version_hint(version)}: outside the tested range; "
-                      "if a forward fails, install a tested version", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"token reduction patches model internals and runs on {version_hint(version)}: outside the tested range; "
+            "if a forward fails, install a tested version",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return outside

@@ -77,6 +77,7 @@ class PrefixInfo:
     def layer_counts(self) -> torch.Tensor:
         """(B, n_layers) long, live prompt tokens entering each layer."""
         return self.trace.tokens_per_layer
+
     window: int | None = None
 
     @property
@@ -90,8 +91,9 @@ class PrefixInfo:
         return self.next_position
 
 
-def keep_final_slots(cache: DynamicCache, entering: list[TokenState], final: TokenState, trace: RunTrace,
-                     decision_layers: list[int]) -> None:
+def keep_final_slots(
+    cache: DynamicCache, entering: list[TokenState], final: TokenState, trace: RunTrace, decision_layers: list[int]
+) -> None:
     """Cut every layer's cache to the slots of ``final``; ``entering[i]`` is the state layer i ran on.
 
     A layer that ran before a decision cached every token it saw; for each final slot it keeps the
@@ -165,16 +167,24 @@ def reduced_prefill(
     short = (n_real < protect_last).nonzero().flatten().tolist()
     if short:
         raise ValueError(
-            f"prompt of {n_real[short[0]].item()} tokens (row {short[0]}) is shorter than the protected tail "
-            f"protect_last={protect_last}"
+            f"prompt of {n_real[short[0]].item()} tokens (row {short[0]}) is shorter than the protected tail protect_last={protect_last}"
         )
     idx = torch.arange(ids.shape[1], device=ids.device)[None, :]
     tail_start, extra, relevant = _apply_hints(hints, order, alive, n_real - protect_last)
     protected = alive & ((idx < protect_first) | (idx >= tail_start[:, None]) | extra)
     state = backbone.embed(ids, alive, protected=protected)
     n_answer = None if hints is None or hints.n_answer is None else hints.n_answer.to(ids.device).long().reshape(-1)
-    decide = Decider(reducer, backbone, decision_layers, budget, relevant=relevant, generator=generator,
-                     context_len=tail_start, query_aware=query_aware, answer_start=None if n_answer is None else n_real - n_answer)
+    decide = Decider(
+        reducer,
+        backbone,
+        decision_layers,
+        budget,
+        relevant=relevant,
+        generator=generator,
+        context_len=tail_start,
+        query_aware=query_aware,
+        answer_start=None if n_answer is None else n_real - n_answer,
+    )
     entering: list[TokenState] = []
 
     def on_layer(i: int, s: TokenState) -> None:
@@ -243,9 +253,7 @@ def _apply_hints(
 
 
 @torch.no_grad()
-def prompt_logits(
-    backbone: Backbone, state: TokenState, order: torch.Tensor, logits_to_keep: int | torch.Tensor = 0
-) -> torch.Tensor:
+def prompt_logits(backbone: Backbone, state: TokenState, order: torch.Tensor, logits_to_keep: int | torch.Tensor = 0) -> torch.Tensor:
     """(B, K, V) logits at the kept columns of the prompt (0 where that token was reduced away).
 
     ``logits_to_keep``: 0 = every column (K = L), an int k = the last k columns, a 1D tensor = those

@@ -12,6 +12,17 @@ class Peer(Reducer):
 
     evaluates_itself = True
 
-    def evaluate_task(self, backbone, task, budget: float | None, *, n_examples: int = 500, seed: int = 0,
-                      query_aware: bool = False, progress: bool = False, split: str = "test", **ignored) -> dict:
+    def evaluate_task(
+        self,
+        backbone,
+        task,
+        budget: float | None,
+        *,
+        n_examples: int = 500,
+        seed: int = 0,
+        query_aware: bool = False,
+        progress: bool = False,
+        split: str = "test",
+        **ignored,
+    ) -> dict:
         raise NotImplementedError  # pragma: no cover - interface

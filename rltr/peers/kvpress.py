@@ -27,8 +27,13 @@ from rltr.core.decisions import DecisionContext
 from rltr.peers.base import Peer
 
 PRESSES: dict[str, str] = {  # rltr name -> kvpress class
-    "snapkv": "SnapKVPress", "knorm": "KnormPress", "expected_attention": "ExpectedAttentionPress",
-    "streaming_llm": "StreamingLLMPress", "tova": "TOVAPress", "keydiff": "KeyDiffPress", "random": "RandomPress",
+    "snapkv": "SnapKVPress",
+    "knorm": "KnormPress",
+    "expected_attention": "ExpectedAttentionPress",
+    "streaming_llm": "StreamingLLMPress",
+    "tova": "TOVAPress",
+    "keydiff": "KeyDiffPress",
+    "random": "RandomPress",
 }
 
 
@@ -37,8 +42,9 @@ def import_kvpress():
     try:
         import kvpress
     except ImportError as e:
-        raise ValueError(f"kvpress methods need the kvpress package (requires transformers<5.3; a separate venv: "
-                         f"make kvpress-venv): {e}") from None
+        raise ValueError(
+            f"kvpress methods need the kvpress package (requires transformers<5.3; a separate venv: make kvpress-venv): {e}"
+        ) from None
     return kvpress
 
 
@@ -54,23 +60,35 @@ class KVPress(Peer):
         self.press = press
 
     def decide(self, ctx: DecisionContext):
-        raise ValueError(f"kvpress:{self.press} compresses a KV cache after a full prefill, it makes no per-layer token "
-                         f"decision: evaluate it with rltr evaluate (two-phase), not inside a TokenReduction")
+        raise ValueError(
+            f"kvpress:{self.press} compresses a KV cache after a full prefill, it makes no per-layer token "
+            f"decision: evaluate it with rltr evaluate (two-phase), not inside a TokenReduction"
+        )
 
     def make_press(self, budget: float):
         kvpress = import_kvpress()
         return getattr(kvpress, PRESSES[self.press])(compression_ratio=1.0 - budget)
 
     @torch.no_grad()
-    def evaluate_task(self, backbone, task, budget: float | None, *, n_examples: int = 500, seed: int = 0,
-                      query_aware: bool = False, progress: bool = False, split: str = "test", **ignored) -> dict:
+    def evaluate_task(
+        self,
+        backbone,
+        task,
+        budget: float | None,
+        *,
+        n_examples: int = 500,
+        seed: int = 0,
+        query_aware: bool = False,
+        progress: bool = False,
+        split: str = "test",
+        **ignored,
+    ) -> dict:
         """The fields of an :class:`~rltr.evaluation.run.EvalResult` for this press on ``task``'s first ``n_examples``
         examples of ``split`` (``ignored``: batch size, decision layers, ...: they do not apply to a press)."""
         if budget is None or not 0 < budget <= 1:
             raise ValueError(f"kvpress:{self.press} needs a budget in (0, 1] (the kept fraction of the KV cache), got {budget!r}")
         if query_aware:
-            raise ValueError(f"kvpress:{self.press} compresses the context before the question exists: run it with "
-                             f"--query-agnostic")
+            raise ValueError(f"kvpress:{self.press} compresses the context before the question exists: run it with --query-agnostic")
         from tqdm.auto import tqdm
         from transformers import DynamicCache
 
@@ -81,8 +99,10 @@ class KVPress(Peer):
         for e in tqdm(examples, desc=f"{task.name}/kvpress:{self.press}@{budget}", disable=not progress, leave=False):
             n_tail = len(e.input_ids) - e.context_len
             if n_tail <= e.n_answer:
-                raise ValueError(f"kvpress:{self.press}: an example of {task.name!r} has no question between context and "
-                                 f"answer (tail {n_tail} tokens, answer {e.n_answer}): the press needs one")
+                raise ValueError(
+                    f"kvpress:{self.press}: an example of {task.name!r} has no question between context and "
+                    f"answer (tail {n_tail} tokens, answer {e.n_answer}): the press needs one"
+                )
             ids = torch.tensor([e.input_ids], device=backbone.device)
             t0 = time.perf_counter()
             cache = DynamicCache()
@@ -96,9 +116,18 @@ class KVPress(Peer):
             kept.append(_kept_fraction(cache, e.context_len, n_tail))
         n = len(examples)
         accuracy = sum(hits) / n
-        return dict(task=task.name, method=f"kvpress:{self.press}", budget=budget, accuracy=accuracy, compute_fraction=1.0,
-                    kept_ratio=sum(kept) / n, latency_ms=1000 * seconds / n, n_examples=n, query_aware=False,
-                    scores={"accuracy": accuracy})
+        return dict(
+            task=task.name,
+            method=f"kvpress:{self.press}",
+            budget=budget,
+            accuracy=accuracy,
+            compute_fraction=1.0,
+            kept_ratio=sum(kept) / n,
+            latency_ms=1000 * seconds / n,
+            n_examples=n,
+            query_aware=False,
+            scores={"accuracy": accuracy},
+        )
 
     def __repr__(self) -> str:
         return f"KVPress({self.press!r})"
@@ -106,6 +135,9 @@ class KVPress(Peer):
 
 def _kept_fraction(cache, n_context: int, n_tail: int) -> float:
     """Mean over layers of the context's KV entries left in ``cache`` (after the tail was appended)."""
-    lengths = [cache.get_seq_length(i) - n_tail for i in range(len(cache.layers))] if hasattr(cache, "layers") else \
-        [k.shape[-2] - n_tail for k in cache.key_cache]
+    lengths = (
+        [cache.get_seq_length(i) - n_tail for i in range(len(cache.layers))]
+        if hasattr(cache, "layers")
+        else [k.shape[-2] - n_tail for k in cache.key_cache]
+    )
     return sum(lengths) / (len(lengths) * n_context)

@@ -59,8 +59,10 @@ class Router(torch.nn.Module):
         path = Path(path)
         cfg_file, weights = path / "config.json", path / "model.safetensors"
         if not cfg_file.is_file() or not weights.is_file():
-            raise RouterError(f"router {str(path)!r} needs config.json and model.safetensors; missing: "
-                              f"{[p.name for p in (cfg_file, weights) if not p.is_file()]}")
+            raise RouterError(
+                f"router {str(path)!r} needs config.json and model.safetensors; missing: "
+                f"{[p.name for p in (cfg_file, weights) if not p.is_file()]}"
+            )
         try:
             config = json.loads(cfg_file.read_text())
         except json.JSONDecodeError as e:

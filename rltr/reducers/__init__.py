@@ -20,8 +20,21 @@ from rltr.reducers.tome import ToMe
 from rltr.reducers.window import Window
 
 REDUCERS: dict[str, type[Reducer]] = {
-    cls.name: cls for cls in (Identity, RandomDrop, Oracle, ToMe, AttnTopK, HeavyHitters, Norm, Window, RouterReducer,
-                FastV, QuestionAttention, SpatialPool)
+    cls.name: cls
+    for cls in (
+        Identity,
+        RandomDrop,
+        Oracle,
+        ToMe,
+        AttnTopK,
+        HeavyHitters,
+        Norm,
+        Window,
+        RouterReducer,
+        FastV,
+        QuestionAttention,
+        SpatialPool,
+    )
 }
 
 
@@ -60,6 +73,13 @@ def _build(spec: str) -> Reducer:
 
 
 __all__ = [
-    "REDUCERS", "Decision", "DecisionContext", "Reducer", "ScoreReducer", "check_budget", "get_reducer", "spec_label",
+    "REDUCERS",
+    "Decision",
+    "DecisionContext",
+    "Reducer",
+    "ScoreReducer",
+    "check_budget",
+    "get_reducer",
+    "spec_label",
     "target_counts",
 ]

@@ -80,8 +80,9 @@ def _claim(lock: Path) -> None:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
         if _holder_alive(lock):
-            raise ValueError(f"{str(lock.parent)!r} is in use by another rltr process (pid {lock.read_text().strip()}); "
-                             "choose another --out") from None
+            raise ValueError(
+                f"{str(lock.parent)!r} is in use by another rltr process (pid {lock.read_text().strip()}); choose another --out"
+            ) from None
         lock.unlink(missing_ok=True)  # stale: its process is gone
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     with os.fdopen(fd, "w") as f:

@@ -26,7 +26,15 @@ from rltr.tasks.selective_copy import SelectiveCopy
 from rltr.tasks.sentences import Sentences
 
 _CLASSES: tuple[type[Task[Any, Any]], ...] = (
-    Retrieval, SelectiveCopy, Majority, Multihop, InstructedRetrieval, Chain, Digits, Sentences, *GRID_TASKS,
+    Retrieval,
+    SelectiveCopy,
+    Majority,
+    Multihop,
+    InstructedRetrieval,
+    Chain,
+    Digits,
+    Sentences,
+    *GRID_TASKS,
 )
 TASKS: dict[str, type[Task[Any, Any]]] = {cls.name: cls for cls in _CLASSES}
 
@@ -79,5 +87,17 @@ def task_slug(spec: str) -> str:
     return f"jsonl-{stem or 'file'}"
 
 
-__all__ = ["TASKS", "Batch", "ExamplePool", "Example", "GenerativeTask", "JsonlTask", "Task", "collate", "exact_match", "get_task",
-           "load_task", "task_slug"]
+__all__ = [
+    "TASKS",
+    "Batch",
+    "ExamplePool",
+    "Example",
+    "GenerativeTask",
+    "JsonlTask",
+    "Task",
+    "collate",
+    "exact_match",
+    "get_task",
+    "load_task",
+    "task_slug",
+]

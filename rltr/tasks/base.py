@@ -108,8 +108,9 @@ class Batch:
     def model_inputs(self, reduced: bool, query_aware: bool = True) -> dict:
         """Keyword arguments of the HF model's forward for this batch: logits at the scored columns only;
         under token reduction (``reduced``) also the tail, protected and relevant tokens (:meth:`relevant_for`)."""
-        inputs = dict(input_ids=self.input_ids, attention_mask=self.attention_mask.long(), use_cache=False,
-                      logits_to_keep=self._scored_columns())
+        inputs = dict(
+            input_ids=self.input_ids, attention_mask=self.attention_mask.long(), use_cache=False, logits_to_keep=self._scored_columns()
+        )
         if reduced:
             inputs["reduction_hints"] = PromptHints(self.context_len, self.protected, self.relevant_for(query_aware), self.n_answer)
         return inputs
@@ -207,6 +208,7 @@ class Task(Generic[ExampleT, BatchT]):
     def tag(self) -> str:
         """The task word after ``<bos>`` (variants of a task the model knows reuse that task's tag)."""
         return f"<{self.name}>"
+
     # False: scored by exact match of teacher-forced logits. True: scored on generated output
     # (the task also defines prompt, target, final_answer, score_completion, eos_id, answer_ids; see chain.py).
     generative: bool = False

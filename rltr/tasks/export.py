@@ -51,11 +51,14 @@ def export_task(task: Task, n: int, out: str | Path, seed: int = 0, split: str =
     if n < 1:
         raise ValueError(f"--n must be >= 1, got {n}")
     if task.kind != "tokens" or task.with_images:
-        raise ValueError(f"task {task.name!r} gives {task.kind} inputs/outputs; JSONL export holds context/question/answer "
-                         "token examples only")
+        raise ValueError(
+            f"task {task.name!r} gives {task.kind} inputs/outputs; JSONL export holds context/question/answer token examples only"
+        )
     if task.generative:
-        raise ValueError(f"task {task.name!r} is scored on generated output (its targets think aloud before the answer); "
-                         "JSONL export holds context/question/answer examples only")
+        raise ValueError(
+            f"task {task.name!r} is scored on generated output (its targets think aloud before the answer); "
+            "JSONL export holds context/question/answer examples only"
+        )
     lines = [dumps_line(example_record(e)) for e in task.examples(n, seed=seed, split=split)]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -74,8 +74,10 @@ class GridQuestions(Task[GridExample, VLMBatch]):
             raise ValueError(f"task {self.name!r} gives images and questions, but {backbone.family} model {backbone.name!r} is not a VLM")
         vocab = getattr(backbone.config, "vocab_size", None)
         if backbone.n_image_tokens != N_IMAGE_TOKENS or vocab != VOCAB_SIZE:
-            raise ValueError(f"task {self.name!r} needs a VLM with {N_IMAGE_TOKENS} image tokens and vocab_size={VOCAB_SIZE} "
-                             f"(vlm-digits); model {backbone.name!r} has {backbone.n_image_tokens} and {vocab}")
+            raise ValueError(
+                f"task {self.name!r} needs a VLM with {N_IMAGE_TOKENS} image tokens and vocab_size={VOCAB_SIZE} "
+                f"(vlm-digits); model {backbone.name!r} has {backbone.n_image_tokens} and {vocab}"
+            )
 
     def max_length(self) -> int:
         return len(self.examples(1, split="train")[0].input_ids)

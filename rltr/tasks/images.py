@@ -135,8 +135,10 @@ class Digits(Task[ImageExample, ImageBatch]):
             raise ValueError(f"task {self.name!r} gives images, but {backbone.family} model {backbone.name!r} takes {backbone.inputs}")
         want = (1, self.image_size, self.image_size)
         if tuple(backbone.image_shape) != want or getattr(backbone.config, "num_labels", None) != N_CLASSES:
-            raise ValueError(f"task {self.name!r} gives {want} images of {N_CLASSES} classes; model {backbone.name!r} takes "
-                             f"{tuple(backbone.image_shape)} images of {getattr(backbone.config, 'num_labels', None)} classes")
+            raise ValueError(
+                f"task {self.name!r} gives {want} images of {N_CLASSES} classes; model {backbone.name!r} takes "
+                f"{tuple(backbone.image_shape)} images of {getattr(backbone.config, 'num_labels', None)} classes"
+            )
 
     def reduction_options(self, query_aware: bool) -> dict:
         return {"query_aware": query_aware}  # the family protects CLS; there is no question tail

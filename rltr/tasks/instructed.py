@@ -30,13 +30,16 @@ class InstructedRetrieval(Task):
     description = "an instruction token names the group of keys the question will ask; the other groups are decoys"
     tag = "<retrieval>"  # a retrieval variant: the model reads it as retrieval
 
-    def __init__(self, context_len: int = 128, n_groups: int = 2, keys_per_group: int = 4,
-                 pairs_per_group: int | list[int] = 4, n_values: int = 8):
+    def __init__(
+        self, context_len: int = 128, n_groups: int = 2, keys_per_group: int = 4, pairs_per_group: int | list[int] = 4, n_values: int = 8
+    ):
         if not 2 <= n_groups <= N_MAJORITY - 1:  # m0..m{N_MAJORITY-2}: the symbols the default model saw
             raise ValueError(f"n_groups={n_groups} must lie in [2, {N_MAJORITY - 1}]")
         if not (1 <= keys_per_group and n_groups * keys_per_group <= 8 and 1 <= n_values <= 8):
-            raise ValueError(f"need n_groups * keys_per_group <= 8 (keys k0-k7) and n_values in [1, 8], got "
-                             f"{n_groups} x {keys_per_group}, n_values={n_values}")
+            raise ValueError(
+                f"need n_groups * keys_per_group <= 8 (keys k0-k7) and n_values in [1, 8], got "
+                f"{n_groups} x {keys_per_group}, n_values={n_values}"
+            )
         self.pairs_range = count_range(pairs_per_group, "pairs_per_group", 1, keys_per_group)
         if n_groups * self.pairs_range[1] > context_len - 3:
             raise ValueError(f"{n_groups} x {self.pairs_range[1]} pairs do not fit a context of {context_len} tokens")
@@ -62,5 +65,6 @@ class InstructedRetrieval(Task):
         mine = [i for i, g in enumerate(groups) if g == instructed]
         q = mine[int(rng.integers(len(mine)))]
         tail = [SEP_ID, word_to_id[f"k{words[q][0]}"], word_to_id[f"v{words[q][1]}"]]
-        return Example(context + tail, self.context_len, 1, relevant=[position[q]], protected=[0, 1],
-                       relevant_any=sorted(position[i] for i in mine))
+        return Example(
+            context + tail, self.context_len, 1, relevant=[position[q]], protected=[0, 1], relevant_any=sorted(position[i] for i in mine)
+        )

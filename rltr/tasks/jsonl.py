@@ -84,17 +84,19 @@ class JsonlTask(ExamplePool):
         for split, examples in self.splits.items():
             for e, where in zip(examples, self.where[split]):
                 if max(e.input_ids) >= n_vocab:
-                    raise ValueError(f"{where}: token id {max(e.input_ids)} is outside the {n_vocab} embeddings of model "
-                                     f"{backbone.name!r} (tokenized with another model's tokenizer?)")
+                    raise ValueError(
+                        f"{where}: token id {max(e.input_ids)} is outside the {n_vocab} embeddings of model "
+                        f"{backbone.name!r} (tokenized with another model's tokenizer?)"
+                    )
                 if limit is not None and len(e.input_ids) > limit:
-                    raise ValueError(f"{where}: example of {len(e.input_ids)} tokens is longer than the {limit} positions "
-                                     f"of model {backbone.name!r}")
+                    raise ValueError(
+                        f"{where}: example of {len(e.input_ids)} tokens is longer than the {limit} positions of model {backbone.name!r}"
+                    )
 
 
 def load_tokenizer(model: str):
     """The tokenizer saved with ``model`` (built-in name, folder or hub name); ValueError naming it if none."""
     from transformers import AutoTokenizer
-
 
     where = resolve_model(model)
     missing = ValueError(f"model {model!r} has no tokenizer files (tokenizer.json / tokenizer_config.json) to tokenize text with")
@@ -172,8 +174,9 @@ def _seeded_split(records: list[Record], fractions, seed: int) -> dict[str, list
 def _template_parts(tokenizer) -> tuple[str, str]:
     """(text before the user turn's content, text after it up to the assistant's answer)."""
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat template "
-                         f"(jsonl option chat_template: true needs one)")
+        raise ValueError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat template (jsonl option chat_template: true needs one)"
+        )
     text = tokenizer.apply_chat_template([{"role": "user", "content": _SENTINEL}], tokenize=False, add_generation_prompt=True)
     if text.count(_SENTINEL) != 1:
         raise ValueError("the tokenizer's chat template does not render the user turn's content exactly once")
@@ -199,8 +202,14 @@ def _examples(records: list[Record], tokenizer, template, limit, model_answers: 
     for r, p in zip(records, pieces):
         union.setdefault(r.context, set()).update(p["relevant"])
     return [
-        Example(p["context"] + p["question"] + p["answer"], len(p["context"]), len(p["answer"]), relevant=p["relevant"],
-                protected=p["protected"], relevant_any=p["relevant_any"] if p["relevant_any"] is not None else sorted(union[r.context]))
+        Example(
+            p["context"] + p["question"] + p["answer"],
+            len(p["context"]),
+            len(p["answer"]),
+            relevant=p["relevant"],
+            protected=p["protected"],
+            relevant_any=p["relevant_any"] if p["relevant_any"] is not None else sorted(union[r.context]),
+        )
         for r, p in zip(records, pieces)
     ]
 
@@ -210,8 +219,12 @@ def _tokenize(r: Record, tokenizer, template, limit, model_answers: int) -> dict
     prefix, suffix = template if template is not None else ("", "")
     head = _ids(tokenizer, prefix, False)
     spans_needed = bool(r.relevant or r.protected or r.relevant_any)
-    enc = tokenizer(r.context, add_special_tokens=template is None, return_special_tokens_mask=True,
-                    return_offsets_mapping=spans_needed and getattr(tokenizer, "is_fast", False))
+    enc = tokenizer(
+        r.context,
+        add_special_tokens=template is None,
+        return_special_tokens_mask=True,
+        return_offsets_mapping=spans_needed and getattr(tokenizer, "is_fast", False),
+    )
     if spans_needed and "offset_mapping" not in enc:
         raise ValueError(f"{r.where}: character spans need a fast tokenizer (offsets); this one is {type(tokenizer).__name__}")
     context = head + list(enc["input_ids"])
@@ -235,8 +248,14 @@ def _tokenize(r: Record, tokenizer, template, limit, model_answers: int) -> dict
     special = [shift + i for i, flag in enumerate(enc["special_tokens_mask"]) if flag]
     protected = sorted(set(range(shift)) | set(special) | set(positions(r.protected, "protected")))
     relevant_any = positions(r.relevant_any, "relevant_any") if r.relevant_any is not None else None
-    return {"context": context, "question": question, "answer": answer, "relevant": positions(r.relevant, "relevant"),
-            "protected": protected, "relevant_any": relevant_any}
+    return {
+        "context": context,
+        "question": question,
+        "answer": answer,
+        "relevant": positions(r.relevant, "relevant"),
+        "protected": protected,
+        "relevant_any": relevant_any,
+    }
 
 
 def _ids(tokenizer, text: str, special: bool) -> list[int]:
@@ -251,8 +270,10 @@ def _check_length(r: Record, limit, n_context: int, n_question: int, n_answer: i
         raise ValueError(f"{r.where}: context of {n_context} tokens is longer than the {n_max} positions of model {model!r}")
     total = n_context + n_question + n_answer
     if total > n_max:
-        raise ValueError(f"{r.where}: answer of {n_answer} tokens does not fit the {n_max} positions of model {model!r} "
-                         f"(context {n_context} + question {n_question} + answer {n_answer} = {total} tokens)")
+        raise ValueError(
+            f"{r.where}: answer of {n_answer} tokens does not fit the {n_max} positions of model {model!r} "
+            f"(context {n_context} + question {n_question} + answer {n_answer} = {total} tokens)"
+        )
 
 
 def spec_path(spec: str) -> str | None:

@@ -81,8 +81,16 @@ def _record(obj, path: str, line: int, answer_optional: bool) -> Record:
             raise ValueError(f"{where}: field {key!r} must be a string, got {_clip(json.dumps(value))!r}")
     context = obj["context"]
     spans = {key: _spans(obj[key], key, where, len(context)) for key in SPAN_FIELDS if obj.get(key) is not None}
-    return Record(path, line, context, obj["question"], obj.get("answer"), spans.get("relevant", []),
-                  spans.get("relevant_any"), spans.get("protected", []))
+    return Record(
+        path,
+        line,
+        context,
+        obj["question"],
+        obj.get("answer"),
+        spans.get("relevant", []),
+        spans.get("relevant_any"),
+        spans.get("protected", []),
+    )
 
 
 def _spans(value, key: str, where: str, n_chars: int) -> list[tuple[int, int]]:
@@ -93,8 +101,10 @@ def _spans(value, key: str, where: str, n_chars: int) -> list[tuple[int, int]]:
     for span in value:
         ok = isinstance(span, list) and len(span) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in span)
         if not ok or not 0 <= span[0] < span[1] <= n_chars:
-            raise ValueError(f"{where}: {key} span {_clip(json.dumps(span))} must be [start, end] with 0 <= start < end <= "
-                             f"{n_chars} (the context's length in characters)")
+            raise ValueError(
+                f"{where}: {key} span {_clip(json.dumps(span))} must be [start, end] with 0 <= start < end <= "
+                f"{n_chars} (the context's length in characters)"
+            )
         out.append((span[0], span[1]))
     return out
 

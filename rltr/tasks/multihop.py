@@ -29,8 +29,9 @@ class Multihop(Task):
     def sample(self, rng: np.random.Generator) -> Example:
         g = sample_edges(rng, self.n_nodes, self.n_edges, "<multihop>", self.context_len)
         tail = [SEP_ID, word_to_id[f"n{g.x}"], word_to_id[f"n{g.z}"]]
-        return Example(g.context + tail, self.context_len, 1, relevant=sorted(g.chain_positions), protected=[0, 1],
-                       relevant_any=g.positions)
+        return Example(
+            g.context + tail, self.context_len, 1, relevant=sorted(g.chain_positions), protected=[0, 1], relevant_any=g.positions
+        )
 
 
 @dataclass

@@ -25,8 +25,24 @@ from rltr.tasks.jsonl_read import Record
 from rltr.tasks.prose_source import filler
 
 KINDS = ("passkey", "passkey_recall", "multikey", "multivalue")
-WORDS = ("apple", "river", "candle", "falcon", "garden", "marble", "violin", "harbor", "lantern", "meadow", "copper",
-         "saddle", "orchid", "glacier", "thimble", "compass")
+WORDS = (
+    "apple",
+    "river",
+    "candle",
+    "falcon",
+    "garden",
+    "marble",
+    "violin",
+    "harbor",
+    "lantern",
+    "meadow",
+    "copper",
+    "saddle",
+    "orchid",
+    "glacier",
+    "thimble",
+    "compass",
+)
 _CHARS_PER_TOKEN = 3.2  # a generous overshoot for Shakespeare's text in SmolLM2's tokenizer (then cut to fit)
 
 
@@ -46,8 +62,7 @@ def needles_for(kind: str, rng: np.random.Generator, n_needles: int, n_digits: i
     if kind in ("passkey", "passkey_recall"):
         num = _number(rng, n_digits)
         text = f"The pass key is {num}. Remember it. {num} is the pass key."
-        question = ("\nWhat is the pass key? The pass key is " if kind == "passkey"
-                    else "\nRemember the pass key? The pass key is ")
+        question = "\nWhat is the pass key? The pass key is " if kind == "passkey" else "\nRemember the pass key? The pass key is "
         return [Needle(text, "pass key", num)], question, num, [0]
     if kind == "multikey":
         words = rng.choice(len(WORDS), size=n_needles, replace=False)
@@ -57,19 +72,23 @@ def needles_for(kind: str, rng: np.random.Generator, n_needles: int, n_digits: i
             needles.append(Needle(f"The special magic number for {WORDS[w]} is {num}.", WORDS[w], num))
         ask = int(rng.integers(n_needles))
         word = needles[ask].word
-        return needles, f"\nWhat is the special magic number for {word}? The special magic number for {word} is ", \
-            needles[ask].number, [ask]
+        return (
+            needles,
+            f"\nWhat is the special magic number for {word}? The special magic number for {word} is ",
+            needles[ask].number,
+            [ask],
+        )
     if kind == "multivalue":
         word = WORDS[int(rng.integers(len(WORDS)))]
         nums = [_number(rng, n_digits) for _ in range(n_needles)]
         needles = [Needle(f"One of the special magic numbers for {word} is {num}.", word, num) for num in nums]
-        return needles, f"\nWhat are all the special magic numbers for {word}? They are ", ", ".join(nums), \
-            list(range(n_needles))
+        return needles, f"\nWhat are all the special magic numbers for {word}? They are ", ", ".join(nums), list(range(n_needles))
     raise ValueError(f"unknown prose task kind {kind!r}; known kinds: {', '.join(KINDS)}")
 
 
-def make_record(kind: str, rng: np.random.Generator, tokenizer, length: int, split: str, where: tuple[str, int],
-                n_needles: int = 4, n_digits: int = 5) -> Record:
+def make_record(
+    kind: str, rng: np.random.Generator, tokenizer, length: int, split: str, where: tuple[str, int], n_needles: int = 4, n_digits: int = 5
+) -> Record:
     """One example as a JSONL :class:`Record`: prose of at most ``length`` tokens with the needles inside."""
     needles, question, answer, asked = needles_for(kind, rng, n_needles, n_digits)
     needle_chars = sum(len(n.text) + 1 for n in needles)
@@ -89,8 +108,9 @@ def make_record(kind: str, rng: np.random.Generator, tokenizer, length: int, spl
             pieces.append(line)
     context = "\n".join(pieces) + "\n"
     span = {k: (start, start + len(text)) for k, (start, text) in spans.items()}
-    return Record(where[0], where[1], context, question, answer, relevant=[span[k] for k in asked],
-                  relevant_any=[span[k] for k in sorted(span)])
+    return Record(
+        where[0], where[1], context, question, answer, relevant=[span[k] for k in asked], relevant_any=[span[k] for k in sorted(span)]
+    )
 
 
 def _fit(lines: list[str], tokenizer, length: int, needle_chars: int) -> list[str]:

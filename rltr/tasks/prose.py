@@ -74,8 +74,10 @@ def load_prose(spec: str, backbone=None, *, tokenizer=None, **kwargs) -> JsonlTa
         splits, where = {}, {}
         for split, salt in _SPLIT_SALT.items():
             rng = np.random.default_rng([opts.seed, salt, KINDS.index(kind)])
-            records = [make_record(kind, rng, tok, opts.length, split, (spec, i + 1), opts.n_needles, opts.n_digits)
-                       for i in range(opts.n_examples)]
+            records = [
+                make_record(kind, rng, tok, opts.length, split, (spec, i + 1), opts.n_needles, opts.n_digits)
+                for i in range(opts.n_examples)
+            ]
             splits[split] = _examples(records, tok, template, limit, 0, backbone)
             where[split] = [f"{spec}#{split}:{r.line}" for r in records]
         pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)

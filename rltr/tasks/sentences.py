@@ -143,8 +143,10 @@ class Sentences(Task[SentenceExample, SentenceBatch]):
         if self._prepared_for == key:
             return
         if not isinstance(backbone, EncoderBackbone) or backbone.inputs != "tokens":
-            raise ValueError(f"task {self.name!r} gives sentences for a text encoder (bert), but {backbone.family} model "
-                             f"{backbone.name!r} is {'an image model' if backbone.inputs == 'images' else 'not an encoder'}")
+            raise ValueError(
+                f"task {self.name!r} gives sentences for a text encoder (bert), but {backbone.family} model "
+                f"{backbone.name!r} is {'an image model' if backbone.inputs == 'images' else 'not an encoder'}"
+            )
         self._tokenizer = _tokenizer(backbone)
         self._reference = None
         texts = corpus()

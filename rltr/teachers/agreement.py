@@ -52,8 +52,16 @@ class Agreement:
         return dict(self.__dict__)
 
 
-def check_teachers(cheap: Sequence[Teacher], reference: Teacher, backbone, task, examples: Sequence[Example],
-                   model_answers: bool = False, warn_below: float = WARN_BELOW, progress: bool = True) -> Agreement:
+def check_teachers(
+    cheap: Sequence[Teacher],
+    reference: Teacher,
+    backbone,
+    task,
+    examples: Sequence[Example],
+    model_answers: bool = False,
+    warn_below: float = WARN_BELOW,
+    progress: bool = True,
+) -> Agreement:
     """Run ``reference`` and every ``cheap`` teacher on ``examples``; choose the cheap one that agrees best
     with the reference (the first listed among ties: list them cheapest first)."""
     ref, ref_cost = run_teacher(reference, backbone, task, examples, model_answers=model_answers, progress=progress)
@@ -66,6 +74,8 @@ def check_teachers(cheap: Sequence[Teacher], reference: Teacher, backbone, task,
     report.chosen = max(report.top1, key=lambda name: report.top1[name])  # max keeps the first of ties
     best = report.top1[report.chosen]
     if best < warn_below:
-        report.warning = (f"the best cheap teacher ({report.chosen}) agrees with {report.reference} on only {best:.0%} of "
-                          f"{len(examples)} examples (< {warn_below:.0%}): a router distilled from it may be unstable")
+        report.warning = (
+            f"the best cheap teacher ({report.chosen}) agrees with {report.reference} on only {best:.0%} of "
+            f"{len(examples)} examples (< {warn_below:.0%}): a router distilled from it may be unstable"
+        )
     return report

@@ -76,8 +76,9 @@ def with_model_answers(backbone, batch: Batch) -> Batch:
     return Batch(**{**batch.__dict__, "input_ids": ids})
 
 
-def run_teacher(teacher: Teacher, backbone, task, examples: Sequence[Example], batch_size: int = 64,
-                model_answers: bool = False, progress: bool = True) -> tuple[list[torch.Tensor], float]:
+def run_teacher(
+    teacher: Teacher, backbone, task, examples: Sequence[Example], batch_size: int = 64, model_answers: bool = False, progress: bool = True
+) -> tuple[list[torch.Tensor], float]:
     """Per example, a CPU float32 tensor of its teacher scores (one per token, ``-inf`` off the candidates),
     and the seconds it took per 1,000 examples. Batched on the backbone's device; the progress bar shows
     the running cost."""

@@ -31,8 +31,11 @@ class OcclusionTeacher(Teacher):
     def scores(self, backbone, batch: Batch) -> torch.Tensor:
         cand = candidates(batch)  # (B, N)
         if self.max_candidates is not None:
-            pre = (self.prefilter.scores(backbone, batch) if self.prefilter is not None
-                   else torch.zeros(cand.shape, device=cand.device).masked_fill(~cand, float("-inf")))
+            pre = (
+                self.prefilter.scores(backbone, batch)
+                if self.prefilter is not None
+                else torch.zeros(cand.shape, device=cand.device).masked_fill(~cand, float("-inf"))
+            )
             k = min(self.max_candidates, pre.shape[1])
             top = torch.zeros_like(cand).scatter(1, pre.topk(k, dim=1).indices, True)
             cand = cand & top

@@ -30,16 +30,53 @@ _log = logging.getLogger(__name__)
 CKPT_PREFIX = "ppo"
 SB3_MEMBERS = ("data", "policy.pth")  # what every SB3 model zip holds and PPO.load reads
 # every entry an SB3 PPO zip written by rltr holds, and every key of its ``data`` entry
-SB3_ENTRIES = frozenset({"data", "pytorch_variables.pth", "policy.pth", "policy.optimizer.pth", "_stable_baselines3_version",
-                         "system_info.txt"})
-PPO_DATA_KEYS = frozenset({
-    "_current_progress_remaining", "_episode_num", "_last_episode_starts", "_last_obs", "_last_original_obs", "_n_updates",
-    "_num_timesteps_at_start", "_stats_window_size", "_total_timesteps", "action_noise", "action_space", "batch_size",
-    "clip_range", "clip_range_vf", "ent_coef", "ep_info_buffer", "ep_success_buffer", "gae_lambda", "gamma", "learning_rate",
-    "lr_schedule", "max_grad_norm", "n_envs", "n_epochs", "n_steps", "normalize_advantage", "num_timesteps",
-    "observation_space", "policy_class", "policy_kwargs", "rollout_buffer_class", "rollout_buffer_kwargs", "sde_sample_freq",
-    "seed", "start_time", "target_kl", "tensorboard_log", "use_sde", "verbose", "vf_coef",
-})
+SB3_ENTRIES = frozenset(
+    {"data", "pytorch_variables.pth", "policy.pth", "policy.optimizer.pth", "_stable_baselines3_version", "system_info.txt"}
+)
+PPO_DATA_KEYS = frozenset(
+    {
+        "_current_progress_remaining",
+        "_episode_num",
+        "_last_episode_starts",
+        "_last_obs",
+        "_last_original_obs",
+        "_n_updates",
+        "_num_timesteps_at_start",
+        "_stats_window_size",
+        "_total_timesteps",
+        "action_noise",
+        "action_space",
+        "batch_size",
+        "clip_range",
+        "clip_range_vf",
+        "ent_coef",
+        "ep_info_buffer",
+        "ep_success_buffer",
+        "gae_lambda",
+        "gamma",
+        "learning_rate",
+        "lr_schedule",
+        "max_grad_norm",
+        "n_envs",
+        "n_epochs",
+        "n_steps",
+        "normalize_advantage",
+        "num_timesteps",
+        "observation_space",
+        "policy_class",
+        "policy_kwargs",
+        "rollout_buffer_class",
+        "rollout_buffer_kwargs",
+        "sde_sample_freq",
+        "seed",
+        "start_time",
+        "target_kl",
+        "tensorboard_log",
+        "use_sde",
+        "verbose",
+        "vf_coef",
+    }
+)
 
 
 def save_atomically(model, path: Path) -> Path:
@@ -56,8 +93,11 @@ def save_atomically(model, path: Path) -> Path:
 
 def checkpoints(run_dir: Path) -> list[Path]:
     """The run's checkpoint files, newest (most steps) first."""
-    found = [(int(m.group(1)), p) for p in (Path(run_dir) / "checkpoints").glob(f"{CKPT_PREFIX}_*_steps.zip")
-             if (m := re.fullmatch(rf"{CKPT_PREFIX}_(\d+)_steps\.zip", p.name))]
+    found = [
+        (int(m.group(1)), p)
+        for p in (Path(run_dir) / "checkpoints").glob(f"{CKPT_PREFIX}_*_steps.zip")
+        if (m := re.fullmatch(rf"{CKPT_PREFIX}_(\d+)_steps\.zip", p.name))
+    ]
     return [p for _, p in sorted(found, reverse=True)]
 
 
@@ -106,8 +146,10 @@ def check_resumable(path: Path) -> Path:
     is a ValueError naming it."""
     foreign = foreign_content(path)
     if foreign:
-        raise ValueError(f"refusing to resume from {str(path)!r}: it holds {', '.join(foreign)}, which rltr never writes "
-                         "(a run folder is unpickled on resume: only resume runs you trust)")
+        raise ValueError(
+            f"refusing to resume from {str(path)!r}: it holds {', '.join(foreign)}, which rltr never writes "
+            "(a run folder is unpickled on resume: only resume runs you trust)"
+        )
     return path
 
 

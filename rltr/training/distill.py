@@ -61,8 +61,9 @@ def padded(scores: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def collect_teacher_demonstrations(engine, examples: list[Example], scores: list[torch.Tensor], top_k: int = 0,
-                                   batch_size: int = 64, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def collect_teacher_demonstrations(
+    engine, examples: list[Example], scores: list[torch.Tensor], top_k: int = 0, batch_size: int = 64, progress: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(M, max_tokens, F) observations and (M, max_tokens) teacher actions, ``examples`` run through ``engine``."""
     obs_list, act_list = [], []
     for start in tqdm(range(0, len(examples), batch_size), desc="demonstrations (teacher)", disable=not progress, leave=False):
@@ -97,8 +98,9 @@ def _cache_key(backbone, teacher: Teacher, model_answers: bool, examples: list[E
     return h.hexdigest()[:20]
 
 
-def cached_scores(teacher: Teacher, backbone, task, examples: list[Example], cache_dir: Path | None, model_answers: bool,
-                  progress: bool) -> tuple[list[torch.Tensor], float, bool]:
+def cached_scores(
+    teacher: Teacher, backbone, task, examples: list[Example], cache_dir: Path | None, model_answers: bool, progress: bool
+) -> tuple[list[torch.Tensor], float, bool]:
     """(scores per example, seconds per 1,000 examples when computed, whether they came from the cache)."""
     path = None if cache_dir is None else Path(cache_dir) / f"{_cache_key(backbone, teacher, model_answers, examples)}.pt"
     if path is not None and path.is_file():
@@ -128,21 +130,29 @@ def choose_teacher(im, backbone, task, examples: list[Example], progress: bool) 
     return chosen, report.to_dict()
 
 
-def teacher_demonstrations(cfg, engine, run_dir: Path | None,
-                           progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, Teacher]:
+def teacher_demonstrations(cfg, engine, run_dir: Path | None, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor, Teacher]:
     """Choose and run the teacher on the imitation's training examples (cached), say which, write
     ``teacher.json`` (when ``run_dir``), and return the distillation's demonstrations and the teacher."""
     im = cfg.imitation
     examples = training_examples(engine.task, im.n_episodes, cfg.seed)
     teacher, agreement = choose_teacher(im, engine.backbone, engine.task, examples, progress)
     cache = Path(cfg.runs_dir) / ".teacher_cache"
-    scores, cost, hit = cached_scores(teacher, engine.backbone, engine.task, examples, cache, im.teacher_answers == "model",
-                                      progress)
+    scores, cost, hit = cached_scores(teacher, engine.backbone, engine.task, examples, cache, im.teacher_answers == "model", progress)
     agree = agreement.get("top1", {}).get(teacher.describe())
-    _log.info(f"imitating teacher {teacher.describe()} ({teacher.cost}; {cost:.1f} s per 1,000 examples"
-          f"{', cached' if hit else ''}{'' if agree is None else f'; top-1 agreement with occlusion {agree:.0%}'})")
+    _log.info(
+        f"imitating teacher {teacher.describe()} ({teacher.cost}; {cost:.1f} s per 1,000 examples"
+        f"{', cached' if hit else ''}{'' if agree is None else f'; top-1 agreement with occlusion {agree:.0%}'})"
+    )
     if run_dir is not None:
-        report = {"teacher": teacher.describe(), "cost": teacher.cost, "seconds_per_1k": cost, "cached": hit,
-                  "n_examples": len(examples), "answers": im.teacher_answers, "top_k": im.teacher_top_k, "agreement": agreement}
+        report = {
+            "teacher": teacher.describe(),
+            "cost": teacher.cost,
+            "seconds_per_1k": cost,
+            "cached": hit,
+            "n_examples": len(examples),
+            "answers": im.teacher_answers,
+            "top_k": im.teacher_top_k,
+            "agreement": agreement,
+        }
         (Path(run_dir) / "teacher.json").write_text(json.dumps(report, indent=2))
     return (*collect_teacher_demonstrations(engine, examples, scores, im.teacher_top_k, progress=progress), teacher)

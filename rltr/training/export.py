@@ -65,7 +65,7 @@ def export_router(run_dir: str | Path, out: str | Path) -> Path:
     meta = read_meta(run_dir)
     source = policy_source(run_dir)
     state = read_policy_state(source)
-    actor = {k[len(ACTOR_PREFIX):]: v for k, v in state.items() if k.startswith(ACTOR_PREFIX)}
+    actor = {k[len(ACTOR_PREFIX) :]: v for k, v in state.items() if k.startswith(ACTOR_PREFIX)}
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -76,8 +76,13 @@ def export_router(run_dir: str | Path, out: str | Path) -> Path:
         "backbone": _shareable(meta["backbone"]),
         "actions": {a.name: int(a) for a in Action},
         # the run's folder name only: a shared router does not carry the trainer's file system
-        "training": {"run": run_dir.resolve().name, "checkpoint": source.name, "timesteps": int(read_data(source)["num_timesteps"]),
-                     "task": meta["task"], "compute_weight": meta["compute_weight"]},
+        "training": {
+            "run": run_dir.resolve().name,
+            "checkpoint": source.name,
+            "timesteps": int(read_data(source)["num_timesteps"]),
+            "task": meta["task"],
+            "compute_weight": meta["compute_weight"],
+        },
     }
     router = Router(config)
     try:

@@ -16,8 +16,15 @@ from rltr.envs.engine import EpisodeEngine
 from rltr.reducers import get_reducer
 
 
-def collect_demonstrations(engine: EpisodeEngine, reducer_name: str, budget: float | None, n_episodes: int,
-                           seed: int = 0, batch_size: int = 64, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def collect_demonstrations(
+    engine: EpisodeEngine,
+    reducer_name: str,
+    budget: float | None,
+    n_episodes: int,
+    seed: int = 0,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(M, max_tokens, F) observations and (M, max_tokens) expert actions from ``n_episodes`` episodes,
     run ``batch_size`` at a time through ``engine`` with the reducer's actions (examples seeded by ``seed``)."""
     reducer = get_reducer(reducer_name)
@@ -43,8 +50,17 @@ def action_weights(actions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return (w / (w * freq).sum()).float()
 
 
-def behaviour_clone(actor: nn.Module, obs: torch.Tensor, actions: torch.Tensor, epochs: int = 10, lr: float = 3e-3,
-                    batch_size: int = 64, seed: int = 0, progress: bool = True, balanced: bool = False) -> dict:
+def behaviour_clone(
+    actor: nn.Module,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    epochs: int = 10,
+    lr: float = 3e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: bool = True,
+    balanced: bool = False,
+) -> dict:
     """Fit ``actor`` to the expert actions (cross-entropy on valid slots; ``balanced``: each action weighed
     by :func:`action_weights`); returns the final loss and token accuracy on valid slots."""
     g = torch.Generator().manual_seed(seed)

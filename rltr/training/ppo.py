@@ -189,8 +189,9 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
     else:
         ppo_kwargs = {"n_steps": 128, "batch_size": 64, "n_epochs": 4, "gamma": 1.0, "learning_rate": 3e-4, **cfg.ppo}
         policy_kwargs = {"hidden": cfg.policy.hidden, "network": cfg.policy.spec()}
-        model = PPO(TokenPolicy, vec, policy_kwargs=policy_kwargs, seed=cfg.seed, device=device,
-                    tensorboard_log=tb, verbose=0, **ppo_kwargs)
+        model = PPO(
+            TokenPolicy, vec, policy_kwargs=policy_kwargs, seed=cfg.seed, device=device, tensorboard_log=tb, verbose=0, **ppo_kwargs
+        )
         if main:
             run_dir = _start_run_dir(run_dir, cfg, command)
             model.tensorboard_log = str(run_dir / "tb")  # the name may have gained a suffix
@@ -205,12 +206,12 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
                 if isinstance(model.env, TeacherCredit):
                     model.env.teacher = teacher
             else:
-                obs, acts = collect_demonstrations(engine, im.reducer, im.budget, im.n_episodes,
-                                                   seed=distributed.rank_seed(cfg.seed), progress=progress)
+                obs, acts = collect_demonstrations(
+                    engine, im.reducer, im.budget, im.n_episodes, seed=distributed.rank_seed(cfg.seed), progress=progress
+                )
             policy = model.policy
             assert isinstance(policy, TokenPolicy), "PPO is built with policy TokenPolicy"
-            stats = behaviour_clone(policy.actor, obs, acts, im.epochs, im.lr, im.batch_size, cfg.seed, progress,
-                                    balanced=im.balanced)
+            stats = behaviour_clone(policy.actor, obs, acts, im.epochs, im.lr, im.batch_size, cfg.seed, progress, balanced=im.balanced)
             if main:
                 (run_dir / "imitation.json").write_text(json.dumps(stats, indent=2))
         remaining = cfg.total_timesteps - model.num_timesteps
@@ -257,8 +258,9 @@ def _start_processes(cfg: TrainConfig) -> bool:
     """Join the other processes when launched as several (no-op alone); True on the main process."""
     distributed.setup(cfg.env.device)
     if distributed.world_size() > 1 and cfg.ppo.get("target_kl") is not None:
-        raise ConfigError("ppo.target_kl stops PPO's epochs early on one process and not another; leave it unset "
-                          "when training with several processes")
+        raise ConfigError(
+            "ppo.target_kl stops PPO's epochs early on one process and not another; leave it unset when training with several processes"
+        )
     return distributed.is_main()
 
 

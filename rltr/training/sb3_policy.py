@@ -63,8 +63,15 @@ class TokenPolicy(ActorCriticPolicy):
     :func:`~rltr.policies.network.network_spec`; default a TokenActor). Everything else is SB3's.
     """
 
-    def __init__(self, observation_space: spaces.Box, action_space: spaces.MultiDiscrete, lr_schedule, hidden: int = 64,
-                 network: dict | None = None, **kwargs):
+    def __init__(
+        self,
+        observation_space: spaces.Box,
+        action_space: spaces.MultiDiscrete,
+        lr_schedule,
+        hidden: int = 64,
+        network: dict | None = None,
+        **kwargs,
+    ):
         assert len(observation_space.shape) == 2, f"TokenPolicy needs (N, F) observations, got {observation_space.shape}"
         assert isinstance(action_space, spaces.MultiDiscrete), f"TokenPolicy needs MultiDiscrete actions, got {action_space}"
         self.hidden = hidden

@@ -37,5 +37,16 @@ def list_models() -> list[dict]:
     return rows
 
 
-__all__ = ["MODELS_DIR", "PACKAGED", "ZOO", "PackagedModel", "ZooSpec", "build_model", "evaluate_full", "list_models", "model_path",
-           "packaged_path", "save_built"]
+__all__ = [
+    "MODELS_DIR",
+    "PACKAGED",
+    "ZOO",
+    "PackagedModel",
+    "ZooSpec",
+    "build_model",
+    "evaluate_full",
+    "list_models",
+    "model_path",
+    "packaged_path",
+    "save_built",
+]

@@ -54,7 +54,6 @@ ZOO: dict = {
 }
 
 
-
 def build_model(name: str, out_dir: str | Path, *, seed: int | None = None, progress: bool = True) -> dict:
     """Build the registered model ``name`` into ``out_dir``; returns its ``rltr_zoo.json`` metadata."""
     if name not in ZOO:

@@ -100,7 +100,6 @@ def build_vit(spec: ViTDigitsSpec, out_dir: str | Path, *, seed: int | None = No
     """Train ``spec`` (seeded), save the HF folder + ``rltr_zoo.json`` to ``out_dir``, return the metadata."""
     from tqdm.auto import tqdm
 
-
     seed = spec.seed if seed is None else seed
     start = time.perf_counter()
     torch.manual_seed(seed)

@@ -89,17 +89,40 @@ def new_vlm(spec: VLMDigitsSpec, *, image_px: int = IMAGE_PX, patch: int = PATCH
     """A random-init ``LlavaForConditionalGeneration`` of ``spec``'s shape (eager attention: attention weights readable)."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-    vision = CLIPVisionConfig(hidden_size=spec.vision_hidden, intermediate_size=4 * spec.vision_hidden,
-                              num_hidden_layers=spec.vision_layers,
-                              num_attention_heads=spec.vision_heads, num_channels=1, image_size=image_px, patch_size=patch,
-                              projection_dim=spec.vision_hidden)
-    text = LlamaConfig(vocab_size=VOCAB_SIZE, hidden_size=spec.hidden, intermediate_size=spec.intermediate, num_hidden_layers=spec.n_layer,
-                       num_attention_heads=spec.n_head, num_key_value_heads=spec.n_head, max_position_embeddings=1024,
-                       bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID, tie_word_embeddings=False)
+    vision = CLIPVisionConfig(
+        hidden_size=spec.vision_hidden,
+        intermediate_size=4 * spec.vision_hidden,
+        num_hidden_layers=spec.vision_layers,
+        num_attention_heads=spec.vision_heads,
+        num_channels=1,
+        image_size=image_px,
+        patch_size=patch,
+        projection_dim=spec.vision_hidden,
+    )
+    text = LlamaConfig(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=spec.hidden,
+        intermediate_size=spec.intermediate,
+        num_hidden_layers=spec.n_layer,
+        num_attention_heads=spec.n_head,
+        num_key_value_heads=spec.n_head,
+        max_position_embeddings=1024,
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+        pad_token_id=PAD_ID,
+        tie_word_embeddings=False,
+    )
     # image_token_id: LlavaConfig takes it at run time (its signature lists only the older image_token_index)
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=IMAGE_ID, vision_feature_layer=-1,  # type: ignore[call-arg]
-                         vision_feature_select_strategy="default", projector_hidden_act="gelu",
-                         image_seq_length=(image_px // patch) ** 2, tie_word_embeddings=False)
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=IMAGE_ID,
+        vision_feature_layer=-1,  # type: ignore[call-arg]
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+        image_seq_length=(image_px // patch) ** 2,
+        tie_word_embeddings=False,
+    )
     config._attn_implementation = "eager"
     return LlavaForConditionalGeneration(config)
 
@@ -166,7 +189,6 @@ def build_vlm(spec: VLMDigitsSpec, out_dir, *, seed: int | None = None, progress
 
     from tqdm.auto import tqdm
 
-
     seed = spec.seed if seed is None else seed
     start = time.perf_counter()
     torch.manual_seed(seed)
@@ -204,15 +226,23 @@ def build_vlm(spec: VLMDigitsSpec, out_dir, *, seed: int | None = None, progress
         logits, feats = _forward(model, ids, pixels, answers)
         digits = torch.from_numpy(np.stack([e.labels.reshape(-1) for e in examples]))[:, cell_of]  # (B, I)
         guess = probe(feats)  # (B, I, 10 + 2 * GRID)
-        aux = (F.cross_entropy(guess[..., :10].flatten(0, 1), digits.flatten())
-               + F.cross_entropy(guess[..., 10 : 10 + GRID].flatten(0, 1), (cell_of // GRID).repeat(len(examples)))
-               + F.cross_entropy(guess[..., 10 + GRID :].flatten(0, 1), (cell_of % GRID).repeat(len(examples))))
+        aux = (
+            F.cross_entropy(guess[..., :10].flatten(0, 1), digits.flatten())
+            + F.cross_entropy(guess[..., 10 : 10 + GRID].flatten(0, 1), (cell_of // GRID).repeat(len(examples)))
+            + F.cross_entropy(guess[..., 10 + GRID :].flatten(0, 1), (cell_of % GRID).repeat(len(examples)))
+        )
         loss = F.cross_entropy(logits.flatten(0, 1), ids[:, answers].flatten()) + spec.aux_weight * aux
         optimizer_step(model, opt, sched, loss)
         if (step + 1) % spec.eval_every == 0:
             val = accuracy_by_type(model, spec.question_types, spec.n_val, "validation", seed)
-            history.append({"step": step + 1, "seconds": round(time.perf_counter() - start, 1),
-                            "cpu_seconds": round(time.process_time() - cpu_start, 1), **val})
+            history.append(
+                {
+                    "step": step + 1,
+                    "seconds": round(time.perf_counter() - start, 1),
+                    "cpu_seconds": round(time.process_time() - cpu_start, 1),
+                    **val,
+                }
+            )
             bar.set_postfix(loss=f"{loss.item():.3f}", aux=f"{aux.item():.3f}", **{k: f"{v:.2f}" for k, v in val.items()})
             if progress:
                 print(history[-1], flush=True)
