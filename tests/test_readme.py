@@ -47,7 +47,9 @@ def rltr_lines() -> list[tuple[str, list[str]]]:
     for name, _, block, _ in blocks("bash"):
         for line in re.split(r"\n| && ", block.replace("\\\n", " ")):
             line = line.split(" #")[0].strip()
-            words = shlex.split(line) if line else []
+            words = shlex.split(line, comments=True) if line else []  # a whole-line comment may hold an apostrophe
+            if not words:
+                continue
             if "-m" in words and words[words.index("-m") + 1 : words.index("-m") + 2] == ["rltr"]:
                 words = ["rltr", *words[words.index("-m") + 2 :]]  # python / accelerate launch / torchrun ... -m rltr ...
             if words[:1] == ["rltr"] and "..." not in words:
