@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from rltr.core.decisions import check_budget
 from rltr.core.features import FEATURE_SETS, PROJECTIONS  # full, light; gaussian, orthogonal
 from rltr.policies.network import NETWORKS, network_spec  # mlp, attention
 from rltr.tasks.scoring import SCORES  # accuracy, loglik
@@ -246,8 +247,10 @@ def _at_least(key: str, value: int, low: int) -> None:
 
 
 def _check_budget(key: str, value: float | None) -> None:
-    if value is not None and not 0 < value <= 1:
-        raise ConfigError(f"{key} must be in (0, 1] or null, got {value}")
+    try:
+        check_budget(value)  # the one budget check (rltr.core.decisions)
+    except ValueError:
+        raise ConfigError(f"{key} must be in (0, 1] or null, got {value}") from None
 
 
 def _check_ppo_keys(ppo: dict) -> None:

@@ -17,6 +17,7 @@ from torch import nn
 
 from rltr.backbones.masks import CAUSAL_KERNELS, attention_bias, is_plain
 from rltr.backbones.padding import aligned, right_aligned, to_columns
+from rltr.core.decisions import check_decision_layers
 from rltr.core.ops import TokenState, scatter_to_positions
 
 if TYPE_CHECKING:  # annotations only: transformers loads with the first model
@@ -197,10 +198,7 @@ class Backbone:
         ``on_layer(i, state)`` sees the state entering layer ``i`` (after any decision), e.g. to
         record token counts for the compute model.
         """
-        decision_layers = set(decision_layers)
-        bad = sorted(i for i in decision_layers if not 0 <= i < self.n_layers)
-        if bad:
-            raise ValueError(f"decision layers {bad} out of range for a {self.n_layers}-layer model")
+        decision_layers = set(check_decision_layers(decision_layers, self.n_layers))
         for i in range(self.n_layers):
             if decide is not None and i in decision_layers:
                 state = decide(i, state)

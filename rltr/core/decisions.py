@@ -202,6 +202,15 @@ class Decision:
     match: torch.Tensor | None = None  # (B, N, F) features to pick merge destinations by, when merge_dst is None
 
 
+def check_decision_layers(layers, n_layers: int) -> list[int]:
+    """The decision layers sorted and deduplicated; ValueError naming those outside a ``n_layers``-layer model."""
+    layers = sorted({int(i) for i in layers})
+    bad = [i for i in layers if not 0 <= i < n_layers]
+    if bad:
+        raise ValueError(f"decision layers {bad} out of range for a {n_layers}-layer model")
+    return layers
+
+
 def check_budget(budget: float | None) -> float | None:
     """A budget is the fraction of tokens to keep, in (0, 1]; None means the reducer's own choice."""
     if budget is None:

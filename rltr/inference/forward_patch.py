@@ -15,7 +15,7 @@ from typing import Literal
 from rltr.backbones import adapter_for, wrap
 from rltr.core.contracts import DecisionMaker
 from rltr.core.decider import check_reducer
-from rltr.core.decisions import check_budget
+from rltr.core.decisions import check_budget, check_decision_layers
 from rltr.inference.hf_compat import warn_if_untested
 
 
@@ -64,9 +64,7 @@ class ForwardPatch:
         self._saved = (model.training, [p.requires_grad for p in model.parameters()], vars(model).get("forward"))
         try:
             self.backbone = wrap(model)  # sets eval mode and requires_grad=False: restored on exit
-            bad = [i for i in self.decision_layers if not 0 <= i < self.backbone.n_layers]
-            if bad:
-                raise ValueError(f"decision layers {bad} out of range for a {self.backbone.n_layers}-layer model")
+            check_decision_layers(self.decision_layers, self.backbone.n_layers)
             check_reducer(self.reducer, self.backbone, self.budget)
             self.reducer.check_backbone(self.backbone)  # e.g. RouterError (a ValueError) on a config-hash mismatch
             model.forward = self._patched(model.forward)

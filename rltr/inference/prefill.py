@@ -21,6 +21,7 @@ from rltr.backbones.base import Backbone
 from rltr.backbones.padding import right_aligned
 from rltr.core.contracts import DecisionMaker
 from rltr.core.decider import Decider, RunTrace
+from rltr.core.decisions import check_decision_layers
 from rltr.core.ops import TokenState
 from rltr.inference.buckets import plan_buckets, run_in_buckets
 from rltr.inference.cache import check_fillable, check_window, smallest_window, writing_cache
@@ -209,9 +210,7 @@ def reduced_prefill(
 def _run_layers(backbone: Backbone, state: TokenState, decide: Decider, on_layer, cache, bucket: bool) -> TokenState:
     """Every layer, ``decide`` before its decision layers; between decisions, rows in buckets of similar
     length when ``bucket`` and the batch is ragged."""
-    bad = [i for i in decide.layers if not 0 <= i < backbone.n_layers]
-    if bad:
-        raise ValueError(f"decision layers {bad} out of range for a {backbone.n_layers}-layer model")
+    check_decision_layers(decide.layers, backbone.n_layers)
     bounds = sorted({0, *decide.layers, backbone.n_layers})
     for start, stop in zip(bounds, bounds[1:]):
         if start in decide.layers:
