@@ -46,6 +46,7 @@ class Backbone:
     family: str = ""
     model_types: tuple[str, ...] = ()
     causal: bool = True
+    takes_images: bool = False  # its prompt pass also reads images (a VLM): pixel values go to the embedding
     inputs: str = "tokens"  # what the model reads: token ids, or images (pixel values)
 
     @classmethod

@@ -22,6 +22,7 @@ from rltr.core.ops import TokenState
 
 class LlavaBackbone(LlamaBackbone):
     family = "llava"
+    takes_images = True
     model_types = ("llava",)
 
     @classmethod

@@ -26,7 +26,7 @@ def decision_layers_for(reducers: list[Reducer], asked: list[int] | None, n_laye
     """The layers to evaluate at: a router brings the layers it was trained at (reducers declaring
     ``decision_layers``); ``asked`` (``--decision-layers``) must agree with them; with neither, ``default``.
     Routers trained at different layers, or layers past the model's last, are a ValueError naming them."""
-    own = {tuple(sorted(set(layers))): r for r in reducers if (layers := getattr(r, "decision_layers", None)) is not None}
+    own = {tuple(sorted(set(layers))): r for r in reducers if (layers := r.decision_layers) is not None}
     if len(own) > 1:
         (a, ra), (b, rb) = list(own.items())[:2]
         raise ValueError(f"{ra!r} was trained at decision layers {list(a)} and {rb!r} at {list(b)}: evaluate them separately")

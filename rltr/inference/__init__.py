@@ -10,11 +10,12 @@ from rltr.inference.vlm import VLMTokenReduction, image_budget
 
 
 def reduction_for(model) -> type:
-    """The context manager class for ``model``: :class:`VLMTokenReduction` for LLaVA-family models (pixel values
-    to the prompt pass), :class:`EncoderReduction` for encoders, else :class:`TokenReduction`."""
-    if getattr(model.config, "model_type", None) == "llava":
+    """The context manager class for ``model``: :class:`VLMTokenReduction` for adapters that take images
+    (LLaVA: pixel values to the prompt pass), :class:`EncoderReduction` for encoders, else :class:`TokenReduction`."""
+    adapter = adapter_for(model)
+    if adapter.takes_images:
         return VLMTokenReduction
-    return TokenReduction if adapter_for(model).causal else EncoderReduction
+    return TokenReduction if adapter.causal else EncoderReduction
 
 
 __all__ = [

@@ -20,7 +20,7 @@ import transformers
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 CACHE_NAMES = ("cache", "past_key_values")  # newest first
-_FALLBACK_RANGE = ">=5.13,<5.25"  # used only when rltr's metadata is unavailable (a source tree on sys.path)
+UNKNOWN_RANGE = "(unknown: rltr's metadata is not installed)"  # a source tree on sys.path: pyproject is the truth
 
 
 def tested_transformers_range() -> str:
@@ -28,13 +28,13 @@ def tested_transformers_range() -> str:
     try:
         requires = metadata.requires("rltr") or []
     except metadata.PackageNotFoundError:
-        return _FALLBACK_RANGE
+        return UNKNOWN_RANGE
     for req in requires:
         name = req.split(";")[0].strip()
         if name.lower().startswith("transformers") and not name[len("transformers") :].startswith(("-", "_")):
             spec = name[len("transformers") :].strip().strip("()")
             return spec or "any"
-    return _FALLBACK_RANGE
+    return UNKNOWN_RANGE
 
 
 def version_hint(version: str | None = None) -> str:

@@ -1,8 +1,8 @@
 """Peers: other libraries' methods run on rltr's examples and scored the same way (``kvpress:NAME``).
 
 This layer sits above :mod:`rltr.reducers`: :func:`get_method` resolves a peer's spec here and hands every
-other spec to :func:`rltr.reducers.get_reducer`. A peer declares ``evaluates_itself`` and an
-``evaluate_task`` method; the evaluation loop reads that capability, not the name.
+other spec to :func:`rltr.reducers.get_reducer`. A peer subclasses :class:`Peer` and implements an
+``evaluate_task`` method; the evaluation loop checks that class, not the name.
 """
 
 from __future__ import annotations

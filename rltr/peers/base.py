@@ -10,8 +10,6 @@ from rltr.reducers.base import Reducer
 class Peer(Reducer):
     """A method that runs its own evaluation: :meth:`evaluate_task` returns the fields of an ``EvalResult``."""
 
-    evaluates_itself = True
-
     def evaluate_task(
         self,
         backbone,

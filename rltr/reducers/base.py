@@ -24,6 +24,7 @@ class Reducer:
     takes_budget: bool = True  # False: it sets its own token counts (tome:r=N) and runs with budget None only
     causal_only: bool = False  # True: its rule needs a causal order (a recent window): refused on encoders
     full_model: bool = False  # True: the unreduced reference (identity)
+    reads_labels: bool = False  # True: it reads the task's hand-made relevance spans (the oracle)
     reference: bool = False  # True: a reference point (identity, oracle, router), not a matched-compute competitor
     query_aware: bool | None = None  # its own mode (a router's); None: the caller's
 

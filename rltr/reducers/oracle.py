@@ -14,6 +14,7 @@ from rltr.reducers.base import ScoreReducer
 
 class Oracle(ScoreReducer):
     name = "oracle"
+    reads_labels = True
     reference = True
     chooses_own_budget = True
 

@@ -233,8 +233,9 @@ def train(cfg: TrainConfig | None, command: str = "", resume: Path | None = None
 def _teacher_default(cfg: TrainConfig, engine: EpisodeEngine) -> bool:
     """Whether imitation distils a teacher: when one is configured, or (then ``auto``, said on stderr) when
     the config imitates the oracle and the training data has no relevance spans for it to read."""
-    if cfg.imitation.teacher is None and cfg.imitation.reducer == "oracle" and has_no_spans(engine.task, cfg.seed):
-        _log.warning("the training data has no relevance spans; imitation.reducer oracle becomes imitation.teacher auto")
+    reads_labels = get_reducer(cfg.imitation.reducer).reads_labels
+    if cfg.imitation.teacher is None and reads_labels and has_no_spans(engine.task, cfg.seed):
+        _log.warning(f"the training data has no relevance spans; imitation.reducer {cfg.imitation.reducer} becomes imitation.teacher auto")
         cfg.imitation.teacher = "auto"
     return cfg.imitation.teacher is not None
 
