@@ -81,9 +81,9 @@ def test_evaluation_runs_the_patched_hf_forward(backbone, monkeypatch):
     calls = []
     original = TokenReduction._prefill
 
-    def spy(self, named, cache, hints=None):
+    def spy(self, named, cache, hints=None, original_forward=None):
         calls.append(hints)
-        return original(self, named, cache, hints)
+        return original(self, named, cache, hints, original_forward)
 
     monkeypatch.setattr(TokenReduction, "_prefill", spy)
     r = run_method(backbone, task, reducer, 0.1, n_examples=12, batch_size=4)

@@ -26,6 +26,8 @@ from rltr.core.decider import RunTrace, execute
 from rltr.core.decisions import Decision, check_budget, decision_context, resolve_actions
 from rltr.core.features import FeatureSpec, merge_match, token_features
 from rltr.core.ops import TokenState
+from rltr.envs.tail_phase import TailPhase
+from rltr.inference.cache import writing_cache
 from rltr.tasks import Task
 from rltr.tasks.scoring import NEEDS_REFERENCE, episode_score, score_function
 
@@ -102,9 +104,13 @@ class EpisodeEngine:
         self._step = 0
         self._counts: dict[int, torch.Tensor] = {}
         self.trace = RunTrace(n, torch.empty(0), torch.zeros(len(examples), dtype=torch.float64, device=self.device))
-        self.state = self._advance(state, 0, self.decision_layers[0])
+        self._tail = TailPhase.start(self.backbone, self.batch, state) if self._two_phase() else None
+        if self._tail is not None:  # the context runs alone (the question does not exist yet); the tail at the end
+            state = self._tail.context
+        self._n_decide = state.n_alive  # what budgets count: every token, or (two-phase) the context's
         if self.settings.score in NEEDS_REFERENCE and self.batch.kind == "tokens":  # what token fidelity compares with
-            self.batch.reference = self._reference()
+            self.batch.reference = self._reference(state)
+        self.state = self._advance(state, 0, self.decision_layers[0])
         self.ctx = self._context()
 
     @property
@@ -143,7 +149,11 @@ class EpisodeEngine:
         assert self.done, "result() before the episodes ended"
         b = self.batch
         with self._autocast():
-            score = episode_score(self.backbone, b, self.state, self.settings.score).double()
+            if self._tail is None:
+                score = episode_score(self.backbone, b, self.state, self.settings.score).double()
+            else:
+                output = self._tail.finish(self.backbone, b, self.state, self.trace, self.decision_layers)
+                score = score_function(self.settings.score, b.kind)(output, b).double()
         frac = self.trace.compute_fraction(self.arch, b.n_head_tokens.double())
         reward = score - self.settings.compute_weight * frac
         return EpisodeResult(reward, score, frac, self.trace.tokens_per_layer, self.trace.kept_ratio)
@@ -162,20 +172,31 @@ class EpisodeEngine:
         amp = AUTOCAST_DTYPES[self.settings.dtype]
         return contextlib.nullcontext() if amp is None else torch.autocast(device_type=self.device.type, dtype=amp)
 
-    def _reference(self) -> torch.Tensor:
+    def _two_phase(self) -> bool:
+        """Query-agnostic on a causal model: the context is reduced alone, the tail runs on its cache at the end
+        (:mod:`rltr.inference.two_phase`), so no question token reads a context token the policy removed."""
+        return not self.settings.query_aware and self.backbone.causal and self.batch.kind == "tokens"
+
+    def _reference(self, embedded: TokenState) -> torch.Tensor:
         """The full model's head output (token tasks: (B, N, V) logits at the answer positions), what the
-        fidelity scores compare with: the unreduced state at the first decision run through the remaining
-        layers (not charged: it is the reward's yardstick, not the policy's work)."""
+        fidelity scores compare with: the unreduced embedded batch (tail included) run through every layer
+        (not charged: it is the reward's yardstick, not the policy's work)."""
+        full_state = embedded if self._tail is None else self._tail.full
         with self._autocast():
-            full = self.backbone.run_layers(self.state, self.decision_layers[0], self.backbone.n_layers)
+            full = self.backbone.run_layers(full_state, 0, self.backbone.n_layers)
             return self.batch.head_output(self.backbone, full)
 
     def _advance(self, state: TokenState, start: int, stop: int) -> TokenState:
-        def count(i, s):
-            self._counts[i] = s.n_alive
+        tail = self._tail
+        n_tail = 0 if tail is None else tail.n_tail  # the tail runs through every layer too (at the end)
 
-        with self._autocast():  # only the backbone's own layers run in reduced precision
-            state = self.backbone.run_layers(state, start, stop, on_layer=count)
+        def count(i, s):
+            self._counts[i] = s.n_alive + n_tail
+            if tail is not None:
+                tail.entering.append(s)
+
+        with self._autocast(), writing_cache(self.backbone, None if tail is None else tail.cache):
+            state = self.backbone.run_layers(state, start, stop, on_layer=count)  # only the backbone's layers in reduced precision
         if stop == self.backbone.n_layers:
             self.trace.tokens_per_layer = torch.stack([self._counts[i] for i in range(stop)], dim=1)
         return state
@@ -191,7 +212,7 @@ class EpisodeEngine:
             self.state,
             self.decision_layers,
             self._step,
-            self.trace.n_original,
+            self._n_decide,
             budget,
             b.relevant_for(self.settings.query_aware),
             b.context_len,

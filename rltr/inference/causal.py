@@ -7,7 +7,9 @@ also after an exception) by a dispatcher:
 * **prefill** (no cache, or an empty ``DynamicCache``): the prompt runs through the family adapter layer
   by layer with the reducer acting before the decision layers (:func:`~rltr.inference.prefill.reduced_prefill`);
   dropped tokens are not computed in later layers, merged ones are computed once, and the cache holds
-  only the final token set, at every layer.
+  only the final token set, at every layer. Query-agnostic (``query_aware=False``) the prompt pass is
+  two-phase (:mod:`rltr.inference.two_phase`): the context is reduced alone, then the tail (the last
+  ``protect_last`` tokens, or the task's question) runs on its cache, so no tail token reads a dropped one.
 * **decode** (a cache this context filled): the model's own forward runs on the new tokens with a 4D
   additive mask over [cached prompt slots | generated tokens]: log(size) on merged prompt slots
   (proportional attention persists), masked dead slots, causal among generated tokens; position ids
@@ -38,6 +40,7 @@ from rltr.inference.cache import check_window
 from rltr.inference.forward_patch import DEFAULT_BUDGET, ForwardPatch, _DefaultBudget, named_arguments
 from rltr.inference.hf_compat import cache_argument, causal_lm_output, take_cache, version_hint
 from rltr.inference.prefill import PrefixInfo, PromptHints, prompt_logits, reduced_prefill
+from rltr.inference.two_phase import continuation_mask, two_phase_prefill
 
 
 class TokenReduction(ForwardPatch):
@@ -104,12 +107,14 @@ class TokenReduction(ForwardPatch):
         if cache is not None and cache in self._prefixes:
             return original(**self._decode_inputs(named, cache, self._prefixes[cache]), **{cache_argument(original): cache})
         if prefill:
-            return self._prefill(named, cache, reduction_hints)
+            return self._prefill(named, cache, reduction_hints, original)
         return original(**named, **{cache_argument(original): cache})
 
     # ---- the two passes -----------------------------------------------------------------------
-    def _prefill(self, named: dict, cache, hints: PromptHints | None = None):
-        """Reduced prompt pass: (B, L) input_ids -> logits at the kept columns + the filled cache."""
+    def _prefill(self, named: dict, cache, hints: PromptHints | None = None, original=None):
+        """Reduced prompt pass: (B, L) input_ids -> logits at the kept columns + the filled cache. Query-agnostic
+        on a causal model it is two-phase (:mod:`rltr.inference.two_phase`): the context reduced alone, then the
+        tail on its cache through ``original`` (the model's own forward)."""
         check_prefill_arguments(named)
         for name in ("inputs_embeds", "labels"):
             if named.get(name) is not None:
@@ -122,28 +127,34 @@ class TokenReduction(ForwardPatch):
         if use_cache and cache is None:
             cache = DynamicCache(config=self.model.config)
         _check_positions(named.get("position_ids"), named.get("attention_mask"), input_ids)
-        generator = torch.Generator(device="cpu").manual_seed(self.seed)
-        state, info, order = reduced_prefill(
-            self.backbone,
-            self.reducer,
-            input_ids,
-            named.get("attention_mask"),
+        keep = 0 if named.get("logits_to_keep") is None else named["logits_to_keep"]
+        cache = cache if use_cache else None
+        common = dict(
             budget=self.budget,
             decision_layers=self.decision_layers,
             protect_last=self.protect_last,
             protect_first=self.protect_first,
-            query_aware=self.query_aware,
-            cache=cache if use_cache else None,
-            generator=generator,
+            cache=cache,
+            generator=torch.Generator(device="cpu").manual_seed(self.seed),
             hints=hints,
             bucket=self.bucket,
         )
+        ids, mask = input_ids, named.get("attention_mask")
+        if not self.query_aware and self.backbone.causal:
+            if original is None:
+                raise ValueError("a query-agnostic prompt pass runs its tail through the model's own forward: pass original")
+            logits, info = two_phase_prefill(self.backbone, self.reducer, original, ids, mask, logits_to_keep=keep, **common)
+        else:
+            state, info, order = reduced_prefill(self.backbone, self.reducer, ids, mask, query_aware=self.query_aware, **common)
+            logits = prompt_logits(self.backbone, state, order, keep)
+        return self._prompt_output(logits, info, cache, named)
+
+    def _prompt_output(self, logits: torch.Tensor, info: PrefixInfo, cache, named: dict):
+        """The prompt pass's HF output; ``info`` becomes :attr:`last` and describes ``cache`` (if any) to decode steps."""
         self.last = info
-        if use_cache:
+        if cache is not None:
             self._prefixes[cache] = info
-        keep = named.get("logits_to_keep")
-        logits = prompt_logits(self.backbone, state, order, 0 if keep is None else keep)
-        out = causal_lm_output(logits, cache if use_cache else None)
+        out = causal_lm_output(logits, cache)
         return out if named.get("return_dict", True) is not False else out.to_tuple()
 
     def _decode_inputs(self, named: dict, cache, info: PrefixInfo) -> dict:
@@ -163,12 +174,7 @@ class TokenReduction(ForwardPatch):
         gen_ok = torch.ones(b, n_gen, dtype=torch.bool, device=device)
         if mask2d is not None and mask2d.ndim == 2 and mask2d.shape[1] == info.n_columns + n_gen:
             gen_ok = mask2d[:, info.n_columns :].to(device).bool()
-        step = torch.arange(n_gen, device=device)
-        causal = step[None, :] <= (n_gen - q + torch.arange(q, device=device))[:, None]  # (q, n_gen)
-        neg = torch.finfo(info.key_bias.dtype).min
-        gen_bias = torch.where(causal[None] & gen_ok[:, None, :], 0.0, neg).to(info.key_bias.dtype)  # (B, q, n_gen)
-        prompt_bias = info.key_bias[:, None, :].expand(b, q, n_prefix)
-        named["attention_mask"] = torch.cat([prompt_bias, gen_bias], dim=-1)[:, None]  # (B, 1, q, N_f + n_gen)
+        named["attention_mask"] = continuation_mask(info.key_bias, gen_ok, q)  # (B, 1, q, N_f + n_gen)
         positions = (info.next_position[:, None] + n_gen - q + torch.arange(q, device=device)).to(input_ids.device)
         given = named.get("position_ids")
         if given is not None and not torch.equal(given.to(positions.device).expand_as(positions), positions):

@@ -259,10 +259,7 @@ def prompt_logits(backbone: Backbone, state: TokenState, order: torch.Tensor, lo
     columns (as HF's ``logits_to_keep``). Only live slots in those columns go through the head.
     """
     b, n_cols = order.shape
-    if isinstance(logits_to_keep, int):
-        wanted = torch.arange(max(n_cols - logits_to_keep, 0) if logits_to_keep else 0, n_cols, device=order.device)
-    else:
-        wanted = logits_to_keep.to(order.device).flatten()
+    wanted = wanted_columns(n_cols, logits_to_keep, order.device)
     out_index = torch.full((n_cols,), -1, dtype=torch.long, device=order.device)
     out_index[wanted] = torch.arange(wanted.numel(), device=order.device)
     column = torch.gather(order, 1, state.positions.clamp(0, n_cols - 1))  # (B, N) original column of each slot
@@ -272,3 +269,11 @@ def prompt_logits(backbone: Backbone, state: TokenState, order: torch.Tensor, lo
     out = state.hidden.new_zeros((b, wanted.numel(), head.out_features))
     out[rows, target[rows, slots]] = head(backbone.final_hidden(state.hidden[rows, slots]))
     return out
+
+
+def wanted_columns(n_columns: int, logits_to_keep: int | torch.Tensor, device) -> torch.Tensor:
+    """(K,) long prompt columns HF's ``logits_to_keep`` asks for: 0 = all ``n_columns``, an int k = the last k,
+    a 1D tensor = those columns."""
+    if isinstance(logits_to_keep, int):
+        return torch.arange(max(n_columns - logits_to_keep, 0) if logits_to_keep else 0, n_columns, device=device)
+    return logits_to_keep.to(device).flatten()
