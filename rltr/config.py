@@ -195,8 +195,22 @@ class DemoConfig:
     label_free_budget: float | None = _f(0.25, "the budget it imitates it at")
     teacher: str = _f("auto", "the teacher the ablation's teacher rows distil (imitation.teacher)")
     teacher_credit_weight: float = _f(0.5, "imitation.teacher_credit_weight of the ablation's teacher + PPO + credit row")
+    methods: list | None = _f(None, "methods rltr demo compares the router with (null: the demo's heuristics; a real model may need fewer)")
+    tasks: list | None = _f(None, "tasks rltr demo evaluates on (null: env.task; others test the router beyond its training task)")
+    task_kwargs: dict | None = _f(None, "task options for the demo's evaluation (null: env.task_kwargs), e.g. a longer context")
+    n_examples: int | None = _f(None, "held-out examples per task (null: the demo's --n-examples)")
+    batch_size: int = _f(64, "evaluation batch size (smaller for long contexts on a real model)")
 
     def __post_init__(self):
+        for key in ("methods", "tasks"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value)):
+                raise ConfigError(f"demo.{key} must be a non-empty list of names or null, got {value!r}")
+        if self.task_kwargs is not None and not isinstance(self.task_kwargs, dict):
+            raise ConfigError(f"demo.task_kwargs must be a mapping or null, got {self.task_kwargs!r}")
+        if self.n_examples is not None:
+            _at_least("demo.n_examples", self.n_examples, 1)
+        _at_least("demo.batch_size", self.batch_size, 1)
         if self.matched not in (None, "compute_fraction", "kept_ratio"):
             raise ConfigError(f"demo.matched must be compute_fraction, kept_ratio or null, got {self.matched!r}")
         for b in self.budgets or []:

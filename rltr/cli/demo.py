@@ -72,16 +72,18 @@ def add_ablate(sub) -> None:
 
 
 def _evaluate(cfg, routers: list[Path], methods: list[str], budgets, n_examples: int, out: Path | None, matched):
-    """The config's routers against ``methods`` on its model and task, as ``rltr evaluate`` would run them."""
+    """The config's routers against ``methods`` on its model and task (or the config's ``demo.tasks``, options,
+    example count and batch size), as ``rltr evaluate`` would run them."""
+    demo = cfg.demo
     req = EvalRequest(
         model=cfg.env.model,
-        tasks=[cfg.env.task],
-        task_kwargs=cfg.env.task_kwargs,
+        tasks=demo.tasks or [cfg.env.task],
+        task_kwargs=cfg.env.task_kwargs if demo.task_kwargs is None else demo.task_kwargs,
         methods=[f"router:{r}" for r in routers] + methods,
         budgets=budgets,
         decision_layers=cfg.env.decision_layers,
-        n_examples=n_examples,
-        batch_size=64,
+        n_examples=n_examples if demo.n_examples is None else demo.n_examples,
+        batch_size=demo.batch_size,
         seed=0,
         device="cpu",
         query_aware=cfg.env.query_aware,
@@ -118,7 +120,8 @@ def cmd_demo(args) -> int:
         router = _train_export(cfg, cfg.name, f"rltr demo ({config})")
         t_train = time.perf_counter() - t0
         budgets = args.budgets if cfg.demo.budgets is None else cfg.demo.budgets
-        _evaluate(cfg, [router], DEMO_METHODS, budgets, args.n_examples, Path("reports") / cfg.name, cfg.demo.matched)
+        methods = cfg.demo.methods or DEMO_METHODS
+        _evaluate(cfg, [router], methods, budgets, args.n_examples, Path("reports") / cfg.name, cfg.demo.matched)
         print(f"{config}: trained + exported in {t_train:.0f} s, total {time.perf_counter() - t0:.0f} s\n")
     print(f"demo finished in {time.perf_counter() - t_start:.0f} s")
     return 0
