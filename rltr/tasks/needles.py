@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rltr.tasks.jsonl_read import Record
-from rltr.tasks.prose_source import filler
+from rltr.tasks.prose_source import CHARS_PER_TOKEN, filler, fit_lines
 
 KINDS = ("passkey", "passkey_recall", "multikey", "multivalue")
 WORDS = (
@@ -43,7 +43,6 @@ WORDS = (
     "thimble",
     "compass",
 )
-_CHARS_PER_TOKEN = 3.2  # a generous overshoot for Shakespeare's text in SmolLM2's tokenizer (then cut to fit)
 
 
 @dataclass(frozen=True)
@@ -92,8 +91,8 @@ def make_record(
     """One example as a JSONL :class:`Record`: prose of at most ``length`` tokens with the needles inside."""
     needles, question, answer, asked = needles_for(kind, rng, n_needles, n_digits)
     needle_chars = sum(len(n.text) + 1 for n in needles)
-    lines = filler(int(length * _CHARS_PER_TOKEN), rng, split)
-    lines = _fit(lines, tokenizer, length, needle_chars)
+    lines = filler(int(length * CHARS_PER_TOKEN), rng, split)
+    lines = fit_lines(lines, tokenizer, length, needle_chars)
     slots = sorted(rng.choice(len(lines) + 1, size=len(needles), replace=len(needles) > len(lines) + 1).tolist())
     order = rng.permutation(len(needles)) if kind != "multivalue" else np.arange(len(needles))
     pieces: list[str] = []
@@ -111,18 +110,3 @@ def make_record(
     return Record(
         where[0], where[1], context, question, answer, relevant=[span[k] for k in asked], relevant_any=[span[k] for k in sorted(span)]
     )
-
-
-def _fit(lines: list[str], tokenizer, length: int, needle_chars: int) -> list[str]:
-    """The longest prefix of ``lines`` that, with the needles (about ``needle_chars`` characters), stays
-    within ``length`` tokens (with BOS)."""
-    text = "\n".join(lines)
-    budget = length - 4 - int(needle_chars / 2.5)  # needles: ~3 characters per token (digits are single tokens)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    if len(enc["input_ids"]) <= budget:
-        return lines
-    cut = enc["offset_mapping"][budget][0]
-    kept = text[:cut].rsplit("\n", 1)[0].split("\n")
-    if not kept or not kept[0]:
-        raise ValueError(f"length={length} tokens leaves no room for prose around the needles")
-    return kept
