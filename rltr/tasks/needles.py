@@ -6,7 +6,9 @@ Kinds (``prose:KIND`` task specs; every answer is teacher-forced and scored by e
 - ``multikey``: ``n_needles`` needles, each a number for a different word; one word is asked;
 - ``multivalue``: ``n_needles`` needles giving numbers for the same word; all are asked, in order;
 - ``passkey_recall``: like ``passkey``, but the question repeats the needle's opening words (a cue a
-  135M model can follow at 2k tokens).
+  135M model can follow at 2k tokens);
+- ``cloze``: no needle; a line of the passage is quoted without its last word, which is the answer
+  (:mod:`rltr.tasks.passage_qa`).
 
 The context is prose (whole lines of one play) with the needles between lines at seeded depths,
 cut to at most ``length`` tokens of the model's tokenizer. Questions end with a space and answers are bare
@@ -22,9 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from rltr.tasks.jsonl_read import Record
+from rltr.tasks.passage_qa import QA_KINDS, qa_record
 from rltr.tasks.prose_source import CHARS_PER_TOKEN, filler, fit_lines
 
-KINDS = ("passkey", "passkey_recall", "multikey", "multivalue")
+KINDS = ("passkey", "passkey_recall", "multikey", "multivalue", *QA_KINDS)  # appended: seeds follow the index
 WORDS = (
     "apple",
     "river",
@@ -88,7 +91,10 @@ def needles_for(kind: str, rng: np.random.Generator, n_needles: int, n_digits: i
 def make_record(
     kind: str, rng: np.random.Generator, tokenizer, length: int, split: str, where: tuple[str, int], n_needles: int = 4, n_digits: int = 5
 ) -> Record:
-    """One example as a JSONL :class:`Record`: prose of at most ``length`` tokens with the needles inside."""
+    """One example as a JSONL :class:`Record`: prose of at most ``length`` tokens with the needles inside
+    (a question about the passage itself for :data:`~rltr.tasks.passage_qa.QA_KINDS`)."""
+    if kind in QA_KINDS:
+        return qa_record(kind, rng, tokenizer, length, split, where)
     needles, question, answer, asked = needles_for(kind, rng, n_needles, n_digits)
     needle_chars = sum(len(n.text) + 1 for n in needles)
     lines = filler(int(length * CHARS_PER_TOKEN), rng, split)
