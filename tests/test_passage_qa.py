@@ -47,19 +47,19 @@ def test_cloze_is_a_prose_kind_after_the_needle_kinds():
 def test_cloze_lines_are_spoken_lines_whose_opening_words_point_at_one_place():
     context = "\n".join(
         [
-            "HAMLET.",  # a speaker: too short
-            "To be, or not to be, that is the question:",  # asked: "To be, or not to be, that is the" + question
-            "[Exit Ghost with the others.]",  # a stage direction
-            "Alas, poor Yorick!",  # too few words before the last
-            "My lord, I have remembrances of yours,",
-            "My lord, I have remembrances of yours, all",  # its opening words occur twice
+            "KING.",  # a speaker: too short
+            "The wind is cold upon the northern hill:",  # asked: "The wind is cold upon the northern" + "hill"
+            "[Exit the soldiers with their captain.]",  # a stage direction
+            "Come, good sirrah!",  # too few words before the last
+            "My lord, the horses wait below the tower,",
+            "My lord, the horses wait below the tower, all",  # its opening words occur twice
             "",
         ]
     )
     lines = cloze_lines(context)
-    assert [(head, word) for _, _, head, word in lines] == [("To be, or not to be, that is the", "question")]
+    assert [(head, word) for _, _, head, word in lines] == [("The wind is cold upon the northern", "hill")]
     start, end, _, _ = lines[0]
-    assert context[start:end] == "To be, or not to be, that is the question:"
+    assert context[start:end] == "The wind is cold upon the northern hill:"
 
 
 def test_cloze_answer_is_in_the_passage_at_the_relevant_line(tokenizer):
