@@ -4,7 +4,7 @@ Kinds (``prose:KIND`` task specs, made like the needle kinds in :mod:`rltr.tasks
 
 - ``cloze``: one line of the passage is quoted without its last word; the answer is that word. Question:
   ``"\\nFinish this line from the text above: <the line up to its last word>"``, answer ``" <word>"`` (with
-  its leading space: SmolLM2's tokenizer writes a word after a space as one piece, exactly as inside the
+  its leading space: SmolLM2's tokenizer starts a word after a space with a token holding the space, as inside the
   passage, so the answer has its natural tokenization).
 
 A line can be asked when it is spoken text (no ``[`` stage direction), its last word is at least 3 letters
