@@ -5,14 +5,26 @@ overrides of its config (e.g. ``sliding_window=8``).
 """
 
 import os
+from importlib import metadata
 
 import pytest
 import torch
+from packaging.version import Version
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)
 
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
+TRANSFORMERS = metadata.version("transformers")
+
+
+def requires_transformers(minimum: str, why: str):
+    """Skip a test on a transformers older than ``minimum``, naming ``why`` (what that version lacks). The kvpress
+    set (``make test-kvpress``) runs the suite on transformers 5.2, which kvpress 0.5.5 requires; only what
+    cannot work there is skipped."""
+    return pytest.mark.skipif(
+        Version(TRANSFORMERS) < Version(minimum), reason=f"needs transformers>={minimum}: {why} (installed: {TRANSFORMERS})"
+    )
 
 
 def tiny_gpt2(n_layer: int = 3, vocab: int = 101, seed: int = 0, n_positions: int = 128, attn: str = "sdpa", **config):

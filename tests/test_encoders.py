@@ -48,6 +48,21 @@ def test_vit_identity_is_exact_batched(attn):
 
 
 @pytest.mark.parametrize("attn", ATTN_IMPLEMENTATIONS)
+def test_vit_layers_do_not_see_dead_slots(attn):
+    """Every ViT block under a mask (transformers 5.2's blocks take none: the adapter runs them step by step)
+    gives the live slots what the block gives them with the dead slots cut off."""
+    bb = wrap(tiny_vit(attn=attn))
+    full = bb.embed_images(images())
+    live = 11
+    alive = full.alive & (torch.arange(17) < live)
+    dead = TokenState(full.hidden, full.positions, full.sizes * alive, alive, full.protected)
+    cut = TokenState.from_hidden(full.hidden[:, :live], protected=full.protected[:, :live])
+    for i in range(bb.n_layers):
+        dead, cut = bb.run_layer(i, dead), bb.run_layer(i, cut)
+        assert (dead.hidden[:, :live] - cut.hidden).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("attn", ATTN_IMPLEMENTATIONS)
 @pytest.mark.parametrize("left", [False, True])
 def test_bert_identity_is_exact_on_a_padded_batch(attn, left):
     model = tiny_bert(attn=attn)

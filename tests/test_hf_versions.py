@@ -7,12 +7,15 @@ import warnings
 import pytest
 import torch
 import transformers
+from packaging.specifiers import SpecifierSet
 
 from rltr.inference import hf_compat
 from rltr.inference.generation import greedy_generate
 from rltr.inference.hf_compat import CACHE_NAMES, cache_argument, output_cache, take_cache
 from rltr.reducers import get_reducer
-from tests.conftest import FAMILIES
+from tests.conftest import FAMILIES, requires_transformers
+
+LOWEST_TESTED = next(s.version for s in SpecifierSet(hf_compat.tested_transformers_range()) if s.operator == ">=")
 
 
 @pytest.fixture
@@ -80,4 +83,9 @@ def test_an_untested_transformers_version_warns_once(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a second warning would raise here
         assert hf_compat.warn_if_untested("99.0.0")
-        assert not hf_compat.warn_if_untested(transformers.__version__)  # the suite runs on a tested version
+        assert not hf_compat.warn_if_untested(LOWEST_TESTED)
+
+
+@requires_transformers(LOWEST_TESTED, why="rltr's tested range; the kvpress set pins transformers<5.3 on purpose and warns")
+def test_the_suite_runs_on_a_tested_transformers():
+    assert not hf_compat.warn_if_untested(transformers.__version__)

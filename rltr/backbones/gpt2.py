@@ -28,7 +28,8 @@ class GPT2Backbone(Backbone):
         return self._tf.wte(input_ids) + self._tf.wpe(positions)
 
     def _layer_forward(self, i: int, state: TokenState, bias: torch.Tensor | None) -> torch.Tensor:
-        return self.layers[i](state.hidden, attention_mask=bias)
+        out = self.layers[i](state.hidden, attention_mask=bias)
+        return out[0] if isinstance(out, tuple) else out  # transformers 5.2 (the kvpress set): (hidden, ...)
 
     def _projection(self, i: int, which: int, x: torch.Tensor) -> torch.Tensor:
         """One of c_attn's three projections (0 query, 1 key, 2 value) of ``x`` (..., D): (..., H, d_head).
@@ -46,7 +47,12 @@ class GPT2Backbone(Backbone):
         return self._projection(i, 0, self.layers[i].ln_1(x)).transpose(1, 2)
 
     def attn_scaling(self, i: int) -> float:
-        return self.layers[i].attn.scaling
+        attn = self.layers[i].attn
+        if hasattr(attn, "scaling"):
+            return attn.scaling
+        # transformers 5.2 keeps no scaling: its eager attention applies these two flags
+        scaling = attn.head_dim**-0.5 if attn.scale_attn_weights else 1.0
+        return scaling / (attn.layer_idx + 1) if attn.scale_attn_by_inverse_layer_idx else scaling
 
     def final_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         return self._tf.ln_f(hidden)

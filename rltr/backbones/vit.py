@@ -4,6 +4,8 @@ token (slot 0) is protected."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from rltr.backbones.encoder import EncoderBackbone, gather_rows
@@ -29,7 +31,8 @@ class ViTBackbone(EncoderBackbone):
 
     @property
     def layers(self):
-        return self._vit.layers
+        vit = self._vit
+        return vit.layers if hasattr(vit, "layers") else vit.encoder.layer  # transformers 5.2: encoder.layer
 
     @property
     def max_positions(self) -> int | None:
@@ -67,21 +70,31 @@ class ViTBackbone(EncoderBackbone):
         return TokenState.from_hidden(hidden, protected=cls if protected is None else cls | protected.to(hidden.device))
 
     def _layer_forward(self, i: int, state: TokenState, bias: torch.Tensor | None) -> torch.Tensor:
-        return self.layers[i](state.hidden, bias)
+        layer = self.layers[i]
+        if _legacy(layer):
+            return _legacy_layer_forward(layer, state.hidden, bias)
+        return layer(state.hidden, bias)
 
-    def _heads(self, i: int, proj: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
-        """(B, H, R, d_head) one projection of layer ``i``'s normed input ``x`` (B, R, D)."""
-        attn = self.layers[i].attention
-        return proj(self.layers[i].layernorm_before(x)).view(*x.shape[:2], -1, attn.head_dim).transpose(1, 2)
+    def _heads(self, i: int, which: str, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, R, d_head) layer ``i``'s query (``which="q"``) or key (``"k"``) projection of its normed input ``x`` (B, R, D)."""
+        layer = self.layers[i]
+        if _legacy(layer):
+            attn = layer.attention.attention
+            proj, head_dim = (attn.query if which == "q" else attn.key), attn.attention_head_size
+        else:
+            attn = layer.attention
+            proj, head_dim = (attn.q_proj if which == "q" else attn.k_proj), attn.head_dim
+        return proj(layer.layernorm_before(x)).view(*x.shape[:2], -1, head_dim).transpose(1, 2)
 
     def key_states(self, i: int, state: TokenState) -> torch.Tensor:
-        return self._heads(i, self.layers[i].attention.k_proj, state.hidden)
+        return self._heads(i, "k", state.hidden)
 
     def query_states(self, i: int, state: TokenState, rows: torch.Tensor) -> torch.Tensor:
-        return self._heads(i, self.layers[i].attention.q_proj, gather_rows(state.hidden, rows))
+        return self._heads(i, "q", gather_rows(state.hidden, rows))
 
     def attn_scaling(self, i: int) -> float:
-        return self.layers[i].attention.scaling
+        attn = self.layers[i].attention
+        return attn.attention.scaling if _legacy(self.layers[i]) else attn.scaling
 
     def final_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         return self._vit.layernorm(hidden)
@@ -107,3 +120,24 @@ class ViTBackbone(EncoderBackbone):
             return ImageClassifierOutput(logits=self.class_logits(state))
         hidden, pooler = columns(), self._vit.pooler
         return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=None if pooler is None else pooler(hidden))
+
+
+def _legacy(layer: torch.nn.Module) -> bool:
+    """True for transformers 5.2's ViTLayer (the kvpress set): attention.attention.{query,key,value}, and a
+    forward that takes no attention mask."""
+    return not hasattr(layer.attention, "k_proj")
+
+
+def _legacy_layer_forward(layer: Any, hidden: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """transformers 5.2's ``ViTLayer.forward`` step by step, with the additive ``bias`` its forward cannot take:
+    the layer's own modules and the model's attention kernel, so with ``bias=None`` it computes what the layer does."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    from transformers.models.vit.modeling_vit import eager_attention_forward
+
+    attn = layer.attention.attention
+    x = layer.layernorm_before(hidden)
+    q, k, v = (p(x).view(*x.shape[:2], -1, attn.attention_head_size).transpose(1, 2) for p in (attn.query, attn.key, attn.value))
+    kernel = ALL_ATTENTION_FUNCTIONS.get_interface(attn.config._attn_implementation, eager_attention_forward)
+    context, _ = kernel(attn, q, k, v, bias, is_causal=False, scaling=attn.scaling, dropout=0.0)
+    hidden = layer.attention.output(context.reshape(*x.shape[:2], -1), x) + hidden
+    return layer.output(layer.intermediate(layer.layernorm_after(hidden)), hidden)
