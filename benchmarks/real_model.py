@@ -135,7 +135,7 @@ def main(argv=None) -> None:
     for r in rows:
         print(
             f"| {r['tokens']} | {r['method']} | {r['budget']:.2f} | {r['seconds']:.2f} | {r['speedup']:.2f}x | "
-            f"{r['compute_fraction']:.3f} | {r['decision_share']:.1%} | {r['generate_s']:.2f} | {r['generate_speedup']:.2f}x |"
+            f"{r['compute_fraction']:.3f} | {r['decision_share']:.2%} | {r['generate_s']:.2f} | {r['generate_speedup']:.2f}x |"
         )
 
 
