@@ -13,20 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # this checkout's rltr, also when another one is installed
+
+from rltr.core import distributed  # noqa: E402  (after the path set-up above)
+
 KEYS = ("task", "method", "budget", "accuracy", "compute_fraction", "kept_ratio", "n_examples")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def timed(cmd: list[str], timeout: float) -> float:
@@ -61,29 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         "--device",
         args.device,
     ]
-    accelerate = str(Path(sys.executable).parent / "accelerate")
     with tempfile.TemporaryDirectory() as tmp:
         one = [sys.executable, "-m", "rltr", *rltr_args, "--out", f"{tmp}/one"]
-        two = [
-            accelerate,
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--main_process_port",
-            str(_free_port()),
-            "-m",
-            "rltr",
-            *rltr_args,
-            "--out",
-            f"{tmp}/two",
-        ]
+        two = distributed.launch_command([*rltr_args, "--out", f"{tmp}/two"])
         t_one = timed(one, 3600)
         t_two = timed(two, 3600)
         rows = [

@@ -7,46 +7,21 @@ process group, so a dead or stuck worker fails the test instead of hanging it.
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from rltr.cli.main import main
+from rltr.core import distributed
 from tests.conftest import tiny_task_gpt2
 
 TIMEOUT_S = 120
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch_two(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """``accelerate launch`` of ``python -m rltr ARGS`` as 2 CPU processes; fails the test on timeout."""
-    accelerate = Path(sys.executable).parent / "accelerate"
-    cmd = [
-        str(accelerate),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(_free_port()),
-        "-m",
-        "rltr",
-        *args,
-    ]
+    cmd = distributed.launch_command(args)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:

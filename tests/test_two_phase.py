@@ -139,3 +139,25 @@ def test_env_reward_scores_what_evaluation_scores(method):
     assert 0 < ev.accuracy < 1  # neither trivial: the comparison can fail
     assert abs(float(res.score.mean()) - ev.accuracy) < 1e-6
     assert abs(float(res.kept_ratio.mean()) - ev.kept_ratio) < 1e-6
+
+
+@pytest.mark.parametrize("query_aware", [True, False])
+def test_fidelity_reward_keeping_everything_is_one_in_both_modes(query_aware):
+    """The fidelity reward compares with the full model (tail included, two-phase or not): keeping every token
+    reproduces it (exp(-KL) = 1), and a heavy cut does not."""
+    from rltr.backbones import load_backbone
+    from rltr.config import EnvConfig
+    from rltr.envs.engine import EpisodeEngine
+    from rltr.tasks import get_task
+
+    bb = load_backbone("default")
+    task = get_task("retrieval", context_len=32, n_keys=8, n_values=8, n_pairs=4)
+    scores = []
+    for budget in (1.0, 0.1):
+        settings = EnvConfig(decision_layers=[1], budget=budget, query_aware=query_aware, max_tokens=64, score="fidelity_kl")
+        engine = EpisodeEngine(bb, task, settings)
+        engine.start(task.examples(16, seed=5))
+        engine.step(engine.expert_actions(get_reducer("random"), budget))
+        scores.append(float(engine.result().score.mean()))
+    assert scores[0] == pytest.approx(1.0, abs=1e-4)
+    assert scores[1] < 0.99

@@ -19,6 +19,9 @@ and the single-process results are unchanged.
 from __future__ import annotations
 
 import os
+import socket
+import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -191,3 +194,16 @@ def check_sync_callback():
             self._check(f"after PPO update {self._rollouts}")
 
     return CheckSync()
+
+
+def launch_command(rltr_args: list[str], num_processes: int = 2) -> list[str]:
+    """The ``accelerate launch`` command line running ``python -m rltr RLTR_ARGS`` as ``num_processes`` processes on
+    this machine (gloo on CPU; a free local port), from this interpreter's environment."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    accelerate = str(Path(sys.executable).parent / "accelerate")
+    return [
+        accelerate, "launch", "--multi_gpu", "--num_processes", str(num_processes), "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port), "-m", "rltr", *rltr_args,
+    ]  # fmt: skip

@@ -108,9 +108,9 @@ class EpisodeEngine:
         if self._tail is not None:  # the context runs alone (the question does not exist yet); the tail at the end
             state = self._tail.context
         self._n_decide = state.n_alive  # what budgets count: every token, or (two-phase) the context's
-        if self.settings.score in NEEDS_REFERENCE and self.batch.kind == "tokens":  # what token fidelity compares with
-            self.batch.reference = self._reference(state)
         self.state = self._advance(state, 0, self.decision_layers[0])
+        if self.settings.score in NEEDS_REFERENCE and self.batch.kind == "tokens":  # what token fidelity compares with
+            self.batch.reference = self._reference()
         self.ctx = self._context()
 
     @property
@@ -177,13 +177,17 @@ class EpisodeEngine:
         (:mod:`rltr.inference.two_phase`), so no question token reads a context token the policy removed."""
         return not self.settings.query_aware and self.backbone.causal and self.batch.kind == "tokens"
 
-    def _reference(self, embedded: TokenState) -> torch.Tensor:
+    def _reference(self) -> torch.Tensor:
         """The full model's head output (token tasks: (B, N, V) logits at the answer positions), what the
-        fidelity scores compare with: the unreduced embedded batch (tail included) run through every layer
-        (not charged: it is the reward's yardstick, not the policy's work)."""
-        full_state = embedded if self._tail is None else self._tail.full
+        fidelity scores compare with (not charged: it is the reward's yardstick, not the policy's work): the
+        unreduced state at the first decision run through the remaining layers, or, two-phase, the embedded
+        batch with its tail through every layer (the episode's state holds the context alone)."""
+        if self._tail is None:
+            start, state = self.decision_layers[0], self.state
+        else:
+            start, state = 0, self._tail.full
         with self._autocast():
-            full = self.backbone.run_layers(full_state, 0, self.backbone.n_layers)
+            full = self.backbone.run_layers(state, start, self.backbone.n_layers)
             return self.batch.head_output(self.backbone, full)
 
     def _advance(self, state: TokenState, start: int, stop: int) -> TokenState:

@@ -110,12 +110,7 @@ def build_spec(spec: ZooSpec, out_dir: str | Path, *, seed: int | None = None, p
     per_task = spec.batch_size // len(spec.tasks)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, betas=(0.9, 0.98), weight_decay=spec.weight_decay)
 
-    def lr_factor(step: int) -> float:
-        if step < spec.warmup_steps:
-            return (step + 1) / spec.warmup_steps
-        return 0.1 + 0.45 * (1 + math.cos(math.pi * step / spec.max_steps))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    sched = warmup_cosine(opt, spec.warmup_steps, spec.max_steps, floor=0.1)
     lengths = [*spec.curriculum, spec.context_len]
     stage, tasks, val_acc, step, stage_steps = 0, _tasks(spec, lengths[0]), {}, 0, [0]
     bar = tqdm(range(spec.max_steps), desc=f"zoo {spec.name}", disable=not progress)
@@ -158,6 +153,18 @@ def build_spec(spec: ZooSpec, out_dir: str | Path, *, seed: int | None = None, p
         **build_facts(model, spec, seed, start),
     }
     return save_built(model, out_dir, meta, build_tokenizer())
+
+
+def warmup_cosine(opt, warmup_steps: int, max_steps: int, floor: float):
+    """The zoo builders' schedule: linear warm-up over ``warmup_steps``, then cosine decay from 1 to ``floor`` (a
+    fraction of the base rate) at ``max_steps``, held there after it."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return floor + (1 - floor) / 2 * (1 + math.cos(math.pi * min(step, max_steps) / max_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def optimizer_step(model, opt, sched, loss) -> None:

@@ -8,7 +8,6 @@ with ``AutoModelForImageClassification.from_pretrained(model_path("vit-digits"))
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 
 from rltr.backbones.builtin import save_built
 from rltr.tasks.images import N_CLASSES, digit_pixels, load_digits, split_indices
-from rltr.zoo.build import build_facts, optimizer_step
+from rltr.zoo.build import build_facts, optimizer_step, warmup_cosine
 
 FORMAT_VERSION = 1
 
@@ -110,12 +109,7 @@ def build_vit(spec: ViTDigitsSpec, out_dir: str | Path, *, seed: int | None = No
     rng = np.random.default_rng([seed, 77])
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
 
-    def lr_factor(step: int) -> float:
-        if step < spec.warmup_steps:
-            return (step + 1) / spec.warmup_steps
-        return 0.05 + 0.475 * (1 + math.cos(math.pi * step / spec.max_steps))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    sched = warmup_cosine(opt, spec.warmup_steps, spec.max_steps, floor=0.05)
     val_acc, step = 0.0, 0
     bar = tqdm(range(spec.max_steps), desc=f"zoo {spec.name}", disable=not progress)
     model.train()

@@ -12,7 +12,6 @@ measured on the plain one-question prompt.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -40,7 +39,7 @@ from rltr.tasks.digit_grid import (
     render,
     sample_question,
 )
-from rltr.zoo.build import build_facts, optimizer_step
+from rltr.zoo.build import build_facts, optimizer_step, warmup_cosine
 
 FORMAT_VERSION = 1
 
@@ -207,12 +206,7 @@ def build_vlm(spec: VLMDigitsSpec, out_dir, *, seed: int | None = None, progress
     opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
     cell_of = torch.from_numpy(cell_of_tokens())
 
-    def lr_factor(step: int) -> float:
-        if step < spec.warmup_steps:
-            return (step + 1) / spec.warmup_steps
-        return 0.05 + 0.475 * (1 + math.cos(math.pi * min(step, spec.max_steps) / spec.max_steps))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    sched = warmup_cosine(opt, spec.warmup_steps, spec.max_steps, floor=0.05)
     for _ in range(first):
         sched.step()  # resume: the schedule where it was
     val, step = {}, first
